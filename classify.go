@@ -1,0 +1,133 @@
+package retryhttp
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"syscall"
+)
+
+// failKind says why an attempt failed, for the retry decision, logs and
+// metrics.
+type failKind uint8
+
+const (
+	failNone      failKind = iota // the attempt succeeded, or its status is final
+	failStatus                    // a retryable status: 408, 429, 500, 502, 503, 504
+	failConnect                   // no connection: dial refused, unreachable, timed out; DNS failure
+	failReset                     // the connection broke: reset, broken pipe, EOF before the response
+	failTimeout                   // the attempt itself timed out (not the caller's context)
+	failPermanent                 // an error a retry cannot fix: TLS certificates, bad URL, scheme, ...
+)
+
+// failure is the classified result of one attempt.
+type failure struct {
+	kind failKind
+	code int // the status code, for failStatus
+}
+
+// retryable reports whether a retry could help.
+func (f failure) retryable() bool {
+	return f.kind != failNone && f.kind != failPermanent
+}
+
+// reason names the failure in logs and metric labels: the status code
+// ("503"), "connect", "reset" or "timeout"; "" when not retryable.
+func (f failure) reason() string {
+	switch f.kind {
+	case failStatus:
+		switch f.code {
+		case 408:
+			return "408"
+		case 429:
+			return "429"
+		case 500:
+			return "500"
+		case 502:
+			return "502"
+		case 503:
+			return "503"
+		case 504:
+			return "504"
+		}
+		return strconv.Itoa(f.code)
+	case failConnect:
+		return "connect"
+	case failReset:
+		return "reset"
+	case failTimeout:
+		return "timeout"
+	}
+	return ""
+}
+
+// classifyStatus returns failStatus for the statuses worth retrying: 408
+// Request Timeout, 429 Too Many Requests, 500, 502, 503 and 504. Every other
+// status, 501 Not Implemented and 505 HTTP Version Not Supported included,
+// is final.
+func classifyStatus(code int) failure {
+	switch code {
+	case http.StatusRequestTimeout, http.StatusTooManyRequests,
+		http.StatusInternalServerError, http.StatusBadGateway,
+		http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+		return failure{kind: failStatus, code: code}
+	}
+	return failure{}
+}
+
+// classifyError sorts a transport error by type, never by its text. It lists
+// what a retry can help with; anything else, such as a malformed URL or an
+// unsupported scheme, is permanent. The caller checks the request's context
+// first: an error after the context ended is never retried.
+func classifyError(err error) failure {
+	if permanentTLS(err) {
+		return failure{kind: failPermanent}
+	}
+	var dnsErr *net.DNSError
+	if errors.As(err, &dnsErr) {
+		if dnsErr.IsTimeout || dnsErr.IsTemporary {
+			return failure{kind: failConnect}
+		}
+		return failure{kind: failPermanent} // no such host
+	}
+	var opErr *net.OpError
+	if errors.As(err, &opErr) && (opErr.Op == "dial" || opErr.Op == "proxyconnect") {
+		return failure{kind: failConnect}
+	}
+	if errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) ||
+		errors.Is(err, syscall.ECONNABORTED) ||
+		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return failure{kind: failReset}
+	}
+	var netErr net.Error
+	if errors.As(err, &netErr) && netErr.Timeout() {
+		return failure{kind: failTimeout}
+	}
+	return failure{kind: failPermanent}
+}
+
+// permanentTLS reports whether err comes from a certificate the client
+// rejected or from a TLS handshake the peer refused: retrying would meet the
+// same certificate or the same refusal.
+func permanentTLS(err error) bool {
+	var (
+		verify     *tls.CertificateVerificationError
+		unknownCA  x509.UnknownAuthorityError
+		hostname   x509.HostnameError
+		invalid    x509.CertificateInvalidError
+		roots      x509.SystemRootsError
+		constraint x509.ConstraintViolationError
+		critical   x509.UnhandledCriticalExtension
+		record     tls.RecordHeaderError
+		alert      tls.AlertError
+	)
+	return errors.As(err, &verify) || errors.As(err, &unknownCA) ||
+		errors.As(err, &hostname) || errors.As(err, &invalid) ||
+		errors.As(err, &roots) || errors.As(err, &constraint) ||
+		errors.As(err, &critical) || errors.As(err, &record) ||
+		errors.As(err, &alert)
+}

@@ -1,0 +1,42 @@
+// Package retryhttp is a drop-in http.RoundTripper that retries what is safe
+// to retry, waits with exponential backoff and jitter, and honors
+// Retry-After.
+//
+// Systems fail all the time, so clients retry; but a retry done carelessly
+// sends a POST twice, corrupts an upload, sleeps past the caller's deadline,
+// or brings a crowd of clients back to a struggling server in lockstep. This
+// package retries the way Amazon's Builders' Library and the big cloud SDKs
+// do, behind the plain http.RoundTripper interface:
+//
+//	client := &http.Client{Transport: retryhttp.New(nil)}
+//
+// What is retried: status 408, 429, 500, 502, 503 and 504, refused or
+// unreachable connections, connections reset or closed before the response,
+// and attempts that timed out, up to Policy.MaxAttempts (3) attempts in all.
+// Only idempotent requests (GET, HEAD, OPTIONS, TRACE, PUT, DELETE, or any
+// request with an Idempotency-Key or X-Idempotency-Key header) are sent again
+// after the server may have seen them; any request is sent again when its
+// connection could not be made. What is never retried: any other status,
+// TLS certificate errors, malformed URLs, unsupported schemes, and anything
+// after the caller's context ended.
+//
+// Bodies are sent again byte for byte or not at all: through
+// Request.GetBody when the request has one, or else from a bounded buffer
+// (DefaultReplayBuffer, 64 KiB) filled while the body streams to the server.
+// A body is never read into memory up front.
+//
+// Waits follow the Policy's exponential backoff and Jitter (see
+// Policy.Delay), or the server's Retry-After plus a little jitter. A wait
+// that would end after the request context's deadline is not started: the
+// last response or error is returned at once. Canceling the context during
+// a wait returns promptly with an error that errors.Is reports as
+// context.Canceled.
+//
+// When it gives up, a Transport returns the last response as it came, with a
+// nil error, so an http.Client sees the final 503 exactly as without
+// retries. When the last attempt got no response, it returns an *Error that
+// counts the attempts and unwraps to the cause.
+//
+// Per request, ContextWithPolicy and ContextWithoutRetries override the
+// Transport's Policy.
+package retryhttp

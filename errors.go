@@ -1,0 +1,51 @@
+package retryhttp
+
+import "strconv"
+
+// PolicyError reports a field of a [Policy], or an option of [New], that holds
+// an unusable value. [Policy.Validate] returns one for each bad field, and a
+// Transport built with a bad Policy returns them from every RoundTrip.
+type PolicyError struct {
+	Field  string // the field, such as "BaseDelay"
+	Reason string // what is wrong with its value
+}
+
+func (e *PolicyError) Error() string {
+	return "retryhttp: invalid Policy." + e.Field + ": " + e.Reason
+}
+
+// Error is the error RoundTrip returns when the last attempt of a request
+// ended without a response, or when the caller's context ended while the
+// Transport waited to retry. It says how many attempts were sent and
+// unwraps to the cause, so errors.Is and errors.As see through it:
+// errors.Is(err, context.Canceled), errors.As(err, new(*net.OpError)).
+//
+// When the last attempt got a response, RoundTrip returns that response
+// and a nil error instead, whatever its status.
+type Error struct {
+	// Attempts is the number of attempts sent, the first included.
+	Attempts int
+	// Err is the last attempt's error or, if the context ended during a
+	// wait, the context's cause.
+	Err error
+	// Waiting is true when the context ended during a wait before a retry.
+	Waiting bool
+}
+
+func (e *Error) Error() string {
+	s := "retryhttp: "
+	if e.Waiting {
+		s += "canceled while waiting to retry, "
+	}
+	s += "after " + strconv.Itoa(e.Attempts) + " attempt"
+	if e.Attempts != 1 {
+		s += "s"
+	}
+	if e.Err == nil {
+		return s
+	}
+	return s + ": " + e.Err.Error()
+}
+
+// Unwrap returns the cause, for errors.Is and errors.As.
+func (e *Error) Unwrap() error { return e.Err }

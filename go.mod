@@ -1,0 +1,8 @@
+module github.com/retryhttp/retryhttp
+
+go 1.26.0
+
+require (
+	github.com/hashicorp/go-cleanhttp v0.5.2 // indirect
+	github.com/stretchr/testify v1.12.1 // indirect
+)

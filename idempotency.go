@@ -1,0 +1,37 @@
+package retryhttp
+
+import "net/http"
+
+// idempotent reports whether req may be sent again after the server may have
+// seen it. RFC 9110 §9.2.2 makes GET, HEAD, OPTIONS, TRACE, PUT and DELETE
+// idempotent. Any other method (POST, PATCH, CONNECT, extensions) is
+// idempotent only when the caller says so with an Idempotency-Key or
+// X-Idempotency-Key header, the rule net/http's own transport applies to
+// its internal retries (the IETF draft "The Idempotency-Key HTTP Header
+// Field"). The header's presence counts, whatever its value.
+func idempotent(req *http.Request) bool {
+	switch req.Method {
+	case "", http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace, http.MethodPut, http.MethodDelete:
+		return true
+	}
+	if _, ok := req.Header["Idempotency-Key"]; ok {
+		return true
+	}
+	_, ok := req.Header["X-Idempotency-Key"]
+	return ok
+}
+
+// mayRetry reports whether a request that failed with f may be sent again as
+// far as its method is concerned: an idempotent request may, and any request
+// may when its attempt failed before a connection existed, since the server
+// then never saw it (RFC 9110 §9.2.2: "...or that the original request was
+// never applied"). A POST whose connection broke after it was sent is never
+// sent again.
+func mayRetry(req *http.Request, f failure) bool {
+	return f.kind == failConnect || idempotent(req)
+}
+
+// hasBody reports whether req carries a body that a retry must send again.
+func hasBody(req *http.Request) bool {
+	return req.Body != nil && req.Body != http.NoBody
+}

@@ -1,0 +1,212 @@
+package retryhttp
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"time"
+
+	"github.com/hashicorp/go-cleanhttp"
+)
+
+// Transport is an http.RoundTripper that sends each request through a base
+// RoundTripper and retries it when that is safe and may help: on status 408,
+// 429, 500, 502, 503 and 504 and on connection failures, for idempotent
+// requests (and for any request whose connection was never made), with
+// exponential backoff and jitter, honoring Retry-After.
+//
+// A Transport is safe for concurrent use by multiple goroutines. It never
+// modifies the caller's Request, always closes its body, and returns either
+// a response with a nil error or an error with no response. When it gives
+// up, it returns the last response unchanged (a final 503 arrives exactly as
+// it would without retries) or, when the last attempt got no response, an
+// *Error that unwraps to the last attempt's error.
+type Transport struct {
+	base        http.RoundTripper
+	policy      Policy // as given to WithPolicy; defaults applied in New
+	logger      *slog.Logger
+	replayLimit int
+	err         error // a bad option; returned by every RoundTrip
+
+	// Test seams: the clock, the wait, and the randomness (nil: math/rand/v2).
+	now   func() time.Time
+	sleep func(ctx context.Context, d time.Duration) error
+	rand  *rand.Rand
+}
+
+var _ http.RoundTripper = (*Transport)(nil)
+
+// New returns a Transport that sends requests through base. A nil base means
+// a fresh cleanhttp.DefaultPooledTransport(): net/http's default settings
+// without any shared global state. New never fails: a bad option makes every
+// RoundTrip return its error (a *PolicyError).
+func New(base http.RoundTripper, opts ...Option) *Transport {
+	if base == nil {
+		base = cleanhttp.DefaultPooledTransport()
+	}
+	t := &Transport{
+		base:        base,
+		replayLimit: DefaultReplayBuffer,
+		now:         time.Now,
+		sleep:       sleep,
+	}
+	for _, o := range opts {
+		if o != nil {
+			o.apply(t)
+		}
+	}
+	if err := t.policy.Validate(); err != nil && t.err == nil {
+		t.err = err
+	}
+	t.policy = t.policy.withDefaults()
+	return t
+}
+
+// CloseIdleConnections closes the idle connections of the base transport,
+// when it has such a method, so that http.Client.CloseIdleConnections
+// works through a Transport. The Transport never calls it on its own.
+func (t *Transport) CloseIdleConnections() {
+	if c, ok := t.base.(interface{ CloseIdleConnections() }); ok {
+		c.CloseIdleConnections()
+	}
+}
+
+// RoundTrip sends req, retrying as the Policy allows. See [Transport].
+func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req == nil {
+		return nil, errors.New("retryhttp: nil *http.Request")
+	}
+	p, err := t.policyFor(req)
+	if err != nil {
+		closeBody(req)
+		return nil, err
+	}
+	if req.URL == nil {
+		closeBody(req)
+		return nil, errors.New("retryhttp: nil Request.URL")
+	}
+	if p.MaxAttempts == 1 {
+		return t.once(req)
+	}
+	return t.retry(req, p)
+}
+
+// policyFor returns the policy for req, from its context or the Transport,
+// with defaults applied.
+func (t *Transport) policyFor(req *http.Request) (Policy, error) {
+	if t.err != nil {
+		return Policy{}, t.err
+	}
+	p, ok := policyFrom(req.Context())
+	if !ok {
+		return t.policy, nil
+	}
+	if err := p.Validate(); err != nil {
+		return Policy{}, err
+	}
+	return p.withDefaults(), nil
+}
+
+// once sends req with no retry.
+func (t *Transport) once(req *http.Request) (*http.Response, error) {
+	resp, err := t.base.RoundTrip(req)
+	if err != nil {
+		return nil, &Error{Attempts: 1, Err: err}
+	}
+	return resp, nil
+}
+
+// retry runs the attempts of req under p, which has MaxAttempts > 1.
+func (t *Transport) retry(req *http.Request, p Policy) (*http.Response, error) {
+	ctx := req.Context()
+	out := req // what the next attempt sends
+	var body *replayBody
+	if hasBody(req) && req.GetBody == nil {
+		body = newReplayBody(req.Body, t.replayLimit)
+		defer body.finish()
+		v, _ := body.view() // a fresh replayBody always gives its first view
+		out = withBody(req, v, body.view)
+	}
+
+	var wait time.Duration
+	for attempt := 1; ; attempt++ {
+		resp, err := t.base.RoundTrip(out)
+		if err == nil && resp == nil { // a broken base; never hand the caller both nil
+			err = errors.New("retryhttp: base RoundTripper returned a nil response and a nil error")
+		}
+		if resp != nil && out != req {
+			resp.Request = req
+		}
+		f := classify(resp, err)
+		o := t.stop(ctx, req, p, attempt, f, err)
+		var next *http.Request
+		if o == outcomeNone {
+			wait, o = t.nextWait(ctx, p, resp, attempt, wait)
+		}
+		if o == outcomeNone {
+			if next, o = nextRequest(req, body); o == outcomeNone && next == nil {
+				next = out
+			}
+		}
+		if o != outcomeNone {
+			return result(ctx, resp, err, attempt, o)
+		}
+
+		if resp != nil {
+			discard(resp)
+		}
+		t.logRetry(ctx, req, attempt, f, wait, resp, err)
+		if err := t.sleep(ctx, wait); err != nil {
+			return nil, &Error{Attempts: attempt, Err: err, Waiting: true}
+		}
+		out = next
+	}
+}
+
+// stop returns why the request must end after this attempt, or outcomeNone
+// when a retry is allowed so far.
+func (t *Transport) stop(ctx context.Context, req *http.Request, p Policy, attempt int, f failure, err error) outcome {
+	switch {
+	case err != nil && ctx.Err() != nil:
+		return outcomeCanceled
+	case !f.retryable():
+		if err != nil {
+			return outcomeNotRetryable
+		}
+		return outcomeOK
+	case ctx.Err() != nil:
+		return outcomeCanceled
+	case attempt >= p.MaxAttempts:
+		return outcomeExhausted
+	case !mayRetry(req, f):
+		return outcomeNotRetryable
+	}
+	return outcomeNone
+}
+
+// nextWait returns the wait before the next attempt: what the response's
+// Retry-After asks for, plus a little jitter, or else the policy's backoff.
+// It returns outcomeTooLate when the server asks for more than MaxRetryAfter
+// or when the wait would not end before the context's deadline.
+func (t *Transport) nextWait(ctx context.Context, p Policy, resp *http.Response, attempt int, prev time.Duration) (time.Duration, outcome) {
+	wait := time.Duration(-1)
+	if resp != nil {
+		if v := resp.Header.Get("Retry-After"); v != "" {
+			if asked, ok := parseRetryAfter(v, t.now()); ok {
+				if asked > p.MaxRetryAfter {
+					return 0, outcomeTooLate
+				}
+				wait = retryAfterWait(asked, p.BaseDelay, t.rand)
+			}
+		}
+	}
+	if wait < 0 {
+		wait = p.Delay(attempt-1, prev, t.rand)
+	}
+	if deadline, ok := ctx.Deadline(); ok && !t.now().Add(wait).Before(deadline) {
+		return 0, outcomeTooLate
+	}
+	return wait, outcomeNone
+}
