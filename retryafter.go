@@ -15,7 +15,7 @@ import (
 // no wait. ok is false when v is neither form; the caller then ignores it. A
 // number too large for a time.Duration saturates instead of wrapping.
 func parseRetryAfter(v string, now time.Time) (d time.Duration, ok bool) {
-	v = strings.TrimSpace(v)
+	v = trimOWS(v)
 	if v == "" {
 		return 0, false
 	}
@@ -39,6 +39,9 @@ func parseRetryAfter(v string, now time.Time) (d time.Duration, ok bool) {
 	}
 	return d, true
 }
+
+// trimOWS strips the optional white space (space and tab) around a field value.
+func trimOWS(s string) string { return strings.Trim(s, " \t") }
 
 func isDigits(s string) bool {
 	for i := 0; i < len(s); i++ {
