@@ -9,7 +9,13 @@ type policyKey struct{}
 // it for one call that needs more patience, or less. An invalid p makes
 // those requests fail with its error (see [Policy.Validate]).
 func ContextWithPolicy(ctx context.Context, p Policy) context.Context {
-	return context.WithValue(ctx, policyKey{}, p)
+	return context.WithValue(ctx, policyKey{}, &ctxPolicy{policy: p.withDefaults(), err: p.Validate()})
+}
+
+// ctxPolicy is a Policy stored in a context, checked once when stored.
+type ctxPolicy struct {
+	policy Policy // defaults applied
+	err    error  // from Validate
 }
 
 // ContextWithoutRetries returns a copy of ctx that turns retries off for the
@@ -19,8 +25,8 @@ func ContextWithoutRetries(ctx context.Context) context.Context {
 	return ContextWithPolicy(ctx, Policy{MaxAttempts: 1})
 }
 
-// policyFrom returns the Policy that ContextWithPolicy stored in ctx.
-func policyFrom(ctx context.Context) (Policy, bool) {
-	p, ok := ctx.Value(policyKey{}).(Policy)
-	return p, ok
+// policyFrom returns the Policy that ContextWithPolicy stored in ctx, or nil.
+func policyFrom(ctx context.Context) *ctxPolicy {
+	p, _ := ctx.Value(policyKey{}).(*ctxPolicy)
+	return p
 }

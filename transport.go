@@ -95,18 +95,14 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 
 // policyFor returns the policy for req, from its context or the Transport,
 // with defaults applied.
-func (t *Transport) policyFor(req *http.Request) (Policy, error) {
+func (t *Transport) policyFor(req *http.Request) (*Policy, error) {
 	if t.err != nil {
-		return Policy{}, t.err
+		return nil, t.err
 	}
-	p, ok := policyFrom(req.Context())
-	if !ok {
-		return t.policy, nil
+	if cp := policyFrom(req.Context()); cp != nil {
+		return &cp.policy, cp.err
 	}
-	if err := p.Validate(); err != nil {
-		return Policy{}, err
-	}
-	return p.withDefaults(), nil
+	return &t.policy, nil
 }
 
 // once sends req with no retry.
@@ -119,12 +115,18 @@ func (t *Transport) once(req *http.Request) (*http.Response, error) {
 }
 
 // retry runs the attempts of req under p, which has MaxAttempts > 1.
-func (t *Transport) retry(req *http.Request, p Policy) (*http.Response, error) {
+func (t *Transport) retry(req *http.Request, p *Policy) (*http.Response, error) {
 	ctx := req.Context()
 	out := req // what the next attempt sends
 	var body *replayBody
 	if hasBody(req) && req.GetBody == nil {
-		body = newReplayBody(req.Body, t.replayLimit)
+		// A request that is not idempotent is retried only when its
+		// connection failed, before any of its body was read: keep nothing.
+		limit := t.replayLimit
+		if !idempotent(req) {
+			limit = 0
+		}
+		body = newReplayBody(req.Body, limit)
 		defer body.finish()
 		v, _ := body.view() // a fresh replayBody always gives its first view
 		out = withBody(req, v, body.view)
@@ -133,8 +135,12 @@ func (t *Transport) retry(req *http.Request, p Policy) (*http.Response, error) {
 	var wait time.Duration
 	for attempt := 1; ; attempt++ {
 		resp, err := t.base.RoundTrip(out)
-		if err == nil && resp == nil { // a broken base; never hand the caller both nil
+		switch { // a base that breaks the RoundTripper contract
+		case err == nil && resp == nil:
 			err = errors.New("retryhttp: base RoundTripper returned a nil response and a nil error")
+		case err != nil && resp != nil:
+			resp.Body.Close() // as http.Client does: the error wins
+			resp = nil
 		}
 		if resp != nil && out != req {
 			resp.Request = req
@@ -167,7 +173,7 @@ func (t *Transport) retry(req *http.Request, p Policy) (*http.Response, error) {
 
 // stop returns why the request must end after this attempt, or outcomeNone
 // when a retry is allowed so far.
-func (t *Transport) stop(ctx context.Context, req *http.Request, p Policy, attempt int, f failure, err error) outcome {
+func (t *Transport) stop(ctx context.Context, req *http.Request, p *Policy, attempt int, f failure, err error) outcome {
 	switch {
 	case err != nil && ctx.Err() != nil:
 		return outcomeCanceled
@@ -190,7 +196,7 @@ func (t *Transport) stop(ctx context.Context, req *http.Request, p Policy, attem
 // Retry-After asks for, plus a little jitter, or else the policy's backoff.
 // It returns outcomeTooLate when the server asks for more than MaxRetryAfter
 // or when the wait would not end before the context's deadline.
-func (t *Transport) nextWait(ctx context.Context, p Policy, resp *http.Response, attempt int, prev time.Duration) (time.Duration, outcome) {
+func (t *Transport) nextWait(ctx context.Context, p *Policy, resp *http.Response, attempt int, prev time.Duration) (time.Duration, outcome) {
 	wait := time.Duration(-1)
 	if resp != nil {
 		if v := resp.Header.Get("Retry-After"); v != "" {

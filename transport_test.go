@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -355,3 +356,47 @@ func reset(c *net.TCPConn) {
 func hangUp(c *net.TCPConn) { _ = c.Close() }
 
 var errTestBody = errors.New("test body failure")
+
+func TestNoGoroutineOutlivesTheRequests(t *testing.T) {
+	before := runtime.NumGoroutine()
+	up := newUpstream(t, statuses(503, 200))
+	tr, _ := newTestTransport(t)
+	for range 20 {
+		resp, err := tr.RoundTrip(mustRequest(t, http.MethodPut, up.URL, onlyReader{strings.NewReader("abc")}))
+		require.NoError(t, err)
+		readAll(t, resp)
+	}
+	_, err := tr.RoundTrip(mustRequest(t, http.MethodGet, "http://"+closedAddr(t), nil))
+	require.Error(t, err)
+	tr.CloseIdleConnections()
+	up.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	assert.LessOrEqual(t, runtime.NumGoroutine(), before, "goroutines left behind")
+}
+
+// brokenRT breaks the RoundTripper contract in the ways a Transport must
+// survive.
+type brokenRT struct {
+	resp *http.Response
+	err  error
+}
+
+func (b brokenRT) RoundTrip(*http.Request) (*http.Response, error) { return b.resp, b.err }
+
+func TestBrokenBaseNeverYieldsResponseAndError(t *testing.T) {
+	body := &closeTracker{Reader: strings.NewReader("")}
+	tests := []brokenRT{
+		{nil, nil},
+		{&http.Response{StatusCode: 200, Body: body}, errTestBody},
+	}
+	for _, base := range tests {
+		tr := New(base, WithPolicy(Policy{MaxAttempts: 2, BaseDelay: time.Nanosecond}))
+		resp, err := tr.RoundTrip(mustRequest(t, http.MethodGet, "http://127.0.0.1/", nil))
+		assert.Nil(t, resp)
+		assert.Error(t, err)
+	}
+	assert.Equal(t, int32(1), body.closes.Load(), "the response that came with an error was closed")
+}
