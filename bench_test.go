@@ -11,12 +11,13 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-cleanhttp"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/retryhttp/retryhttp"
 )
 
 // The happy path: every request succeeds at once. Each benchmark has a bare
-// row (the base transport alone) and a retryhttp row (the same base wrapped),
-// so benchstat compares them from one run:
+// row (the base transport alone), a retryhttp row (the same base wrapped) and
+// a retryhttp+metrics row, so benchstat compares them from one run:
 //
 //	go test -run '^$' -bench . -count 10 | tee new.txt && benchstat -col /rt new.txt
 
@@ -25,6 +26,14 @@ import (
 type staticRT struct{ resp *http.Response }
 
 func (s staticRT) RoundTrip(*http.Request) (*http.Response, error) { return s.resp, nil }
+
+func newMetrics() *retryhttp.Metrics {
+	m, err := retryhttp.NewMetrics(prometheus.NewRegistry())
+	if err != nil {
+		panic(err)
+	}
+	return m
+}
 
 func rows(base http.RoundTripper) []struct {
 	name string
@@ -36,6 +45,7 @@ func rows(base http.RoundTripper) []struct {
 	}{
 		{"rt=bare", base},
 		{"rt=retryhttp", retryhttp.New(base)},
+		{"rt=retryhttp+metrics", retryhttp.New(base, retryhttp.WithMetrics(newMetrics()))},
 	}
 }
 

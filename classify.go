@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"strconv"
 	"syscall"
 )
 
@@ -35,34 +34,43 @@ func (f failure) retryable() bool {
 	return f.kind != failNone && f.kind != failPermanent
 }
 
-// reason names the failure in logs and metric labels: the status code
-// ("503"), "connect", "reset" or "timeout"; "" when not retryable.
+// reasonNames are the reasons a retry happens, as logs and the reason label
+// of retryhttp_retries_total name them, indexed by reasonIndex.
+var reasonNames = [...]string{"408", "429", "500", "502", "503", "504", "connect", "reset", "timeout"}
+
+// reason names a retryable failure: the status code ("503"), "connect",
+// "reset" or "timeout"; "" when it is not retryable.
 func (f failure) reason() string {
-	switch f.kind {
-	case failStatus:
-		switch f.code {
-		case 408:
-			return "408"
-		case 429:
-			return "429"
-		case 500:
-			return "500"
-		case 502:
-			return "502"
-		case 503:
-			return "503"
-		case 504:
-			return "504"
-		}
-		return strconv.Itoa(f.code)
-	case failConnect:
-		return "connect"
-	case failReset:
-		return "reset"
-	case failTimeout:
-		return "timeout"
+	if !f.retryable() {
+		return ""
 	}
-	return ""
+	return reasonNames[f.reasonIndex()]
+}
+
+// reasonIndex returns the index of a retryable failure's reason in
+// reasonNames.
+func (f failure) reasonIndex() int {
+	switch f.kind {
+	case failConnect:
+		return 6
+	case failReset:
+		return 7
+	case failTimeout:
+		return 8
+	}
+	switch f.code {
+	case http.StatusRequestTimeout:
+		return 0
+	case http.StatusTooManyRequests:
+		return 1
+	case http.StatusInternalServerError:
+		return 2
+	case http.StatusBadGateway:
+		return 3
+	case http.StatusServiceUnavailable:
+		return 4
+	}
+	return 5 // http.StatusGatewayTimeout, the last status classifyStatus retries
 }
 
 // classifyStatus returns failStatus for the statuses worth retrying: 408

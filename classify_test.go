@@ -89,5 +89,4 @@ func TestFailureReasons(t *testing.T) {
 	assert.Equal(t, "reset", failure{kind: failReset}.reason())
 	assert.Equal(t, "timeout", failure{kind: failTimeout}.reason())
 	assert.Equal(t, "", failure{kind: failPermanent}.reason())
-	assert.Equal(t, "599", failure{kind: failStatus, code: 599}.reason())
 }

@@ -48,3 +48,10 @@ func WithReplayBuffer(limit int) Option {
 		t.replayLimit = limit
 	})
 }
+
+// WithMetrics makes the Transport count its requests, attempts, retries and
+// waits in m (see [Metrics]). Several Transports may share one *Metrics.
+// Absent or nil: no metrics.
+func WithMetrics(m *Metrics) Option {
+	return optionFunc(func(t *Transport) { t.metrics = m })
+}

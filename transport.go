@@ -28,7 +28,8 @@ type Transport struct {
 	policy      Policy // as given to WithPolicy; defaults applied in New
 	logger      *slog.Logger
 	replayLimit int
-	err         error // a bad option; returned by every RoundTrip
+	metrics     *Metrics // nil: no metrics
+	err         error    // a bad option; returned by every RoundTrip
 
 	// Test seams: the clock, the wait, and the randomness (nil: math/rand/v2).
 	now   func() time.Time
@@ -76,21 +77,19 @@ func (t *Transport) CloseIdleConnections() {
 // RoundTrip sends req, retrying as the Policy allows. See [Transport].
 func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if req == nil {
+		t.metrics.request(numMethods-1, outcomeNotRetryable)
 		return nil, errors.New("retryhttp: nil *http.Request")
 	}
 	p, err := t.policyFor(req)
+	if err == nil && req.URL == nil {
+		err = errors.New("retryhttp: nil Request.URL")
+	}
 	if err != nil {
 		closeBody(req)
+		t.metrics.request(methodIndex(req.Method), outcomeNotRetryable)
 		return nil, err
 	}
-	if req.URL == nil {
-		closeBody(req)
-		return nil, errors.New("retryhttp: nil Request.URL")
-	}
-	if p.MaxAttempts == 1 {
-		return t.once(req)
-	}
-	return t.retry(req, p)
+	return t.roundTrip(req, p)
 }
 
 // policyFor returns the policy for req, from its context or the Transport,
@@ -105,21 +104,13 @@ func (t *Transport) policyFor(req *http.Request) (*Policy, error) {
 	return &t.policy, nil
 }
 
-// once sends req with no retry.
-func (t *Transport) once(req *http.Request) (*http.Response, error) {
-	resp, err := t.base.RoundTrip(req)
-	if err != nil {
-		return nil, &Error{Attempts: 1, Err: err}
-	}
-	return resp, nil
-}
-
-// retry runs the attempts of req under p, which has MaxAttempts > 1.
-func (t *Transport) retry(req *http.Request, p *Policy) (*http.Response, error) {
+// roundTrip runs the attempts of req under p.
+func (t *Transport) roundTrip(req *http.Request, p *Policy) (*http.Response, error) {
 	ctx := req.Context()
+	method := methodIndex(req.Method)
 	out := req // what the next attempt sends
 	var body *replayBody
-	if hasBody(req) && req.GetBody == nil {
+	if p.MaxAttempts > 1 && hasBody(req) && req.GetBody == nil {
 		// A request that is not idempotent is retried only when its
 		// connection failed, before any of its body was read: keep nothing.
 		limit := t.replayLimit
@@ -142,14 +133,21 @@ func (t *Transport) retry(req *http.Request, p *Policy) (*http.Response, error) 
 			resp.Body.Close() // as http.Client does: the error wins
 			resp = nil
 		}
-		if resp != nil && out != req {
-			resp.Request = req
+		if resp != nil {
+			t.metrics.attempt(method, resp.StatusCode)
+			if out != req {
+				resp.Request = req
+			}
+		} else {
+			t.metrics.attempt(method, 0)
 		}
+
 		f := classify(resp, err)
 		o := t.stop(ctx, req, p, attempt, f, err)
 		var next *http.Request
+		var retryAfter bool
 		if o == outcomeNone {
-			wait, o = t.nextWait(ctx, p, resp, attempt, wait)
+			wait, retryAfter, o = t.nextWait(ctx, p, resp, attempt, wait)
 		}
 		if o == outcomeNone {
 			if next, o = nextRequest(req, body); o == outcomeNone && next == nil {
@@ -157,14 +155,17 @@ func (t *Transport) retry(req *http.Request, p *Policy) (*http.Response, error) 
 			}
 		}
 		if o != outcomeNone {
+			t.metrics.request(method, o)
 			return result(ctx, resp, err, attempt, o)
 		}
 
 		if resp != nil {
 			discard(resp)
 		}
+		t.metrics.retry(method, f, wait, retryAfter)
 		t.logRetry(ctx, req, attempt, f, wait, resp, err)
 		if err := t.sleep(ctx, wait); err != nil {
+			t.metrics.request(method, outcomeCanceled)
 			return nil, &Error{Attempts: attempt, Err: err, Waiting: true}
 		}
 		out = next
@@ -193,26 +194,27 @@ func (t *Transport) stop(ctx context.Context, req *http.Request, p *Policy, atte
 }
 
 // nextWait returns the wait before the next attempt: what the response's
-// Retry-After asks for, plus a little jitter, or else the policy's backoff.
-// It returns outcomeTooLate when the server asks for more than MaxRetryAfter
-// or when the wait would not end before the context's deadline.
-func (t *Transport) nextWait(ctx context.Context, p *Policy, resp *http.Response, attempt int, prev time.Duration) (time.Duration, outcome) {
-	wait := time.Duration(-1)
+// Retry-After asks for, plus a little jitter (retryAfter is then true), or
+// else the policy's backoff. It returns outcomeTooLate when the server asks
+// for more than MaxRetryAfter or when the wait would not end before the
+// context's deadline.
+func (t *Transport) nextWait(ctx context.Context, p *Policy, resp *http.Response, attempt int, prev time.Duration) (wait time.Duration, retryAfter bool, o outcome) {
 	if resp != nil {
 		if v := resp.Header.Get("Retry-After"); v != "" {
-			if asked, ok := parseRetryAfter(v, t.now()); ok {
+			var asked time.Duration
+			if asked, retryAfter = parseRetryAfter(v, t.now()); retryAfter {
 				if asked > p.MaxRetryAfter {
-					return 0, outcomeTooLate
+					return 0, true, outcomeTooLate
 				}
 				wait = retryAfterWait(asked, p.BaseDelay, t.rand)
 			}
 		}
 	}
-	if wait < 0 {
+	if !retryAfter {
 		wait = p.Delay(attempt-1, prev, t.rand)
 	}
 	if deadline, ok := ctx.Deadline(); ok && !t.now().Add(wait).Before(deadline) {
-		return 0, outcomeTooLate
+		return 0, retryAfter, outcomeTooLate
 	}
-	return wait, outcomeNone
+	return wait, retryAfter, outcomeNone
 }

@@ -1,0 +1,218 @@
+package retryhttp
+
+import (
+	"errors"
+	"net/http"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics holds the Prometheus series a Transport updates. It is a
+// prometheus.Collector, safe for concurrent use, and may be shared by any
+// number of Transports (see [WithMetrics]): their counts add up.
+//
+//	retryhttp_requests_total{method, outcome}    each RoundTrip, once, by how it ended
+//	retryhttp_attempts_total{method, code}       each attempt sent; code is the status or "error"
+//	retryhttp_retries_total{method, reason}      each retry scheduled; reason is the status
+//	                                             that caused it ("503"), "connect", "reset" or "timeout"
+//	retryhttp_retry_delay_seconds{source}        each wait before a retry; source is
+//	                                             "backoff" or "retry_after"
+//
+// The outcomes are "ok" (the last attempt needed no retry: a success, or a
+// status that is not retried such as 404), "exhausted" (MaxAttempts reached
+// while still failing), "not_retryable" (a failure the policy refuses to
+// retry because of the method, the body or the error; also a request the
+// Transport rejects before sending, such as one with an invalid Policy),
+// "too_late" (the wait would pass MaxRetryAfter or the context's deadline)
+// and "canceled" (the caller's context ended). The method label is one of
+// the nine standard methods, or "OTHER". No label holds a URL, host or path:
+// their cardinality has no bound.
+//
+// To tell clients apart, wrap the registerer with a constant label:
+//
+//	reg := prometheus.WrapRegistererWith(prometheus.Labels{"client": "github"}, prometheus.DefaultRegisterer)
+//	m, err := retryhttp.NewMetrics(reg)
+//
+// A series is created when it is first used; after that, updating it takes
+// no allocation.
+type Metrics struct {
+	requests *prometheus.CounterVec
+	attempts *prometheus.CounterVec
+	retries  *prometheus.CounterVec
+	delay    *prometheus.HistogramVec
+
+	// Label children, resolved once and then read without a lock.
+	requestsBy [numMethods][numOutcomes]atomic.Pointer[prometheus.Counter]
+	attemptsBy [numMethods][numCodes]atomic.Pointer[prometheus.Counter]
+	retriesBy  [numMethods][numReasons]atomic.Pointer[prometheus.Counter]
+	delayBy    [2]atomic.Pointer[prometheus.Observer]
+}
+
+// DelayBuckets are the buckets of retryhttp_retry_delay_seconds, from 1 ms to
+// 60 s (DefaultMaxRetryAfter).
+var DelayBuckets = []float64{0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60}
+
+// NewMetrics creates the series and registers them with reg. With a nil reg
+// nothing is registered: the caller may register the returned *Metrics
+// itself. The library never touches prometheus.DefaultRegisterer unless it
+// is passed in. When reg already holds the series from an earlier call,
+// NewMetrics returns that earlier *Metrics, so calling it twice with one
+// registerer works. Any other registration error is returned.
+func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
+	m := &Metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "retryhttp_requests_total",
+			Help: "Requests sent through a retryhttp Transport, by how they ended.",
+		}, []string{"method", "outcome"}),
+		attempts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "retryhttp_attempts_total",
+			Help: "Attempts sent, the first ones included, by status code or \"error\".",
+		}, []string{"method", "code"}),
+		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "retryhttp_retries_total",
+			Help: "Retries scheduled, by the status code or connection failure that caused them.",
+		}, []string{"method", "reason"}),
+		delay: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "retryhttp_retry_delay_seconds",
+			Help:    "Waits before retries, from the backoff or from the server's Retry-After.",
+			Buckets: DelayBuckets,
+		}, []string{"source"}),
+	}
+	if reg == nil {
+		return m, nil
+	}
+	if err := reg.Register(m); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if existing, ok := are.ExistingCollector.(*Metrics); ok {
+				return existing, nil
+			}
+		}
+		return nil, err
+	}
+	return m, nil
+}
+
+// Describe implements prometheus.Collector.
+func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
+	m.requests.Describe(ch)
+	m.attempts.Describe(ch)
+	m.retries.Describe(ch)
+	m.delay.Describe(ch)
+}
+
+// Collect implements prometheus.Collector.
+func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
+	m.requests.Collect(ch)
+	m.attempts.Collect(ch)
+	m.retries.Collect(ch)
+	m.delay.Collect(ch)
+}
+
+// Label values, indexed as the caches are.
+var (
+	methodNames = [...]string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "CONNECT", "OPTIONS", "TRACE", "OTHER"}
+	sourceNames = [...]string{"backoff", "retry_after"}
+)
+
+const (
+	numMethods  = len(methodNames)
+	numOutcomes = len(outcomeNames)
+	numReasons  = len(reasonNames)
+	numCodes    = 501 // status 100 to 599 at 0 to 499, "error" at 500
+	codeError   = numCodes - 1
+)
+
+// methodIndex returns the index of req's method in methodNames.
+func methodIndex(method string) int {
+	switch method {
+	case "", http.MethodGet:
+		return 0
+	case http.MethodHead:
+		return 1
+	case http.MethodPost:
+		return 2
+	case http.MethodPut:
+		return 3
+	case http.MethodPatch:
+		return 4
+	case http.MethodDelete:
+		return 5
+	case http.MethodConnect:
+		return 6
+	case http.MethodOptions:
+		return 7
+	case http.MethodTrace:
+		return 8
+	}
+	return numMethods - 1
+}
+
+// inc adds one to the cached child of vec for the labels a and b, resolving
+// it on first use. The fast path is one atomic load.
+func inc(slot *atomic.Pointer[prometheus.Counter], vec *prometheus.CounterVec, a, b string) {
+	if c := slot.Load(); c != nil {
+		(*c).Inc()
+		return
+	}
+	c := vec.WithLabelValues(a, b)
+	slot.Store(&c)
+	c.Inc()
+}
+
+// attempt counts one attempt: code is its status, or 0 for a transport error.
+func (m *Metrics) attempt(method, code int) {
+	if m == nil {
+		return
+	}
+	i := codeError
+	switch {
+	case code >= 100 && code <= 599:
+		i = code - 100
+	case code != 0: // not a status net/http produces: counted, not cached
+		m.attempts.WithLabelValues(methodNames[method], strconv.Itoa(code)).Inc()
+		return
+	}
+	slot := &m.attemptsBy[method][i]
+	if c := slot.Load(); c != nil { // the common case, without building the label
+		(*c).Inc()
+		return
+	}
+	label := "error"
+	if code != 0 {
+		label = strconv.Itoa(code) // once per series, not per request
+	}
+	inc(slot, m.attempts, methodNames[method], label)
+}
+
+// retry counts one retry scheduled for f, and the wait before it.
+func (m *Metrics) retry(method int, f failure, wait time.Duration, retryAfter bool) {
+	if m == nil {
+		return
+	}
+	r := f.reasonIndex()
+	inc(&m.retriesBy[method][r], m.retries, methodNames[method], reasonNames[r])
+	s := 0
+	if retryAfter {
+		s = 1
+	}
+	slot := &m.delayBy[s]
+	o := slot.Load()
+	if o == nil {
+		obs := m.delay.WithLabelValues(sourceNames[s])
+		slot.Store(&obs)
+		o = &obs
+	}
+	(*o).Observe(wait.Seconds())
+}
+
+// request counts one RoundTrip that ended with o.
+func (m *Metrics) request(method int, o outcome) {
+	if m == nil {
+		return
+	}
+	inc(&m.requestsBy[method][o], m.requests, methodNames[method], o.String())
+}
