@@ -1,0 +1,170 @@
+// Package monitoring builds the Grafana dashboard for retryhttp's metrics, as
+// code, with the Grafana Foundation SDK. It lives in its own module so that
+// the library's users do not inherit the SDK.
+//
+// The generated JSON is committed at grafana/retryhttp.json; regenerate it
+// with `go run ./cmd/gen-dashboard > grafana/retryhttp.json` (a test fails
+// when the two differ).
+package monitoring
+
+import (
+	"encoding/json"
+
+	"github.com/grafana/grafana-foundation-sdk/go/cog"
+	"github.com/grafana/grafana-foundation-sdk/go/common"
+	"github.com/grafana/grafana-foundation-sdk/go/dashboard"
+	"github.com/grafana/grafana-foundation-sdk/go/heatmap"
+	"github.com/grafana/grafana-foundation-sdk/go/prometheus"
+	"github.com/grafana/grafana-foundation-sdk/go/stat"
+	"github.com/grafana/grafana-foundation-sdk/go/timeseries"
+)
+
+// UID is the dashboard's fixed uid, so that links to it survive re-imports.
+const UID = "retryhttp-overview"
+
+// sel is the label selector every query applies: the job and instance
+// chosen in the dashboard's variables.
+const sel = `job=~"$job", instance=~"$instance"`
+
+// rate returns the per-second rate of a retryhttp counter over Grafana's
+// rate interval, summed by the given labels.
+func rate(by, metric, extra string) string {
+	s := sel
+	if extra != "" {
+		s += ", " + extra
+	}
+	if by != "" {
+		by += " "
+	}
+	return "sum" + by + "(rate(" + metric + "{" + s + "}[$__rate_interval]))"
+}
+
+// Queries shared by panels: the ratios are defined once.
+var (
+	requestRate   = rate("", "retryhttp_requests_total", "")
+	attemptRate   = rate("", "retryhttp_attempts_total", "")
+	retryRate     = rate("", "retryhttp_retries_total", "")
+	giveUpRate    = rate("", "retryhttp_requests_total", `outcome=~"exhausted|too_late|budget"`)
+	amplification = attemptRate + " / " + requestRate
+	giveUpRatio   = giveUpRate + " / " + requestRate
+	delayBuckets  = rate(" by (le)", "retryhttp_retry_delay_seconds_bucket", "")
+)
+
+func datasource() common.DataSourceRef {
+	return common.DataSourceRef{Type: cog.ToPtr("prometheus"), Uid: cog.ToPtr("${datasource}")}
+}
+
+func query(expr, legend string) *prometheus.DataqueryBuilder {
+	return prometheus.NewDataqueryBuilder().Datasource(datasource()).Expr(expr).LegendFormat(legend)
+}
+
+func labelVariable(name, label string) *dashboard.QueryVariableBuilder {
+	q := "label_values(retryhttp_requests_total, " + label + ")"
+	if name == "instance" {
+		q = `label_values(retryhttp_requests_total{job=~"$job"}, instance)`
+	}
+	return dashboard.NewQueryVariableBuilder(name).
+		Label(name).
+		Datasource(datasource()).
+		Query(dashboard.StringOrMap{String: cog.ToPtr(q)}).
+		Definition(q).
+		Refresh(dashboard.VariableRefreshOnTimeRangeChanged).
+		Sort(dashboard.VariableSortAlphabeticalAsc).
+		Multi(true).
+		IncludeAll(true).
+		AllValue(".*").
+		Current(dashboard.VariableOption{Text: dashboard.StringOrArrayOfString{String: cog.ToPtr("All")}, Value: dashboard.StringOrArrayOfString{String: cog.ToPtr("$__all")}})
+}
+
+func statPanel(title, description, unit, expr string) *stat.PanelBuilder {
+	return stat.NewPanelBuilder().
+		Title(title).
+		Description(description).
+		Datasource(datasource()).
+		Unit(unit).
+		Height(5).
+		Span(6).
+		GraphMode(common.BigValueGraphModeArea).
+		WithTarget(query(expr, title))
+}
+
+func seriesPanel(title, description, unit string, targets ...*prometheus.DataqueryBuilder) *timeseries.PanelBuilder {
+	p := timeseries.NewPanelBuilder().
+		Title(title).
+		Description(description).
+		Datasource(datasource()).
+		Unit(unit).
+		Min(0).
+		Height(8).
+		Span(12)
+	for _, t := range targets {
+		p = p.WithTarget(t)
+	}
+	return p
+}
+
+// Dashboard returns the retryhttp dashboard.
+func Dashboard() (dashboard.Dashboard, error) {
+	return dashboard.NewDashboardBuilder("retryhttp").
+		Uid(UID).
+		Description("Requests, retries, give-ups and waits of retryhttp Transports (github.com/retryhttp/retryhttp).").
+		Tags([]string{"retryhttp", "http", "retries"}).
+		Refresh("30s").
+		Time("now-1h", "now").
+		Timezone(common.TimeZoneBrowser).
+		Tooltip(dashboard.DashboardCursorSyncCrosshair).
+		WithVariable(dashboard.NewDatasourceVariableBuilder("datasource").Label("Data source").Type("prometheus")).
+		WithVariable(labelVariable("job", "job")).
+		WithVariable(labelVariable("instance", "instance")).
+		WithRow(dashboard.NewRowBuilder("Overview")).
+		WithPanel(statPanel("Requests", "RoundTrip calls per second.", "reqps", requestRate)).
+		WithPanel(statPanel("Amplification", "Attempts per request: 1 means no retries; the policy's MaxAttempts is the ceiling. A retry storm shows here first.", "x", amplification).
+			Decimals(2)).
+		WithPanel(statPanel("Give-up ratio", "Share of requests that ended still failing because attempts ran out (exhausted), the wait was too long (too_late) or the retry budget refused (budget).", "percentunit", giveUpRatio)).
+		WithPanel(statPanel("Retries", "Retries scheduled per second.", "reqps", retryRate)).
+		WithRow(dashboard.NewRowBuilder("Requests and retries")).
+		WithPanel(seriesPanel("Requests by outcome", "How RoundTrip calls ended: ok, exhausted, not_retryable, too_late, canceled, budget.", "reqps",
+			query(rate(" by (outcome)", "retryhttp_requests_total", ""), "{{outcome}}"))).
+		WithPanel(seriesPanel("Retries by reason", "What caused each retry: a status code, or connect, reset, timeout.", "reqps",
+			query(rate(" by (reason)", "retryhttp_retries_total", ""), "{{reason}}"))).
+		WithPanel(seriesPanel("Attempts by status code", "Every attempt sent, the first ones included; error means no response.", "reqps",
+			query(rate(" by (code)", "retryhttp_attempts_total", ""), "{{code}}"))).
+		WithPanel(seriesPanel("Amplification and give-up ratio", "Attempts per request (left) and the share of requests given up (right).", "x",
+			query(amplification, "attempts per request"),
+			query(giveUpRatio, "give-up ratio")).
+			OverrideByName("give-up ratio", []dashboard.DynamicConfigValue{
+				{Id: "unit", Value: "percentunit"},
+				{Id: "custom.axisPlacement", Value: "right"},
+			})).
+		WithRow(dashboard.NewRowBuilder("Waits")).
+		WithPanel(seriesPanel("Retry wait quantiles", "Waits before retries, from backoff and Retry-After together.", "s",
+			query("histogram_quantile(0.5, "+delayBuckets+")", "p50"),
+			query("histogram_quantile(0.9, "+delayBuckets+")", "p90"),
+			query("histogram_quantile(0.99, "+delayBuckets+")", "p99"))).
+		WithPanel(heatmap.NewPanelBuilder().
+			Title("Retry wait distribution").
+			Description("Waits before retries per bucket: backoff and Retry-After.").
+			Datasource(datasource()).
+			Height(8).
+			Span(12).
+			Calculate(false).
+			Color(heatmap.NewHeatmapColorOptionsBuilder().Mode(heatmap.HeatmapColorModeScheme).Scheme("Oranges").Steps(64).Exponent(0.5).Fill("dark-orange")).
+			WithTarget(query(rate(" by (le)", "retryhttp_retry_delay_seconds_bucket", ""), "{{le}}").
+				Format(prometheus.PromQueryFormatHeatmap))).
+		WithPanel(seriesPanel("Retry waits by source", "Waits per second by where they came from: the policy's backoff or the server's Retry-After.", "reqps",
+			query(rate(" by (source)", "retryhttp_retry_delay_seconds_count", ""), "{{source}}"))).
+		Build()
+}
+
+// JSON returns the dashboard as indented JSON, ready to import into Grafana.
+func JSON() ([]byte, error) {
+	d, err := Dashboard()
+	if err != nil {
+		return nil, err
+	}
+	b, err := json.MarshalIndent(d, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	return append(b, '\n'), nil
+}

@@ -1,0 +1,124 @@
+package monitoring
+
+import (
+	"encoding/json"
+	"os"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/retryhttp/retryhttp"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+const dashboardFile = "grafana/retryhttp.json"
+
+func TestCommittedDashboardIsGenerated(t *testing.T) {
+	want, err := JSON()
+	require.NoError(t, err)
+	got, err := os.ReadFile(dashboardFile)
+	require.NoError(t, err)
+	assert.Equal(t, string(want), string(got),
+		"%s is stale: run `go run ./cmd/gen-dashboard > %s` in monitoring/", dashboardFile, dashboardFile)
+}
+
+// panel is the part of a dashboard panel these tests read.
+type panel struct {
+	Type       string `json:"type"`
+	Title      string `json:"title"`
+	Datasource struct {
+		UID string `json:"uid"`
+	} `json:"datasource"`
+	Targets []struct {
+		Expr       string `json:"expr"`
+		Datasource struct {
+			UID string `json:"uid"`
+		} `json:"datasource"`
+	} `json:"targets"`
+}
+
+func readDashboard(t *testing.T) (d struct {
+	SchemaVersion int     `json:"schemaVersion"`
+	Panels        []panel `json:"panels"`
+	Templating    struct {
+		List []struct {
+			Type  string `json:"type"`
+			Name  string `json:"name"`
+			Query any    `json:"query"`
+		} `json:"list"`
+	} `json:"templating"`
+}) {
+	t.Helper()
+	b, err := os.ReadFile(dashboardFile)
+	require.NoError(t, err)
+	require.NoError(t, json.Unmarshal(b, &d))
+	return d
+}
+
+// seriesNames returns the names of the series the library exports, with a
+// histogram's _bucket, _count and _sum.
+func seriesNames(t *testing.T) map[string]bool {
+	t.Helper()
+	m, err := retryhttp.NewMetrics(nil)
+	require.NoError(t, err)
+	ch := make(chan *prometheus.Desc, 64)
+	m.Describe(ch)
+	close(ch)
+	names := map[string]bool{}
+	fqName := regexp.MustCompile(`fqName: "([a-z_]+)"`)
+	for d := range ch {
+		match := fqName.FindStringSubmatch(d.String())
+		require.NotNil(t, match, d.String())
+		names[match[1]] = true
+		for _, suffix := range []string{"_bucket", "_count", "_sum"} {
+			names[match[1]+suffix] = true
+		}
+	}
+	return names
+}
+
+func TestDashboardQueriesReadTheLibrarysSeries(t *testing.T) {
+	d := readDashboard(t)
+	assert.GreaterOrEqual(t, d.SchemaVersion, 41, "a current schemaVersion")
+	var vars []string
+	for _, v := range d.Templating.List {
+		vars = append(vars, v.Type+":"+v.Name)
+	}
+	assert.Equal(t, []string{"datasource:datasource", "query:job", "query:instance"}, vars)
+
+	known := seriesNames(t)
+	metric := regexp.MustCompile(`retryhttp_[a-z_]+`)
+	queries := 0
+	for _, p := range d.Panels {
+		if p.Type == "row" {
+			continue
+		}
+		assert.Equal(t, "${datasource}", p.Datasource.UID, p.Title)
+		require.NotEmpty(t, p.Targets, p.Title)
+		for _, target := range p.Targets {
+			queries++
+			assert.Equal(t, "${datasource}", target.Datasource.UID, p.Title)
+			assert.Contains(t, target.Expr, `job=~"$job", instance=~"$instance"`, p.Title)
+			names := metric.FindAllString(target.Expr, -1)
+			require.NotEmpty(t, names, p.Title)
+			for _, name := range names {
+				assert.True(t, known[name], "%s: %s is not a series of the library", p.Title, name)
+			}
+		}
+	}
+	assert.Equal(t, 14, queries)
+	for _, want := range []string{"Requests by outcome", "Retries by reason", "Amplification", "Give-up ratio", "Retry wait quantiles", "Retry wait distribution"} {
+		assert.True(t, hasPanel(d.Panels, want), "missing panel %q", want)
+	}
+}
+
+func hasPanel(panels []panel, title string) bool {
+	for _, p := range panels {
+		if strings.EqualFold(p.Title, title) {
+			return true
+		}
+	}
+	return false
+}

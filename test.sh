@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Runs every test of the project: each Go module with the race detector, the
+# alert rules' unit tests (promtool), and the end-to-end test of the dashboard
+# and alerts against a real Prometheus. Installs Debian's prometheus package
+# (for promtool and the end-to-end test) when it is missing.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null; then
+  echo "test.sh: installing prometheus (Debian package) for promtool and the end-to-end test"
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+fi
+
+for module in . monitoring; do
+  echo "--- go test -race ($module)"
+  (cd "$module" && go test -race -count=1 ./...)
+done
+
+echo "--- promtool test rules"
+promtool check rules monitoring/prometheus/alerts.yml
+promtool test rules monitoring/prometheus/alerts_test.yml
+
+echo "--- end to end: dashboard and alerts against a real Prometheus"
+monitoring/e2e.sh
