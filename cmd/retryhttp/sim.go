@@ -19,7 +19,7 @@ import (
 type simConfig struct {
 	clients []int
 	seed    uint64
-	runs    int // runs averaged per point
+	runs    int           // runs averaged per point
 	delay   time.Duration // mean network delay
 	stddev  time.Duration // its standard deviation
 	base    time.Duration
