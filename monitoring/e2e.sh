@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# End to end: a real Prometheus scrapes a process that drives retries through
-# a retryhttp Transport; then every dashboard query and every alert expression
+# End to end: a real Prometheus scrapes `retryhttp demo`, which drives retries
+# through a Transport against a flaky upstream; then every dashboard query,
+# every variable and every alert expression
 # is evaluated through Prometheus's HTTP API, and any that errors or returns no
 # data fails the run. Prometheus is installed from Debian if missing, runs on
 # 127.0.0.1 only, and is stopped by its PID; nothing is left running.
@@ -35,11 +36,16 @@ free_port() {
   return 1
 }
 
-go build -o "$work/driver" ./cmd/driver
+(cd .. && go build -o "$work/retryhttp" ./cmd/retryhttp)
 go build -o "$work/promcheck" ./cmd/promcheck
 
+# An outage heavy enough that both alerts' conditions hold: 62% of attempts
+# fail (503, 429 with Retry-After, resets), so about 2 attempts per request
+# and a quarter of the requests given up.
 metrics_port=$(free_port)
-"$work/driver" -listen "127.0.0.1:$metrics_port" -duration 3m &
+"$work/retryhttp" demo -metrics-addr "127.0.0.1:$metrics_port" -duration 3m -clients 4 -progress 1m \
+  -error-rate 0.5 -throttle-rate 0.1 -retry-after 0s -reset-rate 0.02 -latency 1ms \
+  -base-delay 5ms -max-delay 50ms >"$work/demo.log" 2>&1 &
 pids+=($!)
 
 prom_port=$(free_port)
@@ -57,11 +63,13 @@ YAML
 prometheus --config.file="$work/prometheus.yml" --storage.tsdb.path="$work/data" \
   --web.listen-address="127.0.0.1:$prom_port" --log.level=warn >"$work/prometheus.log" 2>&1 &
 pids+=($!)
-echo "e2e: prometheus (pid ${pids[1]}) on 127.0.0.1:$prom_port scraping the driver (pid ${pids[0]}) on 127.0.0.1:$metrics_port"
+echo "e2e: prometheus (pid ${pids[1]}) on 127.0.0.1:$prom_port scraping retryhttp demo (pid ${pids[0]}) on 127.0.0.1:$metrics_port"
 
 if ! "$work/promcheck" -prometheus "http://127.0.0.1:$prom_port" -job retryhttp-e2e \
   -dashboard grafana/retryhttp.json -rules prometheus/alerts.yml -wait 90s; then
   echo "e2e: prometheus log:" >&2
   cat "$work/prometheus.log" >&2
+  echo "e2e: demo log:" >&2
+  cat "$work/demo.log" >&2
   exit 1
 fi

@@ -1,0 +1,437 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// binary is the retryhttp command, built once for all tests.
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "retryhttp-cmd")
+	if err != nil {
+		panic(err)
+	}
+	binary = filepath.Join(dir, "retryhttp")
+	if out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput(); err != nil {
+		panic("go build: " + err.Error() + "\n" + string(out))
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+type result struct {
+	code   int
+	stdout string
+	stderr string
+}
+
+// runCmd runs the binary with args and standard input, within a minute.
+func runCmd(t *testing.T, stdin string, args ...string) result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binary, args...)
+	cmd.Stdin = strings.NewReader(stdin)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	code := 0
+	var exit *exec.ExitError
+	if errors.As(err, &exit) {
+		code = exit.ExitCode()
+	} else {
+		require.NoError(t, err)
+	}
+	return result{code, stdout.String(), stderr.String()}
+}
+
+func TestHelpAndUsage(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name     string
+		args     []string
+		code     int
+		stdout   string
+		stderr   string
+		noStderr bool
+	}{
+		{"help", []string{"help"}, 0, "Commands:", "", true},
+		{"-h", []string{"-h"}, 0, "Exit codes: 0 success, 1 the request failed, 2 usage error.", "", true},
+		{"no command", nil, 2, "", "Usage: retryhttp <command>", false},
+		{"unknown command", []string{"fetch"}, 2, "", `retryhttp: unknown command "fetch"`, false},
+		{"help do", []string{"help", "do"}, 0, "-start-jitter", "", true},
+		{"help unknown", []string{"help", "nope"}, 2, "", `unknown command "nope"`, false},
+		{"do -h", []string{"do", "-h"}, 0, "", "-idempotency-key", false},
+		{"demo -h", []string{"demo", "-h"}, 0, "", "-metrics-addr", false},
+		{"sim -h", []string{"sim", "-h"}, 0, "", "-clients", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			r := runCmd(t, "", tt.args...)
+			assert.Equal(t, tt.code, r.code, r.stderr)
+			assert.Contains(t, r.stdout, tt.stdout)
+			assert.Contains(t, r.stderr, tt.stderr)
+			if tt.noStderr {
+				assert.Empty(t, r.stderr)
+			}
+		})
+	}
+}
+
+func TestBadInputIsAUsageError(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"do without URL", []string{"do"}, "want exactly one URL, got 0"},
+		{"do with two URLs", []string{"do", "http://a/", "http://b/"}, "want exactly one URL, got 2"},
+		{"do with a bad URL", []string{"do", "ftp://example.com/x"}, `"ftp://example.com/x" is not an http or https URL`},
+		{"do with no scheme", []string{"do", "example.com"}, "is not an http or https URL"},
+		{"unknown flag", []string{"do", "-frobnicate", "http://a/"}, "flag provided but not defined: -frobnicate"},
+		{"bad jitter", []string{"do", "-jitter", "random", "http://a/"}, `-jitter: "random" is not full, equal, decorrelated or none`},
+		{"zero attempts", []string{"do", "-attempts", "0", "http://a/"}, "-attempts: 0 is less than 1"},
+		{"bad duration", []string{"do", "-timeout", "soon", "http://a/"}, `invalid value "soon" for flag -timeout`},
+		{"max delay below base", []string{"do", "-base-delay", "1s", "-max-delay", "1ms", "http://a/"}, "Policy.MaxDelay"},
+		{"bad header", []string{"do", "-H", "NoColon", "http://a/"}, `-H "NoColon" is not 'Name: value'`},
+		{"bad method", []string{"do", "-X", "GE T", "http://a/"}, "invalid method"},
+		{"demo error rate", []string{"demo", "-error-rate", "2"}, "-error-rate: 2 is not between 0 and 1"},
+		{"demo rates above one", []string{"demo", "-error-rate", "0.7", "-reset-rate", "0.5"}, "add up to 1.2"},
+		{"demo clients", []string{"demo", "-clients", "0"}, "-clients must be between 1 and 10000"},
+		{"demo upstream", []string{"demo", "-upstream", "nope"}, `-upstream "nope" is not an http or https URL`},
+		{"demo argument", []string{"demo", "extra"}, "unexpected arguments: [extra]"},
+		{"sim clients", []string{"sim", "-clients", "10,x"}, `-clients: "x" is not a number of clients`},
+		{"sim runs", []string{"sim", "-runs", "0"}, "-runs must be between 1 and 1000"},
+		{"sim cap", []string{"sim", "-cap", "1ms"}, "-cap at least -base"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			r := runCmd(t, "", tt.args...)
+			assert.Equal(t, 2, r.code)
+			assert.Contains(t, r.stderr, tt.want)
+			assert.Contains(t, r.stderr, "Usage: retryhttp", "the usage follows the message")
+			assert.NotContains(t, r.stderr, "panic")
+			assert.Empty(t, r.stdout)
+		})
+	}
+}
+
+// server is a loopback upstream that records what each attempt carried.
+type server struct {
+	*httptest.Server
+	attempts atomic.Int32
+	mu       sync.Mutex
+	bodies   []string
+	keys     []string
+	headers  []http.Header
+}
+
+func newServer(t *testing.T, handle func(n int, w http.ResponseWriter, r *http.Request)) *server {
+	t.Helper()
+	s := &server{}
+	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := int(s.attempts.Add(1))
+		b, _ := io.ReadAll(r.Body)
+		s.mu.Lock()
+		s.bodies = append(s.bodies, string(b))
+		s.keys = append(s.keys, r.Header.Get("Idempotency-Key"))
+		s.headers = append(s.headers, r.Header.Clone())
+		s.mu.Unlock()
+		handle(n, w, r)
+	}))
+	t.Cleanup(s.Close)
+	return s
+}
+
+// failing answers code for the first n attempts, then 200 with "hello".
+func failing(n, code int) func(int, http.ResponseWriter, *http.Request) {
+	return func(i int, w http.ResponseWriter, _ *http.Request) {
+		if i <= n {
+			http.Error(w, "busy", code)
+			return
+		}
+		_, _ = io.WriteString(w, "hello")
+	}
+}
+
+var fast = []string{"-base-delay", "1ms", "-max-delay", "5ms"}
+
+func do(t *testing.T, stdin string, args ...string) result {
+	t.Helper()
+	return runCmd(t, stdin, append(append([]string{"do"}, fast...), args...)...)
+}
+
+func TestDoRetriesAndPrintsTheBody(t *testing.T) {
+	t.Parallel()
+	s := newServer(t, failing(2, http.StatusServiceUnavailable))
+	r := do(t, "", "-v", s.URL+"/x?token=secret")
+	assert.Equal(t, 0, r.code, r.stderr)
+	assert.Equal(t, "hello", r.stdout)
+	assert.Equal(t, int32(3), s.attempts.Load())
+	lines := strings.Split(strings.TrimSpace(r.stderr), "\n")
+	require.Len(t, lines, 3, "one line per attempt:\n%s", r.stderr)
+	assert.Contains(t, lines[0], "attempt 1: GET "+s.URL+"/x: 503 Service Unavailable")
+	assert.Contains(t, lines[1], "attempt 2 (after ")
+	assert.Contains(t, lines[2], "attempt 3 (after ")
+	assert.Contains(t, lines[2], "200 OK")
+	assert.NotContains(t, r.stderr, "secret", "no query string in messages")
+}
+
+func TestDoExitCodes(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name       string
+		handler    func(int, http.ResponseWriter, *http.Request)
+		args       []string
+		code       int
+		attempts   int32
+		stderr     string
+		wantStdout string
+	}{
+		{"success", failing(0, 0), nil, 0, 1, "", "hello"},
+		{"redirect followed", func(n int, w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == "/old" {
+				http.Redirect(w, r, "/new", http.StatusFound)
+				return
+			}
+			_, _ = io.WriteString(w, "moved")
+		}, []string{"/old"}, 0, 2, "", "moved"},
+		{"final 503 after three attempts", failing(10, 503), nil, 1, 3, "503 Service Unavailable", "busy\n"},
+		{"404 is not retried", failing(10, 404), nil, 1, 1, "404 Not Found", "busy\n"},
+		{"five attempts", failing(4, 502), []string{"-attempts", "5"}, 0, 5, "", "hello"},
+		{"one attempt", failing(1, 502), []string{"-attempts", "1"}, 1, 1, "502 Bad Gateway", "busy\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			s := newServer(t, tt.handler)
+			args, path := tt.args, ""
+			if len(args) > 0 && strings.HasPrefix(args[0], "/") {
+				path, args = args[0], args[1:]
+			}
+			r := do(t, "", append(args, s.URL+path)...)
+			assert.Equal(t, tt.code, r.code, r.stderr)
+			assert.Equal(t, tt.attempts, s.attempts.Load())
+			assert.Contains(t, r.stderr, tt.stderr)
+			assert.Equal(t, tt.wantStdout, r.stdout, "the body goes to stdout, as curl does")
+		})
+	}
+}
+
+func TestDoTransportErrors(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := ln.Addr().String()
+	ln.Close()
+	r := do(t, "", "http://"+addr+"/")
+	assert.Equal(t, 1, r.code)
+	assert.Contains(t, r.stderr, "after 3 attempts")
+	assert.Contains(t, r.stderr, "connection refused")
+
+	hang := newServer(t, func(int, http.ResponseWriter, *http.Request) { time.Sleep(2 * time.Second) })
+	start := time.Now()
+	r = do(t, "", "-timeout", "300ms", hang.URL)
+	assert.Equal(t, 1, r.code)
+	assert.Contains(t, r.stderr, "deadline exceeded")
+	assert.Less(t, time.Since(start), 10*time.Second)
+}
+
+func TestDoBodiesAndIdempotencyKeys(t *testing.T) {
+	t.Parallel()
+	file := filepath.Join(t.TempDir(), "payload.json")
+	payload := strings.Repeat(`{"item":1}`, 5000)
+	require.NoError(t, os.WriteFile(file, []byte(payload), 0o600))
+
+	tests := []struct {
+		name     string
+		args     []string
+		stdin    string
+		attempts int
+		body     string
+		key      string // "" none, "*" any non-empty and the same on every attempt
+	}{
+		{"POST without a key is sent once", []string{"-d", "a=1"}, "", 1, "a=1", ""},
+		{"POST with a key is retried", []string{"-d", "a=1", "-idempotency-key", "k-42"}, "", 3, "a=1", "k-42"},
+		{"auto key, the same on every attempt", []string{"-d", "a=1", "-idempotency-key", "auto"}, "", 3, "a=1", "*"},
+		{"PUT from a file", []string{"-X", "PUT", "-d", "@" + file}, "", 3, payload, ""},
+		{"PUT from stdin", []string{"-X", "PUT", "-d", "@-"}, "streamed", 3, "streamed", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			s := newServer(t, failing(2, http.StatusServiceUnavailable))
+			r := do(t, tt.stdin, append(tt.args, s.URL)...)
+			assert.Equal(t, int32(tt.attempts), s.attempts.Load(), r.stderr)
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			for i := range s.bodies {
+				assert.Equal(t, sha256.Sum256([]byte(tt.body)), sha256.Sum256([]byte(s.bodies[i])), "attempt %d carried the same body", i+1)
+				switch tt.key {
+				case "":
+					assert.Empty(t, s.keys[i])
+				case "*":
+					assert.Len(t, s.keys[i], 32)
+					assert.Equal(t, s.keys[0], s.keys[i])
+				default:
+					assert.Equal(t, tt.key, s.keys[i])
+				}
+			}
+		})
+	}
+}
+
+func TestDoHeadersOutputAndStartJitter(t *testing.T) {
+	t.Parallel()
+	s := newServer(t, failing(0, 0))
+	out := filepath.Join(t.TempDir(), "out.txt")
+	r := do(t, "", "-v", "-H", "Accept: text/plain", "-H", "X-Trace: abc", "-o", out, "-start-jitter", "200ms", s.URL)
+	require.Equal(t, 0, r.code, r.stderr)
+	assert.Empty(t, r.stdout, "with -o nothing goes to stdout")
+	b, err := os.ReadFile(out)
+	require.NoError(t, err)
+	assert.Equal(t, "hello", string(b))
+	s.mu.Lock()
+	assert.Equal(t, "text/plain", s.headers[0].Get("Accept"))
+	assert.Equal(t, "abc", s.headers[0].Get("X-Trace"))
+	s.mu.Unlock()
+	assert.Contains(t, r.stderr, "start jitter: waiting ")
+
+	r = do(t, "", "-d", "@/nonexistent/file", s.URL)
+	assert.Equal(t, 1, r.code)
+	assert.Contains(t, r.stderr, "no such file or directory")
+}
+
+func TestDemoRunsServesMetricsAndSummarizes(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binary, "demo", "-duration", "2s", "-clients", "4", "-progress", "500ms",
+		"-metrics-addr", "127.0.0.1:0", "-base-delay", "2ms", "-max-delay", "20ms", "-retry-after", "0s", "-error-rate", "0.4")
+	stdout, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	require.NoError(t, cmd.Start())
+
+	var lines []string
+	scanner := bufio.NewScanner(stdout)
+	scraped := ""
+	for scanner.Scan() {
+		line := scanner.Text()
+		lines = append(lines, line)
+		if addr, ok := strings.CutPrefix(line, "metrics: "); ok {
+			time.Sleep(700 * time.Millisecond) // let some requests through
+			resp, err := http.Get(addr)
+			require.NoError(t, err)
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			scraped = string(b)
+		}
+	}
+	require.NoError(t, cmd.Wait(), stderr.String())
+	out := strings.Join(lines, "\n")
+	assert.Contains(t, scraped, `retryhttp_requests_total{method="GET",outcome="ok"}`)
+	assert.Contains(t, scraped, `retryhttp_retries_total{method="GET",reason="503"}`)
+	assert.Contains(t, out, "upstream: http://127.0.0.1:")
+	assert.Regexp(t, `(?m)^\s+\d+\.\ds  requests \d+  ok \d+  retries \d+  give-ups \d+  amplification \d\.\d\d$`, out, "plain progress lines when stdout is not a terminal")
+	assert.Contains(t, out, "summary after")
+	assert.Regexp(t, `amplification 1\.\d\d attempts per request; give-up ratio \d+\.\d%`, out)
+	assert.Empty(t, stderr.String())
+}
+
+func TestDemoAgainstAUserUpstream(t *testing.T) {
+	t.Parallel()
+	s := newServer(t, func(n int, w http.ResponseWriter, r *http.Request) {
+		if n%2 == 1 {
+			http.Error(w, "busy", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = io.WriteString(w, "ok")
+	})
+	r := runCmd(t, "", "demo", "-duration", "1s", "-clients", "2", "-metrics-addr", "", "-upstream", s.URL, "-base-delay", "1ms", "-max-delay", "2ms")
+	require.Equal(t, 0, r.code, r.stderr)
+	assert.Contains(t, r.stdout, "upstream: "+s.URL)
+	assert.NotContains(t, r.stdout, "metrics:")
+	assert.Greater(t, s.attempts.Load(), int32(4))
+	assert.Contains(t, r.stdout, "retries by reason")
+}
+
+func TestSimReproducesTheJitterFindings(t *testing.T) {
+	t.Parallel()
+	r := runCmd(t, "", "sim", "-json", "-clients", "50,100")
+	require.Equal(t, 0, r.code, r.stderr)
+	var rows []simResult
+	require.NoError(t, json.Unmarshal([]byte(r.stdout), &rows))
+	require.Len(t, rows, 8)
+	at := map[string]simResult{}
+	for _, row := range rows {
+		assert.Positive(t, row.Calls)
+		assert.Positive(t, row.CompletionMS)
+		if row.Clients == 100 {
+			at[row.Jitter] = row
+		}
+	}
+	require.Len(t, at, 4)
+	none, full, equal, decorrelated := at["none"], at["full"], at["equal"], at["decorrelated"]
+	assert.GreaterOrEqual(t, float64(none.Calls), 2*float64(full.Calls), "no jitter costs at least twice the calls of full jitter")
+	assert.InEpsilon(t, float64(full.Calls), float64(equal.Calls), 0.1, "full and equal jitter make similar numbers of calls")
+	assert.Greater(t, equal.CompletionMS, full.CompletionMS, "equal jitter completes later than full")
+	assert.Greater(t, none.CompletionMS, full.CompletionMS)
+	assert.Greater(t, decorrelated.Calls, full.Calls/2)
+
+	again := runCmd(t, "", "sim", "-json", "-clients", "50,100")
+	assert.Equal(t, r.stdout, again.stdout, "the same seed gives the same results")
+	other := runCmd(t, "", "sim", "-json", "-clients", "50,100", "-seed", "2")
+	assert.NotEqual(t, r.stdout, other.stdout)
+}
+
+func TestSimTableAndChart(t *testing.T) {
+	t.Parallel()
+	svg := filepath.Join(t.TempDir(), "sim.svg")
+	r := runCmd(t, "", "sim", "-clients", "10,20", "-runs", "2", "-svg", svg)
+	require.Equal(t, 0, r.code, r.stderr)
+	assert.Contains(t, r.stdout, "none jitter")
+	assert.Regexp(t, `(?m)^20\s+\d+\s+\d+ms`, r.stdout)
+	b, err := os.ReadFile(svg)
+	require.NoError(t, err)
+	assert.True(t, strings.HasPrefix(string(b), "<svg "))
+	assert.Equal(t, 8, strings.Count(string(b), "<polyline"), "four modes in each of two charts")
+}
+
+func TestCommittedChartIsCurrent(t *testing.T) {
+	t.Parallel()
+	svg := filepath.Join(t.TempDir(), "sim.svg")
+	r := runCmd(t, "", "sim", "-svg", svg)
+	require.Equal(t, 0, r.code, r.stderr)
+	want, err := os.ReadFile(svg)
+	require.NoError(t, err)
+	got, err := os.ReadFile("../../docs/sim.svg")
+	require.NoError(t, err)
+	assert.Equal(t, string(want), string(got), "regenerate with: go run ./cmd/retryhttp sim -svg docs/sim.svg")
+}
