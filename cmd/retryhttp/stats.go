@@ -5,7 +5,6 @@ import (
 	"io"
 	"sort"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -87,13 +86,8 @@ func (s stats) progressLine(elapsed time.Duration) string {
 
 // printSummary prints the final table.
 func printSummary(w io.Writer, s stats, elapsed time.Duration) {
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	row := func(cells ...any) {
-		parts := make([]string, len(cells))
-		for i, c := range cells {
-			parts[i] = fmt.Sprint(c)
-		}
-		fmt.Fprintln(tw, strings.Join(parts, "\t")+"\t")
+	row := func(label string, count, share any) {
+		fmt.Fprintln(w, strings.TrimRight(fmt.Sprintf("%-20s %8v %8v", label, count, share), " "))
 	}
 	fmt.Fprintf(w, "summary after %v\n\n", elapsed.Round(100*time.Millisecond))
 	row("requests", "count", "share")
@@ -101,18 +95,18 @@ func printSummary(w io.Writer, s stats, elapsed time.Duration) {
 		row("  "+k, int(s.requests[k]), pct(s.requests[k], s.total))
 	}
 	row("  all", int(s.total), pct(s.total, s.total))
-	row("", "", "")
+	fmt.Fprintln(w)
 	row("attempts by code", "count", "share")
 	for _, k := range sortedKeys(s.attempts) {
 		row("  "+k, int(s.attempts[k]), pct(s.attempts[k], s.allAttempt))
 	}
 	row("  all", int(s.allAttempt), pct(s.allAttempt, s.allAttempt))
-	row("", "", "")
+	fmt.Fprintln(w)
 	row("retries by reason", "count", "")
 	for _, k := range sortedKeys(s.retries) {
 		row("  "+k, int(s.retries[k]), "")
 	}
-	row("", "", "")
+	fmt.Fprintln(w)
 	row("waits by source", "count", "mean")
 	for _, k := range sortedKeys(s.waitCount) {
 		mean := time.Duration(0)
@@ -121,7 +115,6 @@ func printSummary(w io.Writer, s stats, elapsed time.Duration) {
 		}
 		row("  "+k, int(s.waitCount[k]), mean.Round(100*time.Microsecond))
 	}
-	_ = tw.Flush()
 	fmt.Fprintf(w, "\namplification %.2f attempts per request; give-up ratio %s; %.0f requests/s\n",
 		s.amplification(), pct(s.giveUps(), s.total), s.total/elapsed.Seconds())
 }
