@@ -4,8 +4,10 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
+	"weak"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -20,14 +22,18 @@ import (
 //	                                             that caused it ("503"), "connect", "reset" or "timeout"
 //	retryhttp_retry_delay_seconds{source}        each wait before a retry; source is
 //	                                             "backoff" or "retry_after"
+//	retryhttp_budget_refusals_total              each retry the budget refused
+//	retryhttp_budget_retries_available           retries the budgets would allow now, summed
+//	                                             over the Transports' budgets
 //
 // The outcomes are "ok" (the last attempt needed no retry: a success, or a
 // status that is not retried such as 404), "exhausted" (MaxAttempts reached
 // while still failing), "not_retryable" (a failure the policy refuses to
 // retry because of the method, the body or the error; also a request the
 // Transport rejects before sending, such as one with an invalid Policy),
-// "too_late" (the wait would pass MaxRetryAfter or the context's deadline)
-// and "canceled" (the caller's context ended). The method label is one of
+// "too_late" (the wait would pass MaxRetryAfter or the context's deadline),
+// "canceled" (the caller's context ended) and "budget" (the retry budget
+// refused; see [Budget]). The method label is one of
 // the nine standard methods, or "OTHER". No label holds a URL, host or path:
 // their cardinality has no bound.
 //
@@ -43,6 +49,11 @@ type Metrics struct {
 	attempts *prometheus.CounterVec
 	retries  *prometheus.CounterVec
 	delay    *prometheus.HistogramVec
+	refusals prometheus.Counter
+	avail    *prometheus.Desc
+
+	budgetsMu sync.Mutex
+	budgets   []weak.Pointer[Budget] // of the Transports using these metrics
 
 	// Label children, resolved once and then read without a lock.
 	requestsBy [numMethods][numOutcomes]atomic.Pointer[prometheus.Counter]
@@ -80,6 +91,12 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Help:    "Waits before retries, from the backoff or from the server's Retry-After.",
 			Buckets: DelayBuckets,
 		}, []string{"source"}),
+		refusals: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "retryhttp_budget_refusals_total",
+			Help: "Retries the retry budget refused; each ends its request with outcome \"budget\".",
+		}),
+		avail: prometheus.NewDesc("retryhttp_budget_retries_available",
+			"Retries the retry budgets of the Transports using these metrics would allow now.", nil, nil),
 	}
 	if reg == nil {
 		return m, nil
@@ -102,6 +119,8 @@ func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
 	m.attempts.Describe(ch)
 	m.retries.Describe(ch)
 	m.delay.Describe(ch)
+	m.refusals.Describe(ch)
+	ch <- m.avail
 }
 
 // Collect implements prometheus.Collector.
@@ -110,6 +129,51 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	m.attempts.Collect(ch)
 	m.retries.Collect(ch)
 	m.delay.Collect(ch)
+	m.refusals.Collect(ch)
+	if avail, ok := m.available(); ok {
+		ch <- prometheus.MustNewConstMetric(m.avail, prometheus.GaugeValue, avail)
+	}
+}
+
+// attach adds b to the budgets whose available retries the gauge sums. The
+// Metrics holds b weakly: a budget dropped with its Transport drops out.
+func (m *Metrics) attach(b *Budget) {
+	if m == nil || b == nil {
+		return
+	}
+	m.budgetsMu.Lock()
+	defer m.budgetsMu.Unlock()
+	live := m.budgets[:0]
+	for _, w := range m.budgets {
+		if p := w.Value(); p != nil {
+			if p == b {
+				return
+			}
+			live = append(live, w)
+		}
+	}
+	m.budgets = append(live, weak.Make(b))
+}
+
+// available sums the retries available in the attached budgets; ok is
+// false when there is none.
+func (m *Metrics) available() (sum float64, ok bool) {
+	m.budgetsMu.Lock()
+	defer m.budgetsMu.Unlock()
+	for _, w := range m.budgets {
+		if b := w.Value(); b != nil {
+			sum += b.Available()
+			ok = true
+		}
+	}
+	return sum, ok
+}
+
+// refused counts one retry the budget refused.
+func (m *Metrics) refused() {
+	if m != nil {
+		m.refusals.Inc()
+	}
 }
 
 // Label values, indexed as the caches are.

@@ -55,3 +55,14 @@ func WithReplayBuffer(limit int) Option {
 func WithMetrics(m *Metrics) Option {
 	return optionFunc(func(t *Transport) { t.metrics = m })
 }
+
+// WithBudget makes the Transport draw its retries from b, which any number
+// of Transports may share (see [Budget]). Without this option a Transport
+// has a default budget of its own. WithBudget(nil) turns the budget off:
+// every retry the Policy allows is then made, even during an outage.
+func WithBudget(b *Budget) Option {
+	return optionFunc(func(t *Transport) {
+		t.budget = b
+		t.budgetSet = true
+	})
+}

@@ -11,6 +11,7 @@ const (
 	outcomeNotRetryable                // a failure the policy refuses to retry
 	outcomeTooLate                     // the wait would pass MaxRetryAfter or the deadline
 	outcomeCanceled                    // the caller's context ended
+	outcomeBudget                      // the retry budget refused
 )
 
 var outcomeNames = [...]string{
@@ -20,6 +21,7 @@ var outcomeNames = [...]string{
 	outcomeNotRetryable: "not_retryable",
 	outcomeTooLate:      "too_late",
 	outcomeCanceled:     "canceled",
+	outcomeBudget:       "budget",
 }
 
 func (o outcome) String() string { return outcomeNames[o] }

@@ -29,6 +29,8 @@ type Transport struct {
 	logger      *slog.Logger
 	replayLimit int
 	metrics     *Metrics // nil: no metrics
+	budget      *Budget  // nil: no budget
+	budgetSet   bool     // WithBudget was given, even with nil
 	err         error    // a bad option; returned by every RoundTrip
 
 	// Test seams: the clock, the wait, and the randomness (nil: math/rand/v2).
@@ -61,6 +63,10 @@ func New(base http.RoundTripper, opts ...Option) *Transport {
 	if err := t.policy.Validate(); err != nil && t.err == nil {
 		t.err = err
 	}
+	if !t.budgetSet {
+		t.budget = new(Budget) // the zero Budget has the defaults
+	}
+	t.metrics.attach(t.budget)
 	t.policy = t.policy.withDefaults()
 	return t
 }
@@ -123,6 +129,9 @@ func (t *Transport) roundTrip(req *http.Request, p *Policy) (*http.Response, err
 		out = withBody(req, v, body.view)
 	}
 
+	if t.budget != nil {
+		t.budget.earn(t.now)
+	}
 	var wait time.Duration
 	for attempt := 1; ; attempt++ {
 		resp, err := t.base.RoundTrip(out)
@@ -148,6 +157,13 @@ func (t *Transport) roundTrip(req *http.Request, p *Policy) (*http.Response, err
 		var retryAfter bool
 		if o == outcomeNone {
 			wait, retryAfter, o = t.nextWait(ctx, p, resp, attempt, wait)
+		}
+		if o == outcomeNone && body != nil && !body.replayable() {
+			o = outcomeNotRetryable // checked before spending from the budget
+		}
+		if o == outcomeNone && t.budget != nil && !t.budget.spend(t.now()) {
+			o = outcomeBudget
+			t.metrics.refused()
 		}
 		if o == outcomeNone {
 			if next, o = nextRequest(req, body); o == outcomeNone && next == nil {

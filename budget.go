@@ -1,0 +1,245 @@
+package retryhttp
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Defaults of a [BudgetConfig]: retries may add 20% to the requests of the
+// last 10 s, plus 10 retries per second.
+const (
+	DefaultBudgetRatio        = 0.2
+	DefaultBudgetMinPerSecond = 10
+	DefaultBudgetWindow       = 10 * time.Second
+)
+
+// BudgetConfig describes a retry budget. Its zero value means the defaults.
+type BudgetConfig struct {
+	// Ratio is how many retries each request earns over the window: 0.2
+	// lets retries add at most 20% to the requests. 0 means
+	// DefaultBudgetRatio.
+	Ratio float64
+	// MinPerSecond is a floor of retries per second that needs no earlier
+	// requests, so that a client with little traffic can still retry. It
+	// refills continuously and holds at most one second's worth. 0 means
+	// DefaultBudgetMinPerSecond.
+	MinPerSecond float64
+	// Window is how long a request's earnings last. 0 means
+	// DefaultBudgetWindow.
+	Window time.Duration
+}
+
+// budgetSlots is how many time slots a window is cut into: the window slides
+// by a tenth of itself.
+const budgetSlots = 10
+
+// Budget limits retries so that they cannot turn an outage into a storm.
+// Every request a Transport sends earns Ratio of a retry, for Window; every
+// retry spends one; a floor of MinPerSecond retries per second is always
+// there besides. When a retry finds nothing to spend, the Transport returns
+// the failed response (or error) at once, with outcome "budget".
+//
+// With the defaults, when a dependency is down the traffic to it grows by at
+// most about 20% (plus 10 requests per second), instead of tripling with
+// three attempts per request. When it recovers, nothing needs resetting:
+// earnings return with requests and the floor refills within a second.
+//
+// Why this design: it is Finagle's and Linkerd's RetryBudget (a percentage
+// of the requests over a sliding window, plus a floor), the rule that bounds
+// amplification directly and recovers by itself as the window slides. The
+// AWS SDK's retry quota (a 500-token bucket, 5 or 14 tokens per retry,
+// refunded on success) bounds retries in absolute numbers rather than in
+// proportion to traffic: a busy client drains it in a few dozen failures and
+// a quiet one barely notices it, and it refills only as requests succeed.
+// gRPC's retry throttling (tokens drop by 1 per failure and rise by a ratio
+// per success; no retries below half) stops retries entirely once failures
+// dominate, which is safe but all or nothing. A ratio over a window keeps a
+// steady trickle of retries during an outage, scales with traffic, and needs
+// no tuning per client.
+//
+// The zero Budget is ready to use with the defaults; NewBudget sets others.
+// A Budget is safe for concurrent use and may be shared by any number of
+// Transports (see [WithBudget]): they then share one limit, which is what
+// keeps a process with many clients of one dependency in check. Earning
+// takes no lock (an atomic add in a time slot); spending, which happens
+// only on the retry path, takes a short one.
+type Budget struct {
+	once     sync.Once // lets the zero Budget start with the defaults
+	ratio    float64
+	floor    float64 // retries per second
+	slot     time.Duration
+	start    time.Time
+	requests [budgetSlots]slotCount
+	current  atomic.Uint32 // the slot number when the clock was last read
+
+	mu       sync.Mutex
+	retries  [budgetSlots]slotCount // spent from earnings, by slot
+	tokens   float64                // floor retries available
+	refilled time.Time              // when tokens was last refilled
+}
+
+// NewBudget returns a Budget for c. It fails, naming the field, when a
+// value is negative, not a number, or infinite.
+func NewBudget(c BudgetConfig) (*Budget, error) {
+	var errs []error
+	if math.IsNaN(c.Ratio) || math.IsInf(c.Ratio, 0) || c.Ratio < 0 {
+		errs = append(errs, fmt.Errorf("retryhttp: invalid BudgetConfig.Ratio: %v is not a number of retries per request", c.Ratio))
+	}
+	if math.IsNaN(c.MinPerSecond) || math.IsInf(c.MinPerSecond, 0) || c.MinPerSecond < 0 {
+		errs = append(errs, fmt.Errorf("retryhttp: invalid BudgetConfig.MinPerSecond: %v is not a number of retries per second", c.MinPerSecond))
+	}
+	if c.Window < 0 {
+		errs = append(errs, fmt.Errorf("retryhttp: invalid BudgetConfig.Window: %v is negative", c.Window))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	if c.Ratio == 0 {
+		c.Ratio = DefaultBudgetRatio
+	}
+	if c.MinPerSecond == 0 {
+		c.MinPerSecond = DefaultBudgetMinPerSecond
+	}
+	if c.Window == 0 {
+		c.Window = DefaultBudgetWindow
+	}
+	b := &Budget{}
+	b.once.Do(func() { b.init(c, time.Now()) })
+	return b, nil
+}
+
+// init sets b up for c, which has its defaults applied.
+func (b *Budget) init(c BudgetConfig, now time.Time) {
+	b.ratio = c.Ratio
+	b.floor = c.MinPerSecond
+	b.slot = max(c.Window/budgetSlots, time.Millisecond)
+	b.start = now
+	b.tokens = c.MinPerSecond // a new client may retry at once
+	b.refilled = now
+	b.current.Store(b.epoch(now))
+}
+
+var defaultBudget = BudgetConfig{Ratio: DefaultBudgetRatio, MinPerSecond: DefaultBudgetMinPerSecond, Window: DefaultBudgetWindow}
+
+// ready sets up a zero Budget with the defaults on first use.
+func (b *Budget) ready(now time.Time) {
+	b.once.Do(func() { b.init(defaultBudget, now) })
+}
+
+// slotCount is a count in one time slot: the slot's number in the high 32
+// bits and the count in the low 32, so that one compare-and-swap moves a
+// slot to a new period and counts in it.
+type slotCount struct{ v atomic.Uint64 }
+
+// add counts one in the slot numbered epoch and returns the new count. If
+// the slot already holds a later period (the caller's slot number was
+// stale), it counts there instead: a slot never goes back in time.
+func (s *slotCount) add(epoch uint32) uint32 {
+	for {
+		old := s.v.Load()
+		next := uint64(epoch)<<32 | 1
+		if stored := uint32(old >> 32); stored == epoch || int32(stored-epoch) > 0 {
+			if uint32(old) == math.MaxUint32 {
+				return math.MaxUint32 // saturated: more than 4 billion in one slot
+			}
+			next = old + 1
+		}
+		if s.v.CompareAndSwap(old, next) {
+			return uint32(next)
+		}
+	}
+}
+
+// in returns the count if the slot belongs to the window ending at epoch.
+func (s *slotCount) in(epoch uint32) float64 {
+	v := s.v.Load()
+	if epoch-uint32(v>>32) >= budgetSlots { // older than the window (or unused)
+		return 0
+	}
+	return float64(uint32(v))
+}
+
+// epoch returns the number of the slot that now falls in.
+func (b *Budget) epoch(now time.Time) uint32 {
+	return uint32(now.Sub(b.start)/b.slot) + budgetSlots // never 0: unused slots read as old
+}
+
+// clockEvery is how many requests in a slot may be counted between two
+// readings of the clock.
+const clockEvery = 16
+
+// earn records a request. Reading the clock costs as much as the rest of a
+// request's bookkeeping, so earn reads it only every clockEvery requests in
+// a slot and otherwise counts in the slot it saw last. A stale slot number
+// can only make a request count in an older slot, so earlier out of the
+// window: the budget errs toward fewer retries, never more, and only for a
+// client with less than clockEvery requests a slot, whose retries the
+// floor covers anyway. spend reads the clock every time.
+func (b *Budget) earn(now func() time.Time) {
+	b.once.Do(func() { b.init(defaultBudget, now()) })
+	e := b.current.Load()
+	if n := b.requests[e%budgetSlots].add(e); n%clockEvery == 0 {
+		b.observe(b.epoch(now()))
+	}
+}
+
+// observe moves the current slot number forward to e.
+func (b *Budget) observe(e uint32) {
+	for {
+		old := b.current.Load()
+		if int32(e-old) <= 0 || b.current.CompareAndSwap(old, e) {
+			return
+		}
+	}
+}
+
+// spend takes one retry from the budget, if it has one.
+func (b *Budget) spend(now time.Time) bool {
+	b.ready(now)
+	e := b.epoch(now)
+	b.observe(e)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.earnedLocked(e) >= 1 {
+		b.retries[e%budgetSlots].add(e)
+		return true
+	}
+	b.refillLocked(now)
+	if b.tokens >= 1 {
+		b.tokens--
+		return true
+	}
+	return false
+}
+
+// earnedLocked returns the retries earned in the window and not yet spent.
+func (b *Budget) earnedLocked(e uint32) float64 {
+	var requests, retries float64
+	for i := range budgetSlots {
+		requests += b.requests[i].in(e)
+		retries += b.retries[i].in(e)
+	}
+	return b.ratio*requests - retries
+}
+
+func (b *Budget) refillLocked(now time.Time) {
+	if elapsed := now.Sub(b.refilled); elapsed > 0 {
+		b.tokens = min(b.floor, b.tokens+b.floor*elapsed.Seconds())
+		b.refilled = now
+	}
+}
+
+// Available returns how many retries the budget would allow now.
+func (b *Budget) Available() float64 { return b.available(time.Now()) }
+
+func (b *Budget) available(now time.Time) float64 {
+	b.ready(now)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.refillLocked(now)
+	return max(0, b.earnedLocked(b.epoch(now))) + b.tokens
+}

@@ -1,0 +1,336 @@
+package retryhttp
+
+import (
+	"context"
+	"math"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// stoppedClock is a clock that moves only when the test moves it: the
+// requests of a test happen in one instant, as a burst, unless it says
+// otherwise. Waits end at once.
+type stoppedClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *stoppedClock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *stoppedClock) advance(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+func withStoppedClock(tr *Transport) *stoppedClock {
+	c := &stoppedClock{t: time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)}
+	tr.now = c.now
+	tr.sleep = func(ctx context.Context, _ time.Duration) error { return ctx.Err() }
+	return c
+}
+
+// sendAll sends n GETs from 10 goroutines and returns how many got a 200.
+func sendAll(t *testing.T, tr http.RoundTripper, url string, n int) int {
+	t.Helper()
+	var ok atomic.Int32
+	var wg sync.WaitGroup
+	for g := range 10 {
+		wg.Go(func() {
+			for i := g; i < n; i += 10 {
+				resp, err := tr.RoundTrip(mustRequest(t, http.MethodGet, url, nil))
+				if !assert.NoError(t, err) {
+					return
+				}
+				if resp.StatusCode == http.StatusOK {
+					ok.Add(1)
+				}
+				readAll(t, resp)
+			}
+		})
+	}
+	wg.Wait()
+	return int(ok.Load())
+}
+
+func TestBudgetBoundsAmplificationInAnOutage(t *testing.T) {
+	tests := []struct {
+		name string
+		opts []Option
+		low  float64 // amplification bounds: attempts per request
+		high float64
+	}{
+		{"default budget", nil, 1.0, 1.25},
+		{"no budget", []Option{WithBudget(nil)}, 3.0, 3.0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			up := newUpstream(t, statuses(http.StatusServiceUnavailable))
+			m, reg := newTestMetrics(t)
+			tr, _ := newTestTransport(t, append(tt.opts, WithMetrics(m))...)
+			withStoppedClock(tr)
+			sendAll(t, tr, up.URL, 1000)
+			amplification := float64(up.attempts.Load()) / 1000
+			t.Logf("amplification %.3f", amplification)
+			assert.GreaterOrEqual(t, amplification, tt.low)
+			assert.LessOrEqual(t, amplification, tt.high)
+
+			refused := testutil.ToFloat64(m.refusals)
+			budget := testutil.ToFloat64(m.requests.WithLabelValues("GET", "budget"))
+			assert.Equal(t, refused, budget, "each refusal ends one request with outcome budget")
+			if tt.opts == nil {
+				assert.Greater(t, refused, 700.0)
+			} else {
+				assert.Zero(t, refused)
+			}
+			problems, err := testutil.GatherAndLint(reg)
+			require.NoError(t, err)
+			assert.Empty(t, problems)
+		})
+	}
+}
+
+func TestBudgetRefusesNothingAtFivePercentFailures(t *testing.T) {
+	up := newUpstream(t, func(n int, w http.ResponseWriter, _ *http.Request) {
+		if n%20 == 7 { // 5% of attempts fail, from early on
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+	})
+	m, _ := newTestMetrics(t)
+	tr, _ := newTestTransport(t, WithMetrics(m))
+	withStoppedClock(tr)
+	ok := sendAll(t, tr, up.URL, 1000)
+	assert.Equal(t, 1000, ok, "every request succeeded")
+	assert.Zero(t, testutil.ToFloat64(m.refusals))
+	assert.Greater(t, testutil.ToFloat64(m.retries.WithLabelValues("GET", "503")), 40.0)
+}
+
+func TestBudgetRefillsAfterAnOutage(t *testing.T) {
+	var down atomic.Bool
+	down.Store(true)
+	up := newUpstream(t, func(n int, w http.ResponseWriter, r *http.Request) {
+		if down.Load() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+	})
+	m, _ := newTestMetrics(t)
+	tr, _ := newTestTransport(t, WithMetrics(m))
+	clock := withStoppedClock(tr)
+	sendAll(t, tr, up.URL, 500)
+	require.Greater(t, testutil.ToFloat64(m.refusals), 0.0, "the outage exhausted the budget")
+
+	// Still exhausted: a single failure is not retried.
+	single := func() (attempts int32) {
+		before := up.attempts.Load()
+		resp, err := tr.RoundTrip(mustRequest(t, http.MethodGet, up.URL, nil))
+		require.NoError(t, err)
+		readAll(t, resp)
+		return up.attempts.Load() - before
+	}
+	assert.Equal(t, int32(1), single())
+
+	// The outage ends. A second later the floor has refilled: a single
+	// failure is retried again.
+	down.Store(false)
+	clock.advance(time.Second)
+	failOnce := newUpstream(t, statuses(http.StatusServiceUnavailable, http.StatusOK))
+	resp, err := tr.RoundTrip(mustRequest(t, http.MethodGet, failOnce.URL, nil))
+	require.NoError(t, err)
+	readAll(t, resp)
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
+	assert.Equal(t, int32(2), failOnce.attempts.Load())
+
+	// After a whole window the outage's retries are forgotten too.
+	clock.advance(DefaultBudgetWindow)
+	assert.InDelta(t, DefaultBudgetMinPerSecond, tr.budget.available(clock.now()), 0.01)
+}
+
+func TestSharedBudgetLimitsEveryTransport(t *testing.T) {
+	up := newUpstream(t, statuses(http.StatusServiceUnavailable))
+	shared := &Budget{} // the defaults, from its first use on the stopped clock
+	var trs []*Transport
+	for range 4 {
+		tr, _ := newTestTransport(t, WithBudget(shared))
+		withStoppedClock(tr)
+		trs = append(trs, tr)
+	}
+	var wg sync.WaitGroup
+	for _, tr := range trs {
+		wg.Go(func() { sendAll(t, tr, up.URL, 250) })
+	}
+	wg.Wait()
+	amplification := float64(up.attempts.Load()) / 1000
+	assert.LessOrEqual(t, amplification, 1.25, "one budget for all four: %.3f", amplification)
+
+	// Four budgets of their own would each have their own floor.
+	up.attempts.Store(0)
+	for range 4 {
+		tr, _ := newTestTransport(t)
+		withStoppedClock(tr)
+		sendAll(t, tr, up.URL, 250)
+	}
+	assert.Greater(t, float64(up.attempts.Load())/1000, amplification)
+}
+
+func TestBudgetArithmetic(t *testing.T) {
+	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	b := &Budget{}
+	b.once.Do(func() { b.init(BudgetConfig{Ratio: 0.5, MinPerSecond: 2, Window: 10 * time.Second}, start) })
+	assert.Equal(t, 2.0, b.available(start), "a new budget holds its floor")
+
+	for range 10 {
+		b.earn(func() time.Time { return start })
+	}
+	assert.Equal(t, 7.0, b.available(start), "10 requests earn 5, plus the floor of 2")
+	spent := 0
+	for b.spend(start) {
+		spent++
+	}
+	assert.Equal(t, 7, spent)
+	assert.Zero(t, b.available(start))
+
+	// Half a second refills one floor retry; the floor never exceeds 1 s worth.
+	assert.InDelta(t, 1.0, b.available(start.Add(500*time.Millisecond)), 1e-9)
+	assert.InDelta(t, 2.0, b.available(start.Add(5*time.Second)), 1e-9)
+
+	// Earnings last one window: 9 s later they count, 11 s later they don't.
+	b2 := &Budget{}
+	b2.once.Do(func() { b2.init(BudgetConfig{Ratio: 1, MinPerSecond: 1, Window: 10 * time.Second}, start) })
+	for range 5 {
+		b2.earn(func() time.Time { return start })
+	}
+	assert.InDelta(t, 6.0, b2.available(start.Add(9*time.Second)), 1e-9)
+	assert.InDelta(t, 1.0, b2.available(start.Add(11*time.Second)), 1e-9)
+}
+
+func TestZeroBudgetHasTheDefaults(t *testing.T) {
+	var b Budget
+	now := time.Now()
+	assert.Equal(t, float64(DefaultBudgetMinPerSecond), b.available(now))
+	for range 100 {
+		b.earn(func() time.Time { return now })
+	}
+	assert.InDelta(t, DefaultBudgetMinPerSecond+DefaultBudgetRatio*100, b.available(now), 1e-9)
+	assert.InDelta(t, b.available(now), b.Available(), 1)
+}
+
+func TestNewBudgetRejectsBadValues(t *testing.T) {
+	tests := []struct {
+		c     BudgetConfig
+		field string
+	}{
+		{BudgetConfig{Ratio: -0.1}, "Ratio"},
+		{BudgetConfig{Ratio: math.NaN()}, "Ratio"},
+		{BudgetConfig{Ratio: math.Inf(1)}, "Ratio"},
+		{BudgetConfig{MinPerSecond: -1}, "MinPerSecond"},
+		{BudgetConfig{Window: -time.Second}, "Window"},
+	}
+	for _, tt := range tests {
+		b, err := NewBudget(tt.c)
+		assert.Nil(t, b)
+		assert.ErrorContains(t, err, "retryhttp: invalid BudgetConfig."+tt.field)
+	}
+	b, err := NewBudget(BudgetConfig{Ratio: 0.1, MinPerSecond: 1, Window: time.Second})
+	require.NoError(t, err)
+	assert.Equal(t, 0.1, b.ratio)
+	assert.Equal(t, 100*time.Millisecond, b.slot)
+}
+
+func TestBudgetConcurrentUse(t *testing.T) {
+	b, err := NewBudget(BudgetConfig{})
+	require.NoError(t, err)
+	var spent atomic.Int64
+	var wg sync.WaitGroup
+	now := time.Now()
+	for range 8 {
+		wg.Go(func() {
+			for range 1000 {
+				b.earn(func() time.Time { return now })
+				if b.spend(now) {
+					spent.Add(1)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	// 8000 requests earn 1600 retries, plus the floor of 10: never more.
+	assert.LessOrEqual(t, spent.Load(), int64(1610))
+	assert.GreaterOrEqual(t, spent.Load(), int64(1600))
+}
+
+func TestBudgetGauge(t *testing.T) {
+	m, reg := newTestMetrics(t)
+	assert.Zero(t, testutil.CollectAndCount(m, "retryhttp_budget_retries_available"), "no budget yet, no gauge")
+	shared := &Budget{}
+	New(nil, WithMetrics(m), WithBudget(shared))
+	New(nil, WithMetrics(m), WithBudget(shared)) // counted once
+	require.NoError(t, testutil.GatherAndCompare(reg, strings.NewReader(`
+# HELP retryhttp_budget_retries_available Retries the retry budgets of the Transports using these metrics would allow now.
+# TYPE retryhttp_budget_retries_available gauge
+retryhttp_budget_retries_available 10
+`), "retryhttp_budget_retries_available"))
+	New(nil, WithMetrics(m)) // its own default budget adds its floor
+	assert.InDelta(t, 20.0, testutil.ToFloat64(gaugeOnly{m}), 0.01)
+}
+
+// gaugeOnly collects just the budget gauge of m, for testutil.ToFloat64.
+type gaugeOnly struct{ m *Metrics }
+
+func (g gaugeOnly) Describe(ch chan<- *prometheus.Desc) { ch <- g.m.avail }
+func (g gaugeOnly) Collect(ch chan<- prometheus.Metric) {
+	if v, ok := g.m.available(); ok {
+		ch <- prometheus.MustNewConstMetric(g.m.avail, prometheus.GaugeValue, v)
+	}
+}
+
+func TestBudgetReadsTheClockEverySixteenRequests(t *testing.T) {
+	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	now := start
+	reads := 0
+	clock := func() time.Time { reads++; return now }
+	b := &Budget{}
+	b.earn(clock) // the first use reads the clock to start; count 1
+	reads = 0
+	for range 14 {
+		b.earn(clock) // counts 2 to 15
+	}
+	assert.Zero(t, reads)
+	b.earn(clock) // count 16
+	assert.Equal(t, 1, reads)
+	for range 16 {
+		b.earn(clock) // counts 17 to 32
+	}
+	assert.Equal(t, 2, reads)
+
+	// Time moves 3 s on; the next 16 requests count in the slot seen last,
+	// then the clock is read and counting moves to the new slot.
+	now = start.Add(3 * time.Second)
+	for range 16 {
+		b.earn(clock)
+	}
+	assert.Equal(t, b.epoch(now), b.current.Load())
+	assert.InDelta(t, DefaultBudgetMinPerSecond+DefaultBudgetRatio*(32+16), b.available(now), 1e-9, "every request counted")
+}
+
+func TestSlotNeverGoesBackInTime(t *testing.T) {
+	var s slotCount
+	assert.Equal(t, uint32(1), s.add(20))
+	assert.Equal(t, uint32(2), s.add(20))
+	assert.Equal(t, uint32(1), s.add(30), "a later period resets the slot")
+	assert.Equal(t, uint32(2), s.add(20), "a stale slot number counts in the later period")
+	assert.Equal(t, float64(2), s.in(30))
+	assert.Zero(t, s.in(40), "out of the window")
+}
