@@ -153,6 +153,11 @@ func Dashboard() (dashboard.Dashboard, error) {
 				Format(prometheus.PromQueryFormatHeatmap))).
 		WithPanel(seriesPanel("Retry waits by source", "Waits per second by where they came from: the policy's backoff or the server's Retry-After.", "reqps",
 			query(rate(" by (source)", "retryhttp_retry_delay_seconds_count", ""), "{{source}}"))).
+		WithRow(dashboard.NewRowBuilder("Retry budget")).
+		WithPanel(seriesPanel("Budget refusals", "Retries the retry budget refused per second: each ended its request with outcome budget. Sustained refusals mean a dependency has been failing for a while and retries are being held back.", "reqps",
+			query(rate("", "retryhttp_budget_refusals_total", ""), "refusals"))).
+		WithPanel(seriesPanel("Retries available", "Retries the budgets would allow right now: 20% of the last 10 s of requests plus a floor of 10 per second, less the retries spent.", "short",
+			query("sum(retryhttp_budget_retries_available{"+sel+"})", "available"))).
 		Build()
 }
 

@@ -39,13 +39,18 @@ free_port() {
 (cd .. && go build -o "$work/retryhttp" ./cmd/retryhttp)
 go build -o "$work/promcheck" ./cmd/promcheck
 
-# An outage heavy enough that both alerts' conditions hold: 62% of attempts
-# fail (503, 429 with Retry-After, resets), so about 2 attempts per request
-# and a quarter of the requests given up.
+# Two instances of the demo in an outage: 62% of attempts fail (503, 429 with
+# Retry-After, resets). The first has the default retry budget, which
+# refuses retries (the budget alert); the second has none and sends about 2
+# attempts per request (the retry storm alert). Both give up on about a
+# quarter of their requests (the give-up alert).
+demo_args=(-duration 3m -clients 4 -progress 1m -error-rate 0.5 -throttle-rate 0.1 -retry-after 0s
+  -reset-rate 0.02 -latency 1ms -base-delay 5ms -max-delay 50ms)
 metrics_port=$(free_port)
-"$work/retryhttp" demo -metrics-addr "127.0.0.1:$metrics_port" -duration 3m -clients 4 -progress 1m \
-  -error-rate 0.5 -throttle-rate 0.1 -retry-after 0s -reset-rate 0.02 -latency 1ms \
-  -base-delay 5ms -max-delay 50ms >"$work/demo.log" 2>&1 &
+"$work/retryhttp" demo -metrics-addr "127.0.0.1:$metrics_port" "${demo_args[@]}" >"$work/demo.log" 2>&1 &
+pids+=($!)
+storm_port=$(free_port)
+"$work/retryhttp" demo -metrics-addr "127.0.0.1:$storm_port" -budget=false "${demo_args[@]}" >"$work/storm.log" 2>&1 &
 pids+=($!)
 
 prom_port=$(free_port)
@@ -58,18 +63,18 @@ rule_files:
 scrape_configs:
   - job_name: retryhttp-e2e
     static_configs:
-      - targets: ["127.0.0.1:$metrics_port"]
+      - targets: ["127.0.0.1:$metrics_port", "127.0.0.1:$storm_port"]
 YAML
 prometheus --config.file="$work/prometheus.yml" --storage.tsdb.path="$work/data" \
   --web.listen-address="127.0.0.1:$prom_port" --log.level=warn >"$work/prometheus.log" 2>&1 &
 pids+=($!)
-echo "e2e: prometheus (pid ${pids[1]}) on 127.0.0.1:$prom_port scraping retryhttp demo (pid ${pids[0]}) on 127.0.0.1:$metrics_port"
+echo "e2e: prometheus (pid ${pids[2]}) on 127.0.0.1:$prom_port scraping retryhttp demo on 127.0.0.1:$metrics_port (pid ${pids[0]}) and 127.0.0.1:$storm_port without a budget (pid ${pids[1]})"
 
 if ! "$work/promcheck" -prometheus "http://127.0.0.1:$prom_port" -job retryhttp-e2e \
   -dashboard grafana/retryhttp.json -rules prometheus/alerts.yml -wait 90s; then
   echo "e2e: prometheus log:" >&2
   cat "$work/prometheus.log" >&2
-  echo "e2e: demo log:" >&2
-  cat "$work/demo.log" >&2
+  echo "e2e: demo logs:" >&2
+  cat "$work/demo.log" "$work/storm.log" >&2
   exit 1
 fi

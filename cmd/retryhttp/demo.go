@@ -28,6 +28,7 @@ type demoConfig struct {
 	faults      faults
 	policy      retryhttp.Policy
 	progress    time.Duration // 0: by whether stdout is a terminal
+	budget      bool
 }
 
 func runDemo(args []string, _ io.Reader, stdout, stderr io.Writer) int {
@@ -44,6 +45,7 @@ func runDemo(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	fs.Float64Var(&c.faults.resetRate, "reset-rate", 0.02, "embedded upstream: share of connections reset before the response")
 	fs.DurationVar(&c.faults.latency, "latency", 5*time.Millisecond, "embedded upstream: time to answer")
 	fs.DurationVar(&c.progress, "progress", 0, "progress line interval (default: 250ms on a terminal, 5s otherwise)")
+	fs.BoolVar(&c.budget, "budget", true, "limit retries with the default retry budget; -budget=false shows a retry storm")
 	var pf policyFlags
 	pf.register(fs)
 	if code, done := parse(fs, args); done {
@@ -110,10 +112,18 @@ func demo(ctx context.Context, c demoConfig, stdout io.Writer) error {
 	} else {
 		fmt.Fprintf(stdout, "upstream: %s\n", redact(target))
 	}
-	fmt.Fprintf(stdout, "clients: %d for %v; policy: %d attempts, %s jitter, base %v, max %v\n",
-		c.clients, c.duration, c.policy.MaxAttempts, c.policy.Jitter, c.policy.BaseDelay, c.policy.MaxDelay)
+	budget := "default retry budget"
+	if !c.budget {
+		budget = "no retry budget"
+	}
+	fmt.Fprintf(stdout, "clients: %d for %v; policy: %d attempts, %s jitter, base %v, max %v; %s\n",
+		c.clients, c.duration, c.policy.MaxAttempts, c.policy.Jitter, c.policy.BaseDelay, c.policy.MaxDelay, budget)
 
-	tr := retryhttp.New(nil, retryhttp.WithPolicy(c.policy), retryhttp.WithMetrics(metrics))
+	opts := []retryhttp.Option{retryhttp.WithPolicy(c.policy), retryhttp.WithMetrics(metrics)}
+	if !c.budget {
+		opts = append(opts, retryhttp.WithBudget(nil))
+	}
+	tr := retryhttp.New(nil, opts...)
 	defer tr.CloseIdleConnections()
 	client := &http.Client{Transport: tr}
 
