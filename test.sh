@@ -12,7 +12,7 @@ if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null; then
   apt-get install -y -qq --no-install-recommends prometheus >/dev/null
 fi
 
-for module in . monitoring; do
+for module in . monitoring bench; do
   echo "--- go test -race ($module)"
   (cd "$module" && go test -race -count=1 ./...)
 done
