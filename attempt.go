@@ -31,9 +31,9 @@ func result(ctx context.Context, resp *http.Response, err error, attempt int, o 
 }
 
 // nextRequest returns the request for the next attempt, with a fresh copy
-// of the body. A request without a body is sent again as it is (next is
-// nil). It returns outcomeNotRetryable when the body cannot be sent again:
-// GetBody failed, or the replay buffer overflowed.
+// of the body. A request without a body is sent again as it is. It returns
+// outcomeNotRetryable when the body cannot be sent again: GetBody failed,
+// or the replay buffer overflowed.
 func nextRequest(req *http.Request, body *replayBody) (next *http.Request, o outcome) {
 	switch {
 	case body != nil:
@@ -43,7 +43,7 @@ func nextRequest(req *http.Request, body *replayBody) (next *http.Request, o out
 		}
 		return withBody(req, v, body.view), outcomeNone
 	case !hasBody(req):
-		return nil, outcomeNone
+		return req, outcomeNone
 	case req.GetBody != nil:
 		b, err := req.GetBody()
 		if err != nil || b == nil {

@@ -152,7 +152,7 @@ func (t *Transport) roundTrip(req *http.Request, p *Policy) (*http.Response, err
 		}
 
 		f := classify(resp, err)
-		o := t.stop(ctx, req, p, attempt, f, err)
+		o := stop(ctx, req, p, attempt, f, err)
 		var next *http.Request
 		var retryAfter bool
 		if o == outcomeNone {
@@ -166,9 +166,7 @@ func (t *Transport) roundTrip(req *http.Request, p *Policy) (*http.Response, err
 			t.metrics.refused()
 		}
 		if o == outcomeNone {
-			if next, o = nextRequest(req, body); o == outcomeNone && next == nil {
-				next = out
-			}
+			next, o = nextRequest(req, body)
 		}
 		if o != outcomeNone {
 			t.metrics.request(method, o)
@@ -190,7 +188,7 @@ func (t *Transport) roundTrip(req *http.Request, p *Policy) (*http.Response, err
 
 // stop returns why the request must end after this attempt, or outcomeNone
 // when a retry is allowed so far.
-func (t *Transport) stop(ctx context.Context, req *http.Request, p *Policy, attempt int, f failure, err error) outcome {
+func stop(ctx context.Context, req *http.Request, p *Policy, attempt int, f failure, err error) outcome {
 	switch {
 	case err != nil && ctx.Err() != nil:
 		return outcomeCanceled
