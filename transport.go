@@ -117,13 +117,11 @@ func (t *Transport) roundTrip(req *http.Request, p *Policy) (*http.Response, err
 	out := req // what the next attempt sends
 	var body *replayBody
 	if p.MaxAttempts > 1 && hasBody(req) && req.GetBody == nil {
-		// A request that is not idempotent is retried only when its
-		// connection failed, before any of its body was read: keep nothing.
-		limit := t.replayLimit
-		if !idempotent(req) {
-			limit = 0
-		}
-		body = newReplayBody(req.Body, limit)
+		// Bodies of requests that are not idempotent are kept too: retryhttp
+		// sends them again only when the connection was never made, but
+		// net/http itself sends a request again, through GetBody, when the
+		// server said it did not process it (HTTP/2 REFUSED_STREAM, GOAWAY).
+		body = newReplayBody(req.Body, t.replayLimit)
 		defer body.finish()
 		v, _ := body.view() // a fresh replayBody always gives its first view
 		out = withBody(req, v, body.view)
