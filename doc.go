@@ -37,6 +37,14 @@
 // retries. When the last attempt got no response, it returns an *Error that
 // counts the attempts and unwraps to the cause.
 //
-// Per request, ContextWithPolicy and ContextWithoutRetries override the
-// Transport's Policy.
+// Every Transport draws its retries from a retry Budget (on by default):
+// each request earns 0.2 retries for 10 seconds, with a floor of 10 retries
+// per second, so that during an outage retries add about 20% to the
+// traffic instead of multiplying it. WithBudget shares a Budget between
+// Transports, or turns it off.
+//
+// WithMetrics counts requests, attempts, retries, waits and budget refusals
+// in Prometheus series (see Metrics); WithLogger writes one record per
+// retry. Per request, ContextWithPolicy and ContextWithoutRetries override
+// the Transport's Policy.
 package retryhttp
