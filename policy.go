@@ -154,14 +154,12 @@ func (p Policy) Delay(n int, prev time.Duration, r *rand.Rand) time.Duration {
 		half := temp / 2
 		return half + uniform(r, 0, temp-half)
 	case DecorrelatedJitter:
-		if prev < p.BaseDelay {
-			prev = p.BaseDelay
-		}
-		hi := p.MaxDelay
-		if prev <= hi/3 {
+		prev = max(prev, p.BaseDelay)
+		hi := time.Duration(math.MaxInt64)
+		if prev <= math.MaxInt64/3 {
 			hi = 3 * prev
 		}
-		return uniform(r, p.BaseDelay, hi)
+		return min(p.MaxDelay, uniform(r, p.BaseDelay, hi))
 	case NoJitter:
 		return capped(p.BaseDelay, p.MaxDelay, n)
 	default: // FullJitter, and any unknown value

@@ -143,3 +143,23 @@ func FuzzDelay(f *testing.F) {
 		}
 	})
 }
+
+func TestDecorrelatedJitterFollowsTheFormula(t *testing.T) {
+	// min(MaxDelay, uniform in [BaseDelay, 3·prev]): with prev 15 s and a
+	// 20 s cap, uniform in [0.1 s, 45 s] lands past the cap 56% of the time,
+	// and then the wait is the cap itself.
+	p := Policy{BaseDelay: 100 * time.Millisecond, MaxDelay: 20 * time.Second, Jitter: DecorrelatedJitter}
+	r := rand.New(rand.NewPCG(3, 4))
+	atCap := 0
+	const draws = 4000
+	for range draws {
+		d := p.Delay(5, 15*time.Second, r)
+		require.GreaterOrEqual(t, d, p.BaseDelay)
+		require.LessOrEqual(t, d, p.MaxDelay)
+		if d == p.MaxDelay {
+			atCap++
+		}
+	}
+	assert.InDelta(t, 24.9/44.9, float64(atCap)/draws, 0.03)
+	assert.Equal(t, 20*time.Second, p.Delay(0, math.MaxInt64, r), "no overflow for a huge previous wait")
+}

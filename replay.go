@@ -36,7 +36,7 @@ type replayBody struct {
 	readMu sync.Mutex // held across src.Read, so mu is never held while blocked on src
 
 	mu       sync.Mutex // guards the fields below
-	buf      []byte     // the bytes read from src, while !overflow
+	buf      []byte     // the bytes read from src, while a view may need them
 	read     int64      // bytes read from src so far
 	eof      bool       // src returned io.EOF
 	err      error      // src failed otherwise: sticky, and no replay
@@ -123,8 +123,8 @@ func (v *bodyView) Read(p []byte) (int, error) {
 		n, err := b.src.Read(p)
 
 		b.mu.Lock()
-		b.record(p[:n], err)
 		stale := v.gen != b.gen
+		b.record(p[:n], err, !stale)
 		if !stale {
 			v.off += int64(n)
 		}
@@ -146,11 +146,15 @@ func (v *bodyView) serveLocked(p []byte) (n int, err error, ok bool) {
 		return 0, errSuperseded, true
 	case v.closed:
 		return 0, errors.New("retryhttp: read of a closed request body"), true
-	case v.off < b.read && b.overflow:
-		return 0, errNotReplayable, true
 	case v.off < b.read:
+		if v.off >= int64(len(b.buf)) {
+			return 0, errNotReplayable, true // cannot happen while buf holds all that was read
+		}
 		n = copy(p, b.buf[v.off:])
 		v.off += int64(n)
+		if b.overflow && v.off == b.read {
+			b.buf = nil // caught up: nothing behind it will be read again
+		}
 		return n, nil, true
 	case b.eof:
 		return 0, io.EOF, true
@@ -160,15 +164,22 @@ func (v *bodyView) serveLocked(p []byte) (n int, err error, ok bool) {
 	return 0, nil, false
 }
 
-// record keeps what the source returned, while it fits in the limit.
-func (b *replayBody) record(p []byte, err error) {
-	if !b.overflow {
-		if b.read+int64(len(p)) > int64(b.limit) {
-			b.overflow = true
-			b.buf = nil
-		} else {
-			b.buf = append(b.buf, p...)
-		}
+// record keeps what the source returned, while it fits in the limit. Past
+// the limit the body can no longer be replayed, and the buffer goes, but not
+// before the newest view has the bytes: when a superseded view's read (still
+// in flight when the retry began) crossed the limit, the newest view, behind
+// it, still needs them; they are one Read's worth at most.
+func (b *replayBody) record(p []byte, err error, byNewest bool) {
+	if b.read+int64(len(p)) > int64(b.limit) {
+		b.overflow = true
+	}
+	switch {
+	case !b.overflow:
+		b.buf = append(b.buf, p...)
+	case byNewest: // the newest view is at the front: it needs nothing kept
+		b.buf = nil
+	case b.buf != nil:
+		b.buf = append(b.buf, p...)
 	}
 	b.read += int64(len(p))
 	if err == io.EOF {

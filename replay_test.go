@@ -7,6 +7,7 @@ import (
 	"sync"
 	"testing"
 	"testing/iotest"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -110,4 +111,46 @@ func TestReplayConcurrentStaleReader(t *testing.T) {
 			assert.Equal(t, payload[:len(got1)], got1, "a stale view's bytes are a true prefix")
 		}
 	}
+}
+
+func TestReplayStaleReadPastTheLimitStillReplays(t *testing.T) {
+	// Attempt 1 sent 40 bytes and got an early 503; its write loop is still
+	// blocked reading the source when the retry starts (40 <= 64 bytes: a
+	// retry is allowed). That read then returns 60 more bytes, past the
+	// limit: the retry must still send all 100, since it was allowed.
+	payload := bytes.Repeat([]byte("x"), 100)
+	pr, pw := io.Pipe()
+	src := &closeTracker{Reader: pr}
+	b := newReplayBody(src, 64)
+	v1, _ := b.view()
+	go func() { _, _ = pw.Write(payload[:40]) }()
+	_, err := io.ReadFull(v1, make([]byte, 40))
+	require.NoError(t, err)
+
+	staleDone := make(chan error)
+	go func() {
+		_, err := v1.Read(make([]byte, 32<<10))
+		staleDone <- err
+	}()
+	require.Eventually(t, func() bool { // the stale read holds the source
+		if !b.readMu.TryLock() {
+			return true
+		}
+		b.readMu.Unlock()
+		return false
+	}, 5*time.Second, time.Millisecond)
+	require.True(t, b.replayable())
+	v2, err := b.view()
+	require.NoError(t, err)
+	go func() { _, _ = pw.Write(payload[40:]); pw.Close() }()
+	assert.ErrorIs(t, <-staleDone, errSuperseded)
+
+	got, err := io.ReadAll(v2)
+	require.NoError(t, err)
+	assert.Equal(t, payload, got, "the allowed retry sent the whole body")
+	assert.False(t, b.replayable(), "but no further retry is possible")
+	assert.Nil(t, b.buf, "the buffer is gone once the newest view caught up")
+	require.NoError(t, v2.Close())
+	b.finish()
+	assert.Equal(t, int32(1), src.closes.Load())
 }

@@ -177,6 +177,9 @@ func (t *Transport) roundTrip(req *http.Request, p *Policy) (*http.Response, err
 		t.metrics.retry(method, f, wait, retryAfter)
 		t.logRetry(ctx, req, attempt, f, wait, resp, err)
 		if err := t.sleep(ctx, wait); err != nil {
+			if next != req {
+				next.Body.Close() // the body made for the attempt that will not be sent
+			}
 			t.metrics.request(method, outcomeCanceled)
 			return nil, &Error{Attempts: attempt, Err: err, Waiting: true}
 		}
