@@ -6,7 +6,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"os/signal"
 	"sync"
@@ -70,7 +69,7 @@ func runDemo(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 		return usageError(fs, "-pause and -progress must not be negative")
 	}
 	if c.upstream != "" {
-		if u, err := url.Parse(c.upstream); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		if !isHTTPURL(c.upstream) {
 			return usageError(fs, "-upstream %q is not an http or https URL", c.upstream)
 		}
 	}

@@ -92,7 +92,7 @@ func runDo(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return usageError(fs, "want exactly one URL, got %d arguments", fs.NArg())
 	}
 	target := fs.Arg(0)
-	if u, err := url.Parse(target); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+	if !isHTTPURL(target) {
 		return usageError(fs, "%q is not an http or https URL", target)
 	}
 	policy, err := pf.policy()
@@ -236,6 +236,12 @@ func randomKey() string {
 	var b [16]byte
 	_, _ = rand.Read(b[:])
 	return hex.EncodeToString(b[:])
+}
+
+// isHTTPURL reports whether s is an absolute http or https URL with a host.
+func isHTTPURL(s string) bool {
+	u, err := url.Parse(s)
+	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != ""
 }
 
 // redact drops userinfo and query from a URL for messages.
