@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/textproto"
 	"syscall"
 )
 
@@ -106,9 +107,19 @@ func classifyError(err error) failure {
 	if errors.As(err, &opErr) && (opErr.Op == "dial" || opErr.Op == "proxyconnect") {
 		return failure{kind: failConnect}
 	}
+	// The connection broke before a whole response came: reset, broken
+	// pipe, closed, or cut short: at EOF, or in the middle of a header line,
+	// which net/http reports as a malformed header (textproto.ProtocolError).
+	// net.ErrClosed is net/http closing the connection itself after the
+	// peer reset it while the request body was still being written; the
+	// caller checks that the context is live. A cut inside the status line
+	// comes back as an untyped error and is not retried: it cannot be told
+	// from a peer that does not speak HTTP without reading error text.
+	var protocol textproto.ProtocolError
 	if errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) ||
-		errors.Is(err, syscall.ECONNABORTED) ||
-		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		errors.Is(err, syscall.ECONNABORTED) || errors.Is(err, net.ErrClosed) ||
+		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.As(err, &protocol) {
 		return failure{kind: failReset}
 	}
 	var netErr net.Error

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/textproto"
 	"net/url"
 	"os"
 	"syscall"
@@ -60,6 +61,8 @@ func TestClassifyError(t *testing.T) {
 		{"wrapped reset", fmt.Errorf("net/http: HTTP/1.x transport connection broken: %w", read(syscall.ECONNRESET)), failReset},
 		{"EOF before the response", io.EOF, failReset},
 		{"unexpected EOF", fmt.Errorf("reading: %w", io.ErrUnexpectedEOF), failReset},
+		{"connection closed under a body write", &net.OpError{Op: "write", Err: net.ErrClosed}, failReset},
+		{"response cut in a header line", fmt.Errorf("net/http: HTTP/1.x transport connection broken: %w", textproto.ProtocolError("malformed MIME header: missing colon: \"Content\"")), failReset},
 		{"header timeout", timeoutErr{}, failTimeout},
 		{"read timeout", &net.OpError{Op: "read", Err: timeoutErr{}}, failTimeout},
 		{"unknown authority", &tls.CertificateVerificationError{Err: x509.UnknownAuthorityError{}}, failPermanent},

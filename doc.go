@@ -11,8 +11,8 @@
 //	client := &http.Client{Transport: retryhttp.New(nil)}
 //
 // What is retried: status 408, 429, 500, 502, 503 and 504, refused or
-// unreachable connections, connections reset or closed before the response,
-// and attempts that timed out, up to Policy.MaxAttempts (3) attempts in all.
+// unreachable connections, connections reset or closed before the response
+// (or cut in the middle of its header), and attempts that timed out, up to Policy.MaxAttempts (3) attempts in all.
 // Only idempotent requests (GET, HEAD, OPTIONS, TRACE, PUT, DELETE, or any
 // request with an Idempotency-Key or X-Idempotency-Key header) are sent again
 // after the server may have seen them; any request is sent again when its
