@@ -62,9 +62,11 @@ type Metrics struct {
 	delayBy    [2]atomic.Pointer[prometheus.Observer]
 }
 
-// DelayBuckets are the buckets of retryhttp_retry_delay_seconds, from 1 ms to
-// 60 s (DefaultMaxRetryAfter).
-var DelayBuckets = []float64{0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60}
+// delayBuckets are the buckets of retryhttp_retry_delay_seconds, from 1 ms
+// to 60 s (DefaultMaxRetryAfter): 1, 5, 10, 25, 50, 100, 250, 500 ms, 1, 2.5,
+// 5, 10, 20, 30 and 60 s. Unexported, so nobody changes them under a
+// registered histogram.
+var delayBuckets = []float64{0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60}
 
 // NewMetrics creates the series and registers them with reg. With a nil reg
 // nothing is registered: the caller may register the returned *Metrics
@@ -89,7 +91,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		delay: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "retryhttp_retry_delay_seconds",
 			Help:    "Waits before retries, from the backoff or from the server's Retry-After.",
-			Buckets: DelayBuckets,
+			Buckets: delayBuckets,
 		}, []string{"source"}),
 		refusals: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "retryhttp_budget_refusals_total",

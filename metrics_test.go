@@ -106,7 +106,7 @@ retryhttp_retries_total{method="PUT",reason="502"} 1
 	assert.Equal(t, uint64(7), hist["backoff"].GetSampleCount(), "2 GET 503 + 2 DELETE + 2 connect + 1 PUT")
 	assert.Equal(t, uint64(1), hist["retry_after"].GetSampleCount())
 	assert.GreaterOrEqual(t, hist["retry_after"].GetSampleSum(), 2.0, "at least the asked 2s")
-	assert.Len(t, hist["backoff"].GetBucket(), len(DelayBuckets))
+	assert.Len(t, hist["backoff"].GetBucket(), len(delayBuckets))
 
 	problems, err := testutil.GatherAndLint(reg)
 	require.NoError(t, err)
