@@ -23,16 +23,21 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# free_port prints a loopback port that nothing listens on.
-free_port() {
-  local port
-  for port in $(shuf -i 20000-60000 -n 50); do
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-      echo "$port"
+# metrics_addr waits for a demo to print the address it serves metrics on
+# (it listens on port 0, so the kernel picks a free one) and prints it.
+metrics_addr() {
+  local log=$1 pid=$2 addr
+  for _ in $(seq 100); do
+    addr=$(sed -n 's|^metrics: http://\(.*\)/metrics$|\1|p' "$log")
+    if [ -n "$addr" ]; then
+      echo "$addr"
       return
     fi
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
   done
-  echo "e2e: no free port" >&2
+  echo "e2e: retryhttp demo did not start:" >&2
+  cat "$log" >&2
   return 1
 }
 
@@ -46,14 +51,13 @@ go build -o "$work/promcheck" ./cmd/promcheck
 # quarter of their requests (the give-up alert).
 demo_args=(-duration 3m -clients 4 -progress 1m -error-rate 0.5 -throttle-rate 0.1 -retry-after 0s
   -reset-rate 0.02 -latency 1ms -base-delay 5ms -max-delay 50ms)
-metrics_port=$(free_port)
-"$work/retryhttp" demo -metrics-addr "127.0.0.1:$metrics_port" "${demo_args[@]}" >"$work/demo.log" 2>&1 &
+"$work/retryhttp" demo -metrics-addr 127.0.0.1:0 "${demo_args[@]}" >"$work/demo.log" 2>&1 &
 pids+=($!)
-storm_port=$(free_port)
-"$work/retryhttp" demo -metrics-addr "127.0.0.1:$storm_port" -budget=false "${demo_args[@]}" >"$work/storm.log" 2>&1 &
+"$work/retryhttp" demo -metrics-addr 127.0.0.1:0 -budget=false "${demo_args[@]}" >"$work/storm.log" 2>&1 &
 pids+=($!)
+demo_addr=$(metrics_addr "$work/demo.log" "${pids[0]}")
+storm_addr=$(metrics_addr "$work/storm.log" "${pids[1]}")
 
-prom_port=$(free_port)
 cat > "$work/prometheus.yml" <<YAML
 global:
   scrape_interval: 1s
@@ -63,12 +67,46 @@ rule_files:
 scrape_configs:
   - job_name: retryhttp-e2e
     static_configs:
-      - targets: ["127.0.0.1:$metrics_port", "127.0.0.1:$storm_port"]
+      - targets: ["$demo_addr", "$storm_addr"]
 YAML
-prometheus --config.file="$work/prometheus.yml" --storage.tsdb.path="$work/data" \
-  --web.listen-address="127.0.0.1:$prom_port" --log.level=warn >"$work/prometheus.log" 2>&1 &
-pids+=($!)
-echo "e2e: prometheus (pid ${pids[2]}) on 127.0.0.1:$prom_port scraping retryhttp demo on 127.0.0.1:$metrics_port (pid ${pids[0]}) and 127.0.0.1:$storm_port without a budget (pid ${pids[1]})"
+
+# Prometheus needs a port of its own choosing: try ports outside the
+# kernel's ephemeral range (where client sockets in TIME_WAIT sit) until one
+# binds, and Prometheus answers on it.
+prom_port=""
+for port in $(shuf -i 10000-30000 -n 10); do
+  prometheus --config.file="$work/prometheus.yml" --storage.tsdb.path="$work/data-$port" \
+    --web.listen-address="127.0.0.1:$port" --log.level=warn >"$work/prometheus.log" 2>&1 &
+  pid=$!
+  for _ in $(seq 50); do
+    if ! kill -0 "$pid" 2>/dev/null; then break; fi
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+      sleep 0.5 # someone answers: make sure it is this Prometheus, still running
+      if kill -0 "$pid" 2>/dev/null; then prom_port=$port; fi
+      break
+    fi
+    sleep 0.1
+  done
+  if [ -n "$prom_port" ]; then
+    pids+=("$pid")
+    break
+  fi
+  kill "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+done
+if [ -z "$prom_port" ]; then
+  echo "e2e: prometheus did not start:" >&2
+  cat "$work/prometheus.log" >&2
+  exit 1
+fi
+for i in 0 1; do
+  if ! kill -0 "${pids[$i]}" 2>/dev/null; then
+    echo "e2e: a retryhttp demo exited early:" >&2
+    cat "$work/demo.log" "$work/storm.log" >&2
+    exit 1
+  fi
+done
+echo "e2e: prometheus (pid ${pids[2]}) on 127.0.0.1:$prom_port scraping retryhttp demo on $demo_addr (pid ${pids[0]}) and $storm_addr without a budget (pid ${pids[1]})"
 
 if ! "$work/promcheck" -prometheus "http://127.0.0.1:$prom_port" -job retryhttp-e2e \
   -dashboard grafana/retryhttp.json -rules prometheus/alerts.yml -wait 90s; then
