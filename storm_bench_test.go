@@ -87,7 +87,7 @@ func storm(b *testing.B, budget bool, j retryhttp.Jitter) stormResult {
 	var requests atomic.Int64
 	var recovered sync.WaitGroup // each client: Done at its first success
 	recovered.Add(stormClients)
-	var inOutage sync.WaitGroup // the requests started during the outage
+	var inOutage atomic.Int64 // requests started during the outage and not returned
 	var wg sync.WaitGroup
 	for range stormClients {
 		var once sync.Once
@@ -95,7 +95,7 @@ func storm(b *testing.B, budget bool, j retryhttp.Jitter) stormResult {
 			if down.Load() {
 				requests.Add(1)
 				inOutage.Add(1)
-				defer inOutage.Done()
+				defer inOutage.Add(-1)
 			}
 			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL, nil)
 			resp, err := rt.RoundTrip(req)
@@ -125,17 +125,22 @@ func storm(b *testing.B, budget bool, j retryhttp.Jitter) stormResult {
 	down.Store(false)
 	up := time.Now()
 	outageAttempts, outageRequests := attempts.Load(), requests.Load()
-	recovery := waitFor(b, &recovered, up)
-	drain := waitFor(b, &inOutage, up)
+	recovery := waitFor(b, recovered.Wait, up)
+	drain := waitFor(b, func() { // a send may still count itself in, so poll
+		for inOutage.Load() > 0 {
+			time.Sleep(time.Millisecond)
+		}
+	}, up)
 	cancel()
 	wg.Wait()
 	return stormResult{outageAttempts, outageRequests, recovery, drain}
 }
 
-// waitFor waits for wg, for a minute at most, and returns the time since t.
-func waitFor(b *testing.B, wg *sync.WaitGroup, t time.Time) time.Duration {
+// waitFor waits for wait to return, for a minute at most, and returns the
+// time since t.
+func waitFor(b *testing.B, wait func(), t time.Time) time.Duration {
 	waited := make(chan struct{})
-	go func() { wg.Wait(); close(waited) }()
+	go func() { wait(); close(waited) }()
 	select {
 	case <-waited:
 	case <-time.After(time.Minute):

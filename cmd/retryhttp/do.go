@@ -157,6 +157,10 @@ func runDo(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if err != nil {
 		return usageError(fs, "%v", err)
 	}
+	if host := h.Get("Host"); host != "" { // as curl does: -H 'Host: x' names the virtual host
+		req.Host = host
+		h.Del("Host")
+	}
 	req.Header = h
 	req.GetBody = getBody
 	req.ContentLength = length

@@ -149,6 +149,7 @@ type server struct {
 	bodies   []string
 	keys     []string
 	headers  []http.Header
+	hosts    []string
 }
 
 func newServer(t *testing.T, handle func(n int, w http.ResponseWriter, r *http.Request)) *server {
@@ -161,6 +162,7 @@ func newServer(t *testing.T, handle func(n int, w http.ResponseWriter, r *http.R
 		s.bodies = append(s.bodies, string(b))
 		s.keys = append(s.keys, r.Header.Get("Idempotency-Key"))
 		s.headers = append(s.headers, r.Header.Clone())
+		s.hosts = append(s.hosts, r.Host)
 		s.mu.Unlock()
 		handle(n, w, r)
 	}))
@@ -310,7 +312,7 @@ func TestDoHeadersOutputAndStartJitter(t *testing.T) {
 	t.Parallel()
 	s := newServer(t, failing(0, 0))
 	out := filepath.Join(t.TempDir(), "out.txt")
-	r := do(t, "", "-v", "-H", "Accept: text/plain", "-H", "X-Trace: abc", "-o", out, "-start-jitter", "200ms", s.URL)
+	r := do(t, "", "-v", "-H", "Accept: text/plain", "-H", "X-Trace: abc", "-H", "Host: api.example", "-o", out, "-start-jitter", "200ms", s.URL)
 	require.Equal(t, 0, r.code, r.stderr)
 	assert.Empty(t, r.stdout, "with -o nothing goes to stdout")
 	b, err := os.ReadFile(out)
@@ -319,6 +321,7 @@ func TestDoHeadersOutputAndStartJitter(t *testing.T) {
 	s.mu.Lock()
 	assert.Equal(t, "text/plain", s.headers[0].Get("Accept"))
 	assert.Equal(t, "abc", s.headers[0].Get("X-Trace"))
+	assert.Equal(t, "api.example", s.hosts[0], "-H Host sets the virtual host, as in curl")
 	s.mu.Unlock()
 	assert.Contains(t, r.stderr, "start jitter: waiting ")
 

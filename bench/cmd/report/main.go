@@ -1,6 +1,8 @@
 // Command report turns the output of `go test -bench` in this module into a
 // markdown table: for each benchmark and library, the median of each unit
-// over the -count runs, and its ratio to the bare row of the same run.
+// over the -count runs and, in brackets, the median over the runs of its
+// ratio to the bare row of the same run (the k-th sample of a row and the
+// k-th of bare come from the same pass over the rows).
 //
 //	go run ./cmd/report < results.txt > results.md
 package main
@@ -76,7 +78,11 @@ func run(in io.Reader, out io.Writer) error {
 	fmt.Fprintf(out, "%s\n\n", strings.Join(header, "; "))
 	for _, b := range benches {
 		units := unitsOf(samples, b, libs)
-		fmt.Fprintf(out, "**%s** (median of %d runs; × bare in the same run)\n\n", b, runs(samples, b, libs))
+		note := "; in brackets, the median ratio to bare in the same run"
+		if _, ok := samples[key{b, "bare"}]; !ok {
+			note = ""
+		}
+		fmt.Fprintf(out, "**%s** (median of %d runs%s)\n\n", b, runs(samples, b, libs), note)
 		fmt.Fprintf(out, "| library |")
 		for _, u := range units {
 			fmt.Fprintf(out, " %s |", u)
@@ -95,8 +101,8 @@ func run(in io.Reader, out io.Writer) error {
 					continue
 				}
 				cell := format(v, u)
-				if base, ok := median(samples[key{b, "bare"}][u]); ok && base > 0 && l != "bare" {
-					cell += fmt.Sprintf(" (%.2f×)", v/base)
+				if ratio, ok := median(ratios(got[u], samples[key{b, "bare"}][u])); ok && l != "bare" {
+					cell += fmt.Sprintf(" (%.2f×)", ratio)
 				}
 				fmt.Fprintf(out, " %s |", cell)
 			}
@@ -134,6 +140,17 @@ func runs(samples map[key]map[string][]float64, bench string, libs []string) int
 		n = max(n, len(samples[key{bench, l}]["ns/op"]))
 	}
 	return n
+}
+
+// ratios returns v[k]/base[k] for each run k that has both.
+func ratios(v, base []float64) []float64 {
+	var out []float64
+	for k := range min(len(v), len(base)) {
+		if base[k] > 0 {
+			out = append(out, v[k]/base[k])
+		}
+	}
+	return out
 }
 
 func median(v []float64) (float64, bool) {

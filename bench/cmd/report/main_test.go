@@ -24,9 +24,11 @@ PASS
 	require.NoError(t, run(strings.NewReader(in), &out))
 	got := out.String()
 	assert.Contains(t, got, "goos: linux; cpu: Test CPU")
-	assert.Contains(t, got, "**X** (median of 3 runs")
+	assert.Contains(t, got, "**X** (median of 3 runs; in brackets, the median ratio to bare in the same run)")
 	assert.Contains(t, got, "| bare | 200 ns | 10 B | 1 |")
-	assert.Contains(t, got, "| retryhttp | 110 ns (0.55×) | 10 B (1.00×) | 1 (1.00×) |")
+	// Per-run ratios 1.1, 0.3 and 2.0: their median, not the ratio of medians (0.55).
+	assert.Contains(t, got, "| retryhttp | 110 ns (1.10×) | 10 B (1.00×) | 1 (1.00×) |")
+	assert.Contains(t, got, "**StreamUpload** (median of 1 runs)", "no bare row, no ratio")
 	assert.Contains(t, got, "| rehttp | 5 ns | 1037.0 MiB |")
 
 	assert.Error(t, run(strings.NewReader("PASS\n"), &out))
