@@ -33,10 +33,9 @@ type h2Server struct {
 	decide func(n int) h2Action
 
 	mu       sync.Mutex
-	requests int         // complete requests received
-	bodies   [][32]byte  // hash of each request's body
-	conns    int         // connections accepted
-	done     chan func() // closes connections at the end
+	requests int        // complete requests received
+	bodies   [][32]byte // hash of each request's body
+	conns    int        // connections accepted
 }
 
 type h2Action int
