@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"sync"
 	"time"
 )
 
@@ -16,32 +17,30 @@ func classify(resp *http.Response, err error) failure {
 	return classifyStatus(resp.StatusCode)
 }
 
-// result is what RoundTrip returns when it stops after attempt: the response
-// unchanged, or an *Error around err.
-func result(ctx context.Context, resp *http.Response, err error, attempt int, o outcome) (*http.Response, error) {
-	if resp != nil {
-		return resp, nil
-	}
+// giveUp returns the error for a request that stops after attempt
+// without a response: an *Error around err, joined with the context's
+// error when the context ended and err does not say so.
+func giveUp(ctx context.Context, err error, attempt int, o outcome) error {
 	if o == outcomeCanceled {
 		if ctxErr := ctx.Err(); ctxErr != nil && !errors.Is(err, ctxErr) {
 			err = errors.Join(err, ctxErr)
 		}
 	}
-	return nil, &Error{Attempts: attempt, Err: err}
+	return &Error{Attempts: attempt, Err: err}
 }
 
 // nextRequest returns the request for the next attempt, with a fresh copy
 // of the body. A request without a body is sent again as it is. It returns
 // outcomeNotRetryable when the body cannot be sent again: GetBody failed,
-// or the replay buffer overflowed.
+// or more of the body was read than the replay buffer holds.
 func nextRequest(req *http.Request, body *replayBody) (next *http.Request, o outcome) {
 	switch {
 	case body != nil:
-		v, err := body.view()
+		next, err := body.request(req)
 		if err != nil {
 			return nil, outcomeNotRetryable
 		}
-		return withBody(req, v, body.view), outcomeNone
+		return next, outcomeNone
 	case !hasBody(req):
 		return req, outcomeNone
 	case req.GetBody != nil:
@@ -52,6 +51,25 @@ func nextRequest(req *http.Request, body *replayBody) (next *http.Request, o out
 		return withBody(req, b, req.GetBody), outcomeNone
 	}
 	return nil, outcomeNotRetryable
+}
+
+// request returns the request for the next attempt of req, reading the body
+// through a new view. Its GetBody makes more views of the same attempt, for
+// the base transport's own resends and for middlewares that read a copy,
+// but only when req is idempotent: net/http's HTTP/2 client resends a
+// request through GetBody after a PROTOCOL_ERROR reset too, when the server
+// may have processed it, so a request that is not idempotent gets none, as
+// it has none without retryhttp.
+func (b *replayBody) request(req *http.Request) (*http.Request, error) {
+	v, err := b.attemptView()
+	if err != nil {
+		return nil, err
+	}
+	var getBody func() (io.ReadCloser, error)
+	if idempotent(req) {
+		getBody = b.copyView
+	}
+	return withBody(req, v, getBody), nil
 }
 
 // withBody returns a shallow copy of req with another body, as net/http does
@@ -65,15 +83,25 @@ func withBody(req *http.Request, body io.ReadCloser, getBody func() (io.ReadClos
 }
 
 // maxDrain is how much of a discarded response body is read so that its
-// connection can carry the next attempt. A longer body is cut off, and its
-// connection closed instead.
-const maxDrain = 64 << 10
+// connection can carry the next attempt, and maxDrainTime how long that may
+// take. A longer body, or one that does not arrive promptly, is cut off and
+// its connection closed instead.
+const (
+	maxDrain     = 64 << 10
+	maxDrainTime = 100 * time.Millisecond
+)
 
 // discard drains a bounded part of a response the caller will not see and
-// closes it, so its keep-alive connection is reused.
+// closes it, so its keep-alive connection is reused. A body that stalls is
+// closed after maxDrainTime, which ends the read in progress.
 func discard(resp *http.Response) {
-	_, _ = io.CopyN(io.Discard, resp.Body, maxDrain)
-	_ = resp.Body.Close()
+	body := resp.Body
+	var once sync.Once
+	closeBody := func() { once.Do(func() { _ = body.Close() }) }
+	timer := time.AfterFunc(maxDrainTime, closeBody)
+	_, _ = io.CopyN(io.Discard, body, maxDrain)
+	timer.Stop()
+	closeBody()
 }
 
 // closeBody closes the body of a request that will not be sent, as the

@@ -3,10 +3,13 @@ package retryhttp
 import (
 	"bytes"
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"io"
 	"net/http"
 	"runtime"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -142,4 +145,56 @@ type zeros struct{}
 func (zeros) Read(p []byte) (int, error) {
 	clear(p)
 	return len(p), nil
+}
+
+// signingRT is a middleware that signs each request with a hash of its
+// body, read from a copy that GetBody makes before the body itself is
+// sent, as request-signing middlewares do.
+type signingRT struct{ next http.RoundTripper }
+
+func (s signingRT) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.GetBody != nil {
+		copyBody, err := req.GetBody()
+		if err != nil {
+			return nil, err
+		}
+		h := sha256.New()
+		_, err = io.Copy(h, copyBody)
+		copyBody.Close()
+		if err != nil {
+			return nil, err
+		}
+		req = req.Clone(req.Context())
+		req.Header.Set("X-Body-Sha256", hex.EncodeToString(h.Sum(nil)))
+	}
+	return s.next.RoundTrip(req)
+}
+
+func TestGetBodyCopyDoesNotBreakTheBodyInFlight(t *testing.T) {
+	payload := bytes.Repeat([]byte("signed "), 5000)
+	sum := sha(payload)
+	want := hex.EncodeToString(sum[:])
+	for _, codes := range [][]int{{200}, {503, 200}} {
+		up := newUpstream(t, func(n int, w http.ResponseWriter, r *http.Request) {
+			if r.Header.Get("X-Body-Sha256") != want {
+				w.WriteHeader(http.StatusUnauthorized)
+				return
+			}
+			statuses(codes...)(n, w, r)
+		})
+		tr, _ := newTestTransport(t)
+		tr.base = signingRT{tr.base}
+		body := &closeTracker{Reader: bytes.NewReader(payload)}
+		req := mustRequest(t, http.MethodPut, up.URL, onlyReader{body}) // no GetBody of its own
+		req.Body = body
+		resp, err := tr.RoundTrip(req)
+		require.NoError(t, err, "no retry replaced the body: it must not fail")
+		readAll(t, resp)
+		assert.Equal(t, http.StatusOK, resp.StatusCode, "signed with the hash of the whole body")
+		assert.Equal(t, len(codes), int(up.attempts.Load()))
+		for _, h := range up.bodyHashes() {
+			assert.Equal(t, sha(payload), h)
+		}
+		assert.Eventually(t, func() bool { return body.closes.Load() == 1 }, 5*time.Second, time.Millisecond)
+	}
 }

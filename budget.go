@@ -25,8 +25,9 @@ type BudgetConfig struct {
 	Ratio float64
 	// MinPerSecond is a floor of retries per second that needs no earlier
 	// requests, so that a client with little traffic can still retry. It
-	// refills continuously and holds at most one second's worth. 0 means
-	// DefaultBudgetMinPerSecond.
+	// refills continuously and holds one second's worth, or one retry when
+	// that is less: any positive floor allows retries at its rate (0.5, one
+	// every 2 s). 0 means DefaultBudgetMinPerSecond.
 	MinPerSecond float64
 	// Window is how long a request's earnings last. 0 means
 	// DefaultBudgetWindow.
@@ -79,6 +80,7 @@ type Budget struct {
 	mu       sync.Mutex
 	retries  [budgetSlots]slotCount // spent from earnings, by slot
 	tokens   float64                // floor retries available
+	capacity float64                // most tokens held: max(1, floor)
 	refilled time.Time              // when tokens was last refilled
 }
 
@@ -118,7 +120,8 @@ func (b *Budget) init(c BudgetConfig, now time.Time) {
 	b.floor = c.MinPerSecond
 	b.slot = max(c.Window/budgetSlots, time.Millisecond)
 	b.start = now
-	b.tokens = c.MinPerSecond // a new client may retry at once
+	b.capacity = max(1, c.MinPerSecond)
+	b.tokens = b.capacity // a new client may retry at once
 	b.refilled = now
 	b.current.Store(b.epoch(now))
 }
@@ -150,6 +153,20 @@ func (s *slotCount) add(epoch uint32) uint32 {
 		}
 		if s.v.CompareAndSwap(old, next) {
 			return uint32(next)
+		}
+	}
+}
+
+// sub takes one from the slot if it still counts the period numbered
+// epoch and holds more than zero.
+func (s *slotCount) sub(epoch uint32) {
+	for {
+		old := s.v.Load()
+		if uint32(old>>32) != epoch || uint32(old) == 0 {
+			return
+		}
+		if s.v.CompareAndSwap(old, old-1) {
+			return
 		}
 	}
 }
@@ -197,8 +214,14 @@ func (b *Budget) observe(e uint32) {
 	}
 }
 
+// receipt says what spend took, so that refund can give it back.
+type receipt struct {
+	epoch uint32 // the slot whose earnings paid; 0: a floor token, or nothing
+	token bool   // a floor token paid
+}
+
 // spend takes one retry from the budget, if it has one.
-func (b *Budget) spend(now time.Time) bool {
+func (b *Budget) spend(now time.Time) (receipt, bool) {
 	b.ready(now)
 	e := b.epoch(now)
 	b.observe(e)
@@ -206,14 +229,33 @@ func (b *Budget) spend(now time.Time) bool {
 	defer b.mu.Unlock()
 	if b.earnedLocked(e) >= 1 {
 		b.retries[e%budgetSlots].add(e)
-		return true
+		return receipt{epoch: e}, true
 	}
 	b.refillLocked(now)
 	if b.tokens >= 1 {
 		b.tokens--
-		return true
+		return receipt{token: true}, true
 	}
-	return false
+	return receipt{}, false
+}
+
+// refund gives back what spend took for a retry that was not sent after
+// all. Earnings spent in a slot that has since left the window are gone
+// anyway. A nil Budget refunds nothing.
+func (b *Budget) refund(r receipt) {
+	if b == nil {
+		return
+	}
+	switch {
+	case r.token:
+		b.mu.Lock()
+		b.tokens = min(b.capacity, b.tokens+1)
+		b.mu.Unlock()
+	case r.epoch != 0:
+		b.mu.Lock()
+		b.retries[r.epoch%budgetSlots].sub(r.epoch)
+		b.mu.Unlock()
+	}
 }
 
 // earnedLocked returns the retries earned in the window and not yet spent.
@@ -228,7 +270,7 @@ func (b *Budget) earnedLocked(e uint32) float64 {
 
 func (b *Budget) refillLocked(now time.Time) {
 	if elapsed := now.Sub(b.refilled); elapsed > 0 {
-		b.tokens = min(b.floor, b.tokens+b.floor*elapsed.Seconds())
+		b.tokens = min(b.capacity, b.tokens+b.floor*elapsed.Seconds())
 		b.refilled = now
 	}
 }

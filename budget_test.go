@@ -2,6 +2,7 @@ package retryhttp
 
 import (
 	"context"
+	"io"
 	"math"
 	"net/http"
 	"strings"
@@ -196,7 +197,10 @@ func TestBudgetArithmetic(t *testing.T) {
 	}
 	assert.Equal(t, 7.0, b.available(start), "10 requests earn 5, plus the floor of 2")
 	spent := 0
-	for b.spend(start) {
+	for {
+		if _, ok := b.spend(start); !ok {
+			break
+		}
 		spent++
 	}
 	assert.Equal(t, 7, spent)
@@ -214,6 +218,58 @@ func TestBudgetArithmetic(t *testing.T) {
 	}
 	assert.InDelta(t, 6.0, b2.available(start.Add(9*time.Second)), 1e-9)
 	assert.InDelta(t, 1.0, b2.available(start.Add(11*time.Second)), 1e-9)
+}
+
+func TestFractionalFloorAllowsRetriesAtItsRate(t *testing.T) {
+	// MinPerSecond 0.5: one retry every 2 s, over a minute about 30 (and
+	// the one a new budget holds), never none.
+	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	b := &Budget{}
+	b.once.Do(func() { b.init(BudgetConfig{Ratio: 0.2, MinPerSecond: 0.5, Window: 10 * time.Second}, start) })
+	spent := 0
+	for ms := 0; ms <= 60_000; ms += 100 {
+		if _, ok := b.spend(start.Add(time.Duration(ms) * time.Millisecond)); ok {
+			spent++
+		}
+	}
+	assert.Equal(t, 31, spent, "one at once, then one every 2 s")
+
+	tiny, err := NewBudget(BudgetConfig{MinPerSecond: 0.01})
+	require.NoError(t, err)
+	_, ok := tiny.spend(time.Now())
+	assert.True(t, ok, "any positive floor allows a first retry")
+}
+
+func TestRefundGivesBackWhatSpendTook(t *testing.T) {
+	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	b := &Budget{}
+	b.once.Do(func() { b.init(BudgetConfig{Ratio: 0.5, MinPerSecond: 1, Window: 10 * time.Second}, start) })
+	for range 4 {
+		b.earn(func() time.Time { return start })
+	}
+	require.Equal(t, 3.0, b.available(start), "2 earned and 1 floor token")
+	earned, ok := b.spend(start)
+	require.True(t, ok)
+	assert.False(t, earned.token)
+	assert.Equal(t, 2.0, b.available(start))
+	b.refund(earned)
+	assert.Equal(t, 3.0, b.available(start), "the earned retry came back")
+
+	var receipts []receipt
+	for {
+		r, ok := b.spend(start)
+		if !ok {
+			break
+		}
+		receipts = append(receipts, r)
+	}
+	require.Len(t, receipts, 3)
+	assert.True(t, receipts[2].token, "the floor pays last")
+	b.refund(receipts[2])
+	assert.Equal(t, 1.0, b.available(start), "the token came back")
+	b.refund(receipts[2])
+	assert.Equal(t, 1.0, b.available(start), "never above the floor's capacity")
+	(*Budget)(nil).refund(receipts[0]) // no budget: nothing to give back
 }
 
 func TestZeroBudgetHasTheDefaults(t *testing.T) {
@@ -259,7 +315,7 @@ func TestBudgetConcurrentUse(t *testing.T) {
 		wg.Go(func() {
 			for range 1000 {
 				b.earn(func() time.Time { return now })
-				if b.spend(now) {
+				if _, ok := b.spend(now); ok {
 					spent.Add(1)
 				}
 			}
@@ -333,4 +389,45 @@ func TestSlotNeverGoesBackInTime(t *testing.T) {
 	assert.Equal(t, uint32(2), s.add(20), "a stale slot number counts in the later period")
 	assert.Equal(t, float64(2), s.in(30))
 	assert.Zero(t, s.in(40), "out of the window")
+}
+
+func TestBudgetPaysOnlyForRetriesThatAreSent(t *testing.T) {
+	// GetBody fails, the replay buffer overflowed, or the caller canceled
+	// during the wait: the retry was never sent, and the budget keeps what
+	// it had.
+	up := newUpstream(t, statuses(503))
+	tests := []struct {
+		name string
+		req  func(t *testing.T, tr *Transport) *http.Request
+	}{
+		{"GetBody fails", func(t *testing.T, _ *Transport) *http.Request {
+			req := mustRequest(t, http.MethodPut, up.URL, strings.NewReader("abc"))
+			req.GetBody = func() (io.ReadCloser, error) { return nil, errTestBody }
+			return req
+		}},
+		{"body past the replay buffer", func(t *testing.T, _ *Transport) *http.Request {
+			return mustRequest(t, http.MethodPut, up.URL, onlyReader{strings.NewReader(strings.Repeat("x", 200))})
+		}},
+		{"canceled during the wait", func(t *testing.T, tr *Transport) *http.Request {
+			ctx, cancel := context.WithCancel(context.Background())
+			tr.sleep = func(ctx context.Context, _ time.Duration) error { cancel(); return ctx.Err() }
+			return mustRequest(t, http.MethodGet, up.URL, nil).WithContext(ctx)
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b := &Budget{}
+			tr, _ := newTestTransport(t, WithBudget(b), WithReplayBuffer(100))
+			clock := withStoppedClock(tr)
+			b.once.Do(func() { b.init(BudgetConfig{Ratio: 0.2, MinPerSecond: 3, Window: 10 * time.Second}, clock.now()) })
+			req := tt.req(t, tr)
+			before := b.available(clock.now())
+			resp, err := tr.RoundTrip(req)
+			if err == nil {
+				readAll(t, resp)
+			}
+			assert.Equal(t, int32(1), up.attempts.Swap(0), "no retry was sent")
+			assert.Equal(t, before+0.2, b.available(clock.now()), "the request earned its 0.2 and nothing was spent")
+		})
+	}
 }

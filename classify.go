@@ -103,9 +103,17 @@ func classifyError(err error) failure {
 		}
 		return failure{kind: failPermanent} // no such host
 	}
+	var addrErr *net.AddrError
+	if errors.As(err, &addrErr) {
+		return failure{kind: failPermanent} // a malformed address, such as port 99999
+	}
 	var opErr *net.OpError
 	if errors.As(err, &opErr) && (opErr.Op == "dial" || opErr.Op == "proxyconnect") {
 		return failure{kind: failConnect}
+	}
+	var streamErr http2StreamError
+	if errors.As(err, &streamErr) {
+		return classifyStreamError(streamErr)
 	}
 	// The connection broke before a whole response came: reset, broken
 	// pipe, closed, or cut short: at EOF, or in the middle of a header line,
@@ -149,4 +157,40 @@ func permanentTLS(err error) bool {
 		errors.As(err, &roots) || errors.As(err, &constraint) ||
 		errors.As(err, &critical) || errors.As(err, &record) ||
 		errors.As(err, &alert)
+}
+
+// http2StreamError receives net/http's HTTP/2 stream errors through
+// errors.As: its unexported type converts itself into any struct with
+// these fields, as golang.org/x/net/http2.StreamError does (net/http's
+// h2_error.go), so no error text is read.
+type http2StreamError struct {
+	StreamID uint32
+	Code     uint32
+	Cause    error
+}
+
+func (e http2StreamError) Error() string { return "http2 stream error" }
+
+// HTTP/2 error codes (RFC 9113 §7) that end a stream the way a reset ends
+// an HTTP/1 connection.
+const (
+	http2NoError       = 0x0
+	http2InternalError = 0x2
+	http2Cancel        = 0x8
+)
+
+// classifyStreamError sorts a stream reset. NO_ERROR, INTERNAL_ERROR and
+// CANCEL are what a server sends when it abandons a stream (a handler that
+// panicked or aborted, a proxy that lost its upstream): a reset, retried
+// like one over HTTP/1, for idempotent requests only. REFUSED_STREAM and a
+// PROTOCOL_ERROR from the peer reach the caller only after net/http's own
+// HTTP/2 client retried them, so retrying again would multiply its
+// retries; they and every other code (a protocol or flow-control error, a
+// request that must use HTTP/1.1) are final.
+func classifyStreamError(e http2StreamError) failure {
+	switch e.Code {
+	case http2NoError, http2InternalError, http2Cancel:
+		return failure{kind: failReset}
+	}
+	return failure{kind: failPermanent}
 }

@@ -1,21 +1,37 @@
 package retryhttp
 
-import "context"
+import (
+	"context"
+	"net/http"
+)
 
 type policyKey struct{}
 
-// ContextWithPolicy returns a copy of ctx that makes a Transport use p,
-// instead of its own Policy, for the requests made with it. SDK authors use
-// it for one call that needs more patience, or less. An invalid p makes
-// those requests fail with its error (see [Policy.Validate]).
+// ContextWithPolicy returns a copy of ctx that makes a Transport use p for
+// the requests made with it. Each zero field of p takes the value of the
+// Transport's own Policy, so p says only what differs for this call:
+//
+//	ctx = retryhttp.ContextWithPolicy(ctx, retryhttp.Policy{MaxAttempts: 6})
+//
+// gives a request 6 attempts with the Transport's delays, jitter and
+// MaxRetryAfter. To ask for a package default where the Transport has
+// another value, write the default out (Policy{BaseDelay:
+// retryhttp.DefaultBaseDelay}). Jitter's zero value is FullJitter, so a
+// per-request Policy cannot bring FullJitter back on a Transport that uses
+// another jitter.
+//
+// A p with a bad field makes those requests fail with its error (see
+// [Policy.Validate]); so does a merged Policy whose MaxDelay is below its
+// BaseDelay.
 func ContextWithPolicy(ctx context.Context, p Policy) context.Context {
-	return context.WithValue(ctx, policyKey{}, &ctxPolicy{policy: p.withDefaults(), err: p.Validate()})
+	return context.WithValue(ctx, policyKey{}, &ctxPolicy{policy: p, err: p.validateFields()})
 }
 
-// ctxPolicy is a Policy stored in a context, checked once when stored.
+// ctxPolicy is a Policy stored in a context, its fields checked once when
+// stored.
 type ctxPolicy struct {
-	policy Policy // defaults applied
-	err    error  // from Validate
+	policy Policy // as given: zero fields inherit the Transport's
+	err    error  // from validateFields
 }
 
 // ContextWithoutRetries returns a copy of ctx that turns retries off for the
@@ -25,8 +41,40 @@ func ContextWithoutRetries(ctx context.Context) context.Context {
 	return ContextWithPolicy(ctx, Policy{MaxAttempts: 1})
 }
 
-// policyFrom returns the Policy that ContextWithPolicy stored in ctx, or nil.
-func policyFrom(ctx context.Context) *ctxPolicy {
-	p, _ := ctx.Value(policyKey{}).(*ctxPolicy)
+// policyFor returns the Policy for req: the one ContextWithPolicy stored in
+// its context, over the Transport's, or the Transport's. It fails when the
+// Transport was built with a bad option or the Policy is invalid.
+func (t *Transport) policyFor(req *http.Request) (*Policy, error) {
+	if t.err != nil {
+		return nil, t.err
+	}
+	cp, _ := req.Context().Value(policyKey{}).(*ctxPolicy)
+	if cp == nil {
+		return &t.policy, nil
+	}
+	if cp.err != nil {
+		return nil, cp.err
+	}
+	p := cp.policy.inherit(t.policy)
+	return &p, p.validateDelays()
+}
+
+// inherit returns p with each zero field taken from base.
+func (p Policy) inherit(base Policy) Policy {
+	if p.MaxAttempts == 0 {
+		p.MaxAttempts = base.MaxAttempts
+	}
+	if p.BaseDelay == 0 {
+		p.BaseDelay = base.BaseDelay
+	}
+	if p.MaxDelay == 0 {
+		p.MaxDelay = base.MaxDelay
+	}
+	if p.Jitter == FullJitter {
+		p.Jitter = base.Jitter
+	}
+	if p.MaxRetryAfter == 0 {
+		p.MaxRetryAfter = base.MaxRetryAfter
+	}
 	return p
 }

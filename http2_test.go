@@ -12,7 +12,9 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -43,8 +45,11 @@ type h2Action int
 const (
 	h2Status200 h2Action = iota
 	h2Status503
-	h2Refuse // RST_STREAM REFUSED_STREAM
-	h2GoAway // GOAWAY with last stream ID below this request's, then close
+	h2Refuse        // RST_STREAM REFUSED_STREAM
+	h2GoAway        // GOAWAY with last stream ID below this request's, then close
+	h2ResetProtocol // RST_STREAM PROTOCOL_ERROR, after reading the whole request
+	h2ResetInternal // RST_STREAM INTERNAL_ERROR, as a handler that aborted sends
+	h2ResetCancel   // RST_STREAM CANCEL from the server
 )
 
 func newH2Server(t *testing.T, decide func(n int) h2Action) *h2Server {
@@ -94,7 +99,10 @@ const (
 	flagAck           = 0x1
 	flagEndHeaders    = 0x4
 	flagPadded        = 0x8
+	errProtocol       = 0x1
+	errInternal       = 0x2
 	errRefusedStream  = 0x7
+	errCancel         = 0x8
 )
 
 func writeFrame(w io.Writer, typ, flags byte, stream uint32, payload []byte) error {
@@ -177,11 +185,20 @@ func (s *h2Server) respond(c net.Conn, stream uint32, body *bytes.Buffer) bool {
 	}
 	s.bodies = append(s.bodies, sha256.Sum256(body.Bytes()))
 	s.mu.Unlock()
+	reset := func(errCode uint32) bool {
+		var code [4]byte
+		binary.BigEndian.PutUint32(code[:], errCode)
+		return writeFrame(c, frameRSTStream, 0, stream, code[:]) == nil
+	}
 	switch s.decide(n) {
 	case h2Refuse:
-		var code [4]byte
-		binary.BigEndian.PutUint32(code[:], errRefusedStream)
-		return writeFrame(c, frameRSTStream, 0, stream, code[:]) == nil
+		return reset(errRefusedStream)
+	case h2ResetProtocol:
+		return reset(errProtocol)
+	case h2ResetInternal:
+		return reset(errInternal)
+	case h2ResetCancel:
+		return reset(errCancel)
 	case h2GoAway:
 		var p [8]byte
 		if stream > 2 {
@@ -202,24 +219,41 @@ func status(code int) []byte {
 	return append([]byte{0x08, byte(len(v))}, v...)
 }
 
+// firstThen returns a decide function that answers the first n requests
+// with a and the rest with 200.
+func firstThen(n int, a h2Action) func(int) h2Action {
+	return func(i int) h2Action {
+		if i <= n {
+			return a
+		}
+		return h2Status200
+	}
+}
+
 func TestHTTP2RefusedStreamsAndGoAwayAreRecovered(t *testing.T) {
 	payload := bytes.Repeat([]byte("h2-body "), 2000)
 	tests := []struct {
 		name   string
 		method string
+		header string
 		decide func(n int) h2Action
 	}{
-		{"GET refused twice", http.MethodGet, func(n int) h2Action { return map[bool]h2Action{true: h2Refuse, false: h2Status200}[n <= 2] }},
-		{"POST refused: not processed, so safe to send again", http.MethodPost, func(n int) h2Action { return map[bool]h2Action{true: h2Refuse, false: h2Status200}[n <= 2] }},
-		{"PUT after GOAWAY", http.MethodPut, func(n int) h2Action { return map[bool]h2Action{true: h2GoAway, false: h2Status200}[n == 1] }},
-		{"POST after GOAWAY", http.MethodPost, func(n int) h2Action { return map[bool]h2Action{true: h2GoAway, false: h2Status200}[n == 1] }},
+		{"GET refused twice", http.MethodGet, "", firstThen(2, h2Refuse)},
+		{"PUT refused twice", http.MethodPut, "", firstThen(2, h2Refuse)},
+		{"PUT after GOAWAY", http.MethodPut, "", firstThen(1, h2GoAway)},
+		{"POST with an idempotency key refused", http.MethodPost, "Idempotency-Key", firstThen(2, h2Refuse)},
+		{"POST with an idempotency key after GOAWAY", http.MethodPost, "Idempotency-Key", firstThen(1, h2GoAway)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			srv := newH2Server(t, tt.decide)
 			tr, clock := newTestTransport(t)
 			tr.base = srv.client
-			req := mustRequest(t, tt.method, srv.url, io.NopCloser(bytes.NewReader(payload))) // no GetBody
+			body := &closeTracker{Reader: bytes.NewReader(payload)}
+			req := mustRequest(t, tt.method, srv.url, body) // no GetBody
+			if tt.header != "" {
+				req.Header.Set(tt.header, "k-1")
+			}
 			resp, err := tr.RoundTrip(req)
 			require.NoError(t, err)
 			readAll(t, resp)
@@ -229,9 +263,120 @@ func TestHTTP2RefusedStreamsAndGoAwayAreRecovered(t *testing.T) {
 			for i, h := range bodies {
 				assert.Equal(t, sha256.Sum256(payload), h, "request %d carried the whole body", i+1)
 			}
+			// net/http may close a request body after RoundTrip returned.
+			assert.Eventually(t, func() bool { return body.closes.Load() == 1 }, 5*time.Second, time.Millisecond,
+				"the caller's body is closed")
+			time.Sleep(10 * time.Millisecond)
+			assert.Equal(t, int32(1), body.closes.Load(), "the caller's body is closed once")
 			t.Logf("%d requests reached the server; retryhttp waited %d times", requests, len(clock.recorded()))
 		})
 	}
+}
+
+func TestHTTP2NeverResendsAPOSTTheServerMayHaveProcessed(t *testing.T) {
+	// net/http's HTTP/2 client resends a request through GetBody after a
+	// PROTOCOL_ERROR reset, where the server may have processed it. A POST
+	// without an idempotency key must reach the server once, as it does
+	// through bare net/http: retryhttp gives it no GetBody. Refused
+	// streams and GOAWAY are then net/http's error too, as without
+	// retryhttp.
+	payload := bytes.Repeat([]byte("order "), 3000)
+	for _, action := range []h2Action{h2ResetProtocol, h2ResetInternal, h2Refuse, h2GoAway} {
+		for _, bare := range []bool{true, false} {
+			name := map[h2Action]string{h2ResetProtocol: "PROTOCOL_ERROR", h2ResetInternal: "INTERNAL_ERROR", h2Refuse: "REFUSED_STREAM", h2GoAway: "GOAWAY"}[action]
+			if bare {
+				name += " bare net/http"
+			}
+			t.Run(name, func(t *testing.T) {
+				srv := newH2Server(t, firstThen(1, action))
+				var rt http.RoundTripper = srv.client
+				if !bare {
+					tr, _ := newTestTransport(t)
+					tr.base = srv.client
+					rt = tr
+				}
+				body := &closeTracker{Reader: bytes.NewReader(payload)}
+				req := mustRequest(t, http.MethodPost, srv.url, onlyReader{body})
+				req.Body = body
+				resp, err := rt.RoundTrip(req)
+				if err == nil {
+					readAll(t, resp)
+				}
+				requests, _, _ := srv.stats()
+				assert.Equal(t, 1, requests, "the POST reached the server once")
+				assert.Error(t, err)
+				assert.Nil(t, resp)
+				assert.Equal(t, int32(1), body.closes.Load(), "the body is closed once")
+			})
+		}
+	}
+}
+
+func TestHTTP2StreamResetIsRetriedLikeAConnectionReset(t *testing.T) {
+	// A handler that aborts (http.ErrAbortHandler) resets its stream with
+	// INTERNAL_ERROR over HTTP/2 where HTTP/1 closes the connection: an
+	// idempotent request is retried either way.
+	for _, action := range []h2Action{h2ResetInternal, h2ResetCancel} {
+		srv := newH2Server(t, firstThen(1, action))
+		tr, clock := newTestTransport(t)
+		tr.base = srv.client
+		resp, err := tr.RoundTrip(mustRequest(t, http.MethodGet, srv.url, nil))
+		require.NoError(t, err)
+		readAll(t, resp)
+		assert.Equal(t, http.StatusOK, resp.StatusCode)
+		requests, _, _ := srv.stats()
+		assert.Equal(t, 2, requests)
+		assert.Len(t, clock.recorded(), 1, "one retry, after a backoff")
+	}
+}
+
+func TestHTTP2AbortedHandlerOverARealServer(t *testing.T) {
+	// The same through net/http's own HTTP/2 server: the handler panics
+	// with http.ErrAbortHandler on the first attempt.
+	var n atomic.Int32
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if n.Add(1) == 1 {
+			panic(http.ErrAbortHandler)
+		}
+		_, _ = io.WriteString(w, "ok")
+	}))
+	srv.EnableHTTP2 = true
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	tr, _ := newTestTransport(t)
+	tr.base = srv.Client().Transport
+	resp, err := tr.RoundTrip(mustRequest(t, http.MethodGet, srv.URL, nil))
+	require.NoError(t, err)
+	assert.Equal(t, "ok", readAll(t, resp))
+	assert.Equal(t, "HTTP/2.0", resp.Proto)
+	assert.Equal(t, int32(2), n.Load())
+
+	// A POST the handler may have acted on is not sent again.
+	n.Store(0)
+	resp, err = tr.RoundTrip(mustRequest(t, http.MethodPost, srv.URL, strings.NewReader("x")))
+	require.Error(t, err)
+	assert.Nil(t, resp)
+	assert.Equal(t, int32(1), n.Load())
+}
+
+func TestHTTP2DroppedGetBodyCopyStillClosesTheBody(t *testing.T) {
+	// Every stream is refused: net/http resends through the GetBody that
+	// retryhttp gives it, then, while it backs off, the caller's deadline
+	// ends and net/http drops the copy it made. The caller's body is still
+	// closed, once.
+	srv := newH2Server(t, func(int) h2Action { return h2Refuse })
+	tr, _ := newTestTransport(t)
+	tr.base = srv.client
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	body := &closeTracker{Reader: strings.NewReader("payload")}
+	req := mustRequest(t, http.MethodPut, srv.url, onlyReader{body}).WithContext(ctx)
+	req.Body = body
+	_, err := tr.RoundTrip(req)
+	require.Error(t, err)
+	requests, _, _ := srv.stats()
+	require.GreaterOrEqual(t, requests, 2, "net/http resent it through GetBody")
+	assert.Equal(t, int32(1), body.closes.Load())
 }
 
 func TestHTTP2RetriesDoNotMultiplyWithoutBound(t *testing.T) {
@@ -255,7 +400,7 @@ func TestHTTP2RetriesDoNotMultiplyWithoutBound(t *testing.T) {
 	assert.Equal(t, 1, rerr.Attempts, "a refused stream that net/http gave up on is not retried again")
 
 	// And 503 over HTTP/2 is retried by retryhttp exactly as over HTTP/1.
-	busy := newH2Server(t, func(n int) h2Action { return map[bool]h2Action{true: h2Status503, false: h2Status200}[n <= 2] })
+	busy := newH2Server(t, firstThen(2, h2Status503))
 	tr2, _ := newTestTransport(t)
 	tr2.base = busy.client
 	resp, err := tr2.RoundTrip(mustRequest(t, http.MethodGet, busy.url, nil))

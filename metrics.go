@@ -17,11 +17,12 @@ import (
 // number of Transports (see [WithMetrics]): their counts add up.
 //
 //	retryhttp_requests_total{method, outcome}    each RoundTrip, once, by how it ended
-//	retryhttp_attempts_total{method, code}       each attempt sent; code is the status or "error"
-//	retryhttp_retries_total{method, reason}      each retry scheduled; reason is the status
+//	retryhttp_attempts_total{method, code}       each attempt sent; code is the status (100-599),
+//	                                             "other" for any other number, or "error"
+//	retryhttp_retries_total{method, reason}      each retry sent; reason is the status
 //	                                             that caused it ("503"), "connect", "reset" or "timeout"
-//	retryhttp_retry_delay_seconds{source}        each wait before a retry; source is
-//	                                             "backoff" or "retry_after"
+//	retryhttp_retry_delay_seconds{source}        each wait before a retry that was sent; source
+//	                                             is "backoff" or "retry_after"
 //	retryhttp_budget_refusals_total              each retry the budget refused
 //	retryhttp_budget_retries_available           retries the budgets would allow now, summed
 //	                                             over the Transports' budgets
@@ -86,11 +87,11 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		}, []string{"method", "code"}),
 		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "retryhttp_retries_total",
-			Help: "Retries scheduled, by the status code or connection failure that caused them.",
+			Help: "Retries sent, by the status code or connection failure that caused them.",
 		}, []string{"method", "reason"}),
 		delay: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "retryhttp_retry_delay_seconds",
-			Help:    "Waits before retries, from the backoff or from the server's Retry-After.",
+			Help:    "Waits before the retries sent, from the backoff or from the server's Retry-After.",
 			Buckets: delayBuckets,
 		}, []string{"source"}),
 		refusals: prometheus.NewCounter(prometheus.CounterOpts{
@@ -188,7 +189,8 @@ const (
 	numMethods  = len(methodNames)
 	numOutcomes = len(outcomeNames)
 	numReasons  = len(reasonNames)
-	numCodes    = 501 // status 100 to 599 at 0 to 499, "error" at 500
+	numCodes    = 502 // status 100 to 599 at 0 to 499, "other" at 500, "error" at 501
+	codeOther   = numCodes - 2
 	codeError   = numCodes - 1
 )
 
@@ -229,32 +231,42 @@ func inc(slot *atomic.Pointer[prometheus.Counter], vec *prometheus.CounterVec, a
 	c.Inc()
 }
 
-// attempt counts one attempt: code is its status, or 0 for a transport error.
-func (m *Metrics) attempt(method, code int) {
+// attempt counts one attempt by its response's status, "other" for a
+// status outside 100-599 (HTTP/2 allows any number, and a base
+// RoundTripper may make up anything: the label stays bounded), or "error"
+// when there was no response.
+func (m *Metrics) attempt(method int, resp *http.Response) {
 	if m == nil {
 		return
 	}
 	i := codeError
-	switch {
-	case code >= 100 && code <= 599:
-		i = code - 100
-	case code != 0: // not a status net/http produces: counted, not cached
-		m.attempts.WithLabelValues(methodNames[method], strconv.Itoa(code)).Inc()
-		return
+	if resp != nil {
+		i = codeOther
+		if code := resp.StatusCode; code >= 100 && code <= 599 {
+			i = code - 100
+		}
 	}
 	slot := &m.attemptsBy[method][i]
 	if c := slot.Load(); c != nil { // the common case, without building the label
 		(*c).Inc()
 		return
 	}
-	label := "error"
-	if code != 0 {
-		label = strconv.Itoa(code) // once per series, not per request
-	}
-	inc(slot, m.attempts, methodNames[method], label)
+	inc(slot, m.attempts, methodNames[method], codeLabel(i))
 }
 
-// retry counts one retry scheduled for f, and the wait before it.
+// codeLabel returns the code label of the attempts cache index i.
+func codeLabel(i int) string {
+	switch i {
+	case codeError:
+		return "error"
+	case codeOther:
+		return "other"
+	}
+	return strconv.Itoa(i + 100) // once per series, not per request
+}
+
+// retry counts one retry sent after f, and the wait before it. A retry
+// that was never sent (the context ended during the wait) is not counted.
 func (m *Metrics) retry(method int, f failure, wait time.Duration, retryAfter bool) {
 	if m == nil {
 		return

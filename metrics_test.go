@@ -89,13 +89,12 @@ retryhttp_attempts_total{code="502",method="POST"} 1
 retryhttp_attempts_total{code="502",method="PUT"} 1
 retryhttp_attempts_total{code="503",method="GET"} 2
 retryhttp_attempts_total{code="error",method="GET"} 3
-# HELP retryhttp_retries_total Retries scheduled, by the status code or connection failure that caused them.
+# HELP retryhttp_retries_total Retries sent, by the status code or connection failure that caused them.
 # TYPE retryhttp_retries_total counter
 retryhttp_retries_total{method="DELETE",reason="502"} 2
 retryhttp_retries_total{method="GET",reason="503"} 2
 retryhttp_retries_total{method="GET",reason="connect"} 2
 retryhttp_retries_total{method="HEAD",reason="429"} 1
-retryhttp_retries_total{method="PUT",reason="502"} 1
 `
 	require.NoError(t, testutil.GatherAndCompare(reg, strings.NewReader(expected),
 		"retryhttp_requests_total", "retryhttp_attempts_total", "retryhttp_retries_total"))
@@ -103,7 +102,7 @@ retryhttp_retries_total{method="PUT",reason="502"} 1
 	hist := histograms(t, reg, "retryhttp_retry_delay_seconds")
 	require.Contains(t, hist, "backoff")
 	require.Contains(t, hist, "retry_after")
-	assert.Equal(t, uint64(7), hist["backoff"].GetSampleCount(), "2 GET 503 + 2 DELETE + 2 connect + 1 PUT")
+	assert.Equal(t, uint64(6), hist["backoff"].GetSampleCount(), "2 GET 503 + 2 DELETE + 2 connect; the PUT's retry was never sent")
 	assert.Equal(t, uint64(1), hist["retry_after"].GetSampleCount())
 	assert.GreaterOrEqual(t, hist["retry_after"].GetSampleSum(), 2.0, "at least the asked 2s")
 	assert.Len(t, hist["backoff"].GetBucket(), len(delayBuckets))
@@ -175,7 +174,7 @@ func TestNewMetricsWithNilRegistererRegistersNothing(t *testing.T) {
 	require.NoError(t, err)
 	reg := prometheus.NewPedanticRegistry()
 	require.NoError(t, reg.Register(m), "the caller may register it")
-	m.attempt(0, 200)
+	m.attempt(0, &http.Response{StatusCode: 200})
 	assert.Equal(t, 1, testutil.CollectAndCount(m, "retryhttp_attempts_total"))
 }
 
@@ -223,20 +222,51 @@ func TestMethodAndCodeLabels(t *testing.T) {
 	assert.Equal(t, numMethods-1, methodIndex("PROPFIND"))
 
 	m, reg := newTestMetrics(t)
-	m.attempt(0, 0)
-	m.attempt(0, 99) // outside 100-599: counted, not cached
-	m.attempt(0, 999)
-	m.attempt(0, 999)
-	m.attempt(0, 599)
+	for _, code := range []int{0, 99, 999, 999, 599, -1, 1 << 40, 100} {
+		m.attempt(0, &http.Response{StatusCode: code})
+	}
+	m.attempt(0, nil)
 	require.NoError(t, testutil.GatherAndCompare(reg, strings.NewReader(`
 # HELP retryhttp_attempts_total Attempts sent, the first ones included, by status code or "error".
 # TYPE retryhttp_attempts_total counter
+retryhttp_attempts_total{code="100",method="GET"} 1
 retryhttp_attempts_total{code="599",method="GET"} 1
-retryhttp_attempts_total{code="99",method="GET"} 1
-retryhttp_attempts_total{code="999",method="GET"} 2
 retryhttp_attempts_total{code="error",method="GET"} 1
+retryhttp_attempts_total{code="other",method="GET"} 6
 `), "retryhttp_attempts_total"))
 }
+
+func TestHostileStatusCodesCannotGrowTheSeries(t *testing.T) {
+	// An HTTP/2 server may send any :status; a base may make up anything.
+	// Every code outside 100-599 lands in one series, and a response with
+	// status 0 is not counted as "error" (no response).
+	m, reg := newTestMetrics(t)
+	n := 0
+	base := roundTripFunc(func(*http.Request) (*http.Response, error) {
+		n++
+		return &http.Response{StatusCode: 600 + n*7919, Body: http.NoBody, Header: http.Header{}}, nil
+	})
+	tr := New(base, WithMetrics(m))
+	for range 1000 {
+		resp, err := tr.RoundTrip(mustRequest(t, http.MethodGet, "http://example.invalid/", nil))
+		require.NoError(t, err)
+		readAll(t, resp)
+	}
+	_, err := New(roundTripFunc(func(*http.Request) (*http.Response, error) {
+		return &http.Response{Body: http.NoBody, Header: http.Header{}}, nil
+	}), WithMetrics(m)).RoundTrip(mustRequest(t, http.MethodGet, "http://example.invalid/", nil))
+	require.NoError(t, err)
+	require.NoError(t, testutil.GatherAndCompare(reg, strings.NewReader(`
+# HELP retryhttp_attempts_total Attempts sent, the first ones included, by status code or "error".
+# TYPE retryhttp_attempts_total counter
+retryhttp_attempts_total{code="other",method="GET"} 1001
+`), "retryhttp_attempts_total"))
+}
+
+// roundTripFunc is a RoundTripper made of a function.
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
 
 // staticRT answers every request with the same response.
 type staticRT struct{ resp *http.Response }

@@ -46,6 +46,7 @@ func WithReplayBuffer(limit int) Option {
 			return
 		}
 		t.replayLimit = limit
+		t.replaySet = true
 	})
 }
 

@@ -57,6 +57,14 @@ type Policy struct {
 // Validate reports whether every field of p holds a usable value. The error
 // names each offending field; errors.As finds a *PolicyError for each.
 func (p Policy) Validate() error {
+	if err := p.validateFields(); err != nil {
+		return errors.Join(err, p.validateDelays())
+	}
+	return p.validateDelays()
+}
+
+// validateFields checks each field on its own.
+func (p Policy) validateFields() error {
 	var errs []error
 	bad := func(field string, format string, args ...any) {
 		errs = append(errs, &PolicyError{Field: field, Reason: fmt.Sprintf(format, args...)})
@@ -76,17 +84,24 @@ func (p Policy) Validate() error {
 	if p.Jitter < FullJitter || p.Jitter > NoJitter {
 		bad("Jitter", "unknown value %d", int(p.Jitter))
 	}
-	if p.BaseDelay >= 0 && p.MaxDelay >= 0 {
-		d := p.withDefaults()
-		if d.MaxDelay < d.BaseDelay {
-			note := ""
-			if p.MaxDelay == 0 {
-				note = " (the default)"
-			}
-			bad("MaxDelay", "%v%s is below BaseDelay %v", d.MaxDelay, note, d.BaseDelay)
-		}
-	}
 	return errors.Join(errs...)
+}
+
+// validateDelays checks that MaxDelay, or its default, is not below
+// BaseDelay, or its default. Negative delays are validateFields' to report.
+func (p Policy) validateDelays() error {
+	if p.BaseDelay < 0 || p.MaxDelay < 0 {
+		return nil
+	}
+	d := p.withDefaults()
+	if d.MaxDelay >= d.BaseDelay {
+		return nil
+	}
+	note := ""
+	if p.MaxDelay == 0 {
+		note = " (the default)"
+	}
+	return &PolicyError{Field: "MaxDelay", Reason: fmt.Sprintf("%v%s is below BaseDelay %v", d.MaxDelay, note, d.BaseDelay)}
 }
 
 // withDefaults returns p with every zero field replaced by its default.

@@ -3,6 +3,7 @@ package retryhttp
 import (
 	"errors"
 	"io"
+	"strconv"
 	"sync"
 )
 
@@ -12,98 +13,171 @@ import (
 const DefaultReplayBuffer = 64 << 10
 
 var (
-	errSuperseded    = errors.New("retryhttp: request body read by an attempt that a retry replaced")
-	errNotReplayable = errors.New("retryhttp: request body passed the replay buffer and cannot be sent again")
+	errSuperseded = errors.New("retryhttp: request body read by an attempt that a retry replaced")
+	errBodyClosed = errors.New("retryhttp: read of a closed request body")
 )
 
+// replayError says that a body could not be sent again because more of it
+// was read than the replay buffer holds.
+type replayError struct{ limit int }
+
+func (e *replayError) Error() string {
+	return "retryhttp: the request body passed the replay buffer of " + strconv.Itoa(e.limit) +
+		" bytes and cannot be sent again; give the request a GetBody, or raise WithReplayBuffer"
+}
+
 // replayBody lets the attempts of one request share a body that has no
-// GetBody, without reading it up front. Each attempt reads through its own
-// view. What the views read from the source is recorded, while it fits in
-// limit bytes, so a later view sends the same bytes again and then goes on
-// with the source where the earlier views stopped. Once more than limit
-// bytes have been read, the body can no longer be replayed and the request
-// is not retried; the attempt in flight still streams the whole body.
+// GetBody, without reading it up front. Every reader of the body gets a
+// view of its own. What the views read from the source is recorded, while
+// it fits in limit bytes, so a later view sends the same bytes again and
+// then goes on with the source where the earlier views stopped. Once more
+// than limit bytes have been read, a view that is behind can no longer be
+// served and fails with a *replayError; the view in front still streams the
+// whole body.
 //
-// A transport may go on reading or closing an attempt's body after
-// RoundTrip returned (net/http does, from its write loop). Views are
-// therefore numbered: only the newest may read, and an older one gets
-// errSuperseded. The source is closed once, when the request is done and no
-// attempt holds a view open.
+// Views belong to attempts. attemptView starts an attempt: the views of
+// earlier attempts are superseded and get errSuperseded, so that a write
+// loop still sending a finished attempt's body (net/http's may go on after
+// RoundTrip returned) can never take bytes from the retry. copyView, the
+// GetBody a base transport sees, makes another view of the current attempt
+// and supersedes nothing: a signing middleware may read a copy before the
+// attempt's own body is sent, and net/http's HTTP/2 client resends a
+// refused stream with one.
+//
+// The source is closed exactly once: when the request is over and every
+// view of the last attempt has been closed, read to its end or dropped (see
+// copyView), or at once when the request ended without a response (views
+// that a base made with GetBody and dropped, as net/http does when the
+// context ends during its own backoff, are never closed by anyone).
 type replayBody struct {
 	src   io.ReadCloser
 	limit int
 
 	readMu sync.Mutex // held across src.Read, so mu is never held while blocked on src
 
-	mu       sync.Mutex // guards the fields below
-	buf      []byte     // the bytes read from src, while a view may need them
-	read     int64      // bytes read from src so far
-	eof      bool       // src returned io.EOF
-	err      error      // src failed otherwise: sticky, and no replay
-	overflow bool       // read passed limit: buf is gone
-	gen      int        // number of the newest view
-	open     bool       // the newest view was not closed yet
-	done     bool       // the request is over: the newest view is the last
-
-	closeOnce sync.Once
-	closeErr  error
+	mu       sync.Mutex  // guards the fields below
+	buf      []byte      // the bytes read from src, while they fit (see record)
+	read     int64       // bytes read from src so far
+	eof      bool        // src returned io.EOF
+	err      error       // src failed otherwise: sticky, and no replay
+	overflow bool        // read passed limit: views behind buf fail
+	gen      int         // the current attempt; its views may read
+	open     int         // views of the current attempt neither closed nor at their end
+	copies   []*bodyView // the current attempt's views made by copyView
+	done     bool        // the request is over: no new views
+	srcDone  bool        // src was closed, or is being closed
 }
 
 func newReplayBody(src io.ReadCloser, limit int) *replayBody {
 	return &replayBody{src: src, limit: limit}
 }
 
-// view returns a new reader of the whole body and retires the previous one.
-// It fails when the body cannot be replayed any more.
-func (b *replayBody) view() (io.ReadCloser, error) {
+// attemptView starts the next attempt and returns its view of the whole
+// body. It fails when the body cannot be sent again.
+func (b *replayBody) attemptView() (io.ReadCloser, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.overflow || b.err != nil || b.done {
-		return nil, errNotReplayable
+	if err := b.unusableLocked(); err != nil {
+		return nil, err
 	}
 	b.gen++
-	b.open = true
+	b.open = 1
+	clear(b.copies)
+	b.copies = b.copies[:0]
 	return &bodyView{b: b, gen: b.gen}, nil
 }
 
-// replayable reports whether a new view could send the body again.
-func (b *replayBody) replayable() bool {
+// copyView returns another view of the current attempt's body: the
+// GetBody of the requests a Transport hands its base. A copy made before
+// it and never read is taken as dropped: net/http makes one for a resend,
+// finds no connection for it, and makes another from the original request
+// without closing the first.
+func (b *replayBody) copyView() (io.ReadCloser, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return !b.overflow && b.err == nil
+	if err := b.unusableLocked(); err != nil {
+		return nil, err
+	}
+	for _, c := range b.copies {
+		if !c.touched {
+			b.releaseLocked(c) // done is false here: this never closes the source
+		}
+	}
+	b.open++
+	v := &bodyView{b: b, gen: b.gen}
+	b.copies = append(b.copies, v)
+	return v, nil
 }
 
-// finish marks the request as over. The source is closed now, or when the
-// attempt that still holds the newest view closes it.
-func (b *replayBody) finish() {
+// unusableLocked returns why no new view can read the whole body, or nil.
+func (b *replayBody) unusableLocked() error {
+	switch {
+	case b.done:
+		return errors.New("retryhttp: GetBody called after the request ended")
+	case b.err != nil:
+		return b.err
+	case b.overflow:
+		return &replayError{limit: b.limit}
+	}
+	return nil
+}
+
+// finish marks the request as over. With a response, the source is closed
+// when the last attempt's views are done with it (the transport may still
+// be sending the body); without one, it is closed now and every view is
+// retired.
+func (b *replayBody) finish(response bool) {
 	b.mu.Lock()
 	b.done = true
-	open := b.open
+	if !response {
+		b.gen++ // retire every view
+		b.open = 0
+	}
+	closeNow := b.open == 0 && !b.srcDone
+	b.srcDone = b.srcDone || closeNow
 	b.mu.Unlock()
-	if !open {
-		b.closeSrc()
+	if closeNow {
+		_ = b.src.Close()
 	}
 }
 
-func (b *replayBody) closeSrc() error {
-	b.closeOnce.Do(func() { b.closeErr = b.src.Close() })
-	return b.closeErr
+// releaseLocked records that a view of the current attempt is done with the
+// source, and reports whether the caller must now close it.
+func (b *replayBody) releaseLocked(v *bodyView) (closeSrc bool) {
+	if v.released || v.gen != b.gen {
+		v.released = true
+		return false
+	}
+	v.released = true
+	b.open--
+	if b.done && b.open == 0 && !b.srcDone {
+		b.srcDone = true
+		return true
+	}
+	return false
 }
 
-// bodyView is one attempt's reader of a replayBody.
+// bodyView is one reader of a replayBody.
 type bodyView struct {
-	b      *replayBody
-	gen    int
-	off    int64 // bytes this view returned
-	closed bool  // guarded by b.mu
+	b        *replayBody
+	gen      int
+	off      int64 // bytes this view returned
+	touched  bool  // Read was called: guarded by b.mu
+	closed   bool  // guarded by b.mu
+	released bool  // closed, at its end, or dropped: guarded by b.mu
 }
 
 func (v *bodyView) Read(p []byte) (int, error) {
 	b := v.b
 	for {
 		b.mu.Lock()
+		v.touched = true
 		if n, err, ok := v.serveLocked(p); ok {
+			closeSrc := err != nil && b.releaseLocked(v)
 			b.mu.Unlock()
+			if closeSrc {
+				_ = b.src.Close()
+			}
 			return n, err
 		}
 		b.mu.Unlock()
@@ -113,7 +187,7 @@ func (v *bodyView) Read(p []byte) (int, error) {
 		// have read while this one waited.
 		b.readMu.Lock()
 		b.mu.Lock()
-		if v.off < b.read || v.gen != b.gen || b.eof || b.err != nil {
+		if v.off != b.read || v.gen != b.gen || v.closed || b.eof || b.err != nil || b.srcDone {
 			b.mu.Unlock()
 			b.readMu.Unlock()
 			continue
@@ -124,12 +198,19 @@ func (v *bodyView) Read(p []byte) (int, error) {
 
 		b.mu.Lock()
 		stale := v.gen != b.gen
-		b.record(p[:n], err, !stale)
+		b.record(p[:n], err, stale || b.open > 1)
 		if !stale {
 			v.off += int64(n)
 		}
+		closeSrc := false
+		if err != nil && !stale {
+			closeSrc = b.releaseLocked(v)
+		}
 		b.mu.Unlock()
 		b.readMu.Unlock()
+		if closeSrc {
+			_ = b.src.Close()
+		}
 		if stale {
 			return 0, errSuperseded
 		}
@@ -145,41 +226,43 @@ func (v *bodyView) serveLocked(p []byte) (n int, err error, ok bool) {
 	case v.gen != b.gen:
 		return 0, errSuperseded, true
 	case v.closed:
-		return 0, errors.New("retryhttp: read of a closed request body"), true
+		return 0, errBodyClosed, true
 	case v.off < b.read:
 		if v.off >= int64(len(b.buf)) {
-			return 0, errNotReplayable, true // cannot happen while buf holds all that was read
+			return 0, &replayError{limit: b.limit}, true // another view read past the buffer
 		}
 		n = copy(p, b.buf[v.off:])
 		v.off += int64(n)
-		if b.overflow && v.off == b.read {
-			b.buf = nil // caught up: nothing behind it will be read again
+		if b.overflow && v.off == b.read && b.open == 1 {
+			b.buf = nil // the only view caught up: nothing behind it will be read
 		}
 		return n, nil, true
 	case b.eof:
 		return 0, io.EOF, true
 	case b.err != nil:
 		return 0, b.err, true
+	case b.srcDone:
+		return 0, errBodyClosed, true
 	}
 	return 0, nil, false
 }
 
-// record keeps what the source returned, while it fits in the limit. Past
-// the limit the body can no longer be replayed, and the buffer goes, but not
-// before the newest view has the bytes: when a superseded view's read (still
-// in flight when the retry began) crossed the limit, the newest view, behind
-// it, still needs them; they are one Read's worth at most.
-func (b *replayBody) record(p []byte, err error, byNewest bool) {
-	if b.read+int64(len(p)) > int64(b.limit) {
-		b.overflow = true
-	}
-	switch {
-	case !b.overflow:
-		b.buf = append(b.buf, p...)
-	case byNewest: // the newest view is at the front: it needs nothing kept
-		b.buf = nil
-	case b.buf != nil:
-		b.buf = append(b.buf, p...)
+// record keeps what the source returned while it fits in the limit. When
+// views are behind the reader (copies of the current attempt, or all of
+// them when the reader is a superseded attempt's write loop), the Read that
+// crosses the limit is kept whole, so that they can still catch up to where
+// the source is; after it nothing more is kept, and a view that falls
+// behind the buffer fails. The buffer never holds more than the limit plus
+// one Read.
+func (b *replayBody) record(p []byte, err error, behind bool) {
+	if !b.overflow {
+		crossing := b.read+int64(len(p)) > int64(b.limit)
+		if !crossing || behind {
+			b.buf = append(b.buf, p...)
+		} else {
+			b.buf = nil // nobody will read it again
+		}
+		b.overflow = crossing
 	}
 	b.read += int64(len(p))
 	if err == io.EOF {
@@ -189,8 +272,8 @@ func (b *replayBody) record(p []byte, err error, byNewest bool) {
 	}
 }
 
-// Close retires the view. Closing the last attempt's view after the request
-// is over closes the source.
+// Close retires the view. Closing the last open view of the last attempt
+// after the request is over closes the source.
 func (v *bodyView) Close() error {
 	b := v.b
 	b.mu.Lock()
@@ -199,14 +282,10 @@ func (v *bodyView) Close() error {
 		return nil
 	}
 	v.closed = true
-	current := v.gen == b.gen
-	if current {
-		b.open = false
-	}
-	last := current && b.done
+	closeSrc := b.releaseLocked(v)
 	b.mu.Unlock()
-	if last {
-		return b.closeSrc()
+	if closeSrc {
+		return b.src.Close()
 	}
 	return nil
 }

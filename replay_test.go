@@ -17,7 +17,7 @@ func TestReplayViewResumesWhereTheSourceStopped(t *testing.T) {
 	src := &closeTracker{Reader: iotest.OneByteReader(strings.NewReader("hello, world"))}
 	b := newReplayBody(src, 64)
 
-	v1, err := b.view()
+	v1, err := b.attemptView()
 	require.NoError(t, err)
 	p := make([]byte, 5)
 	_, err = io.ReadFull(v1, p) // the first attempt read "hello" and failed
@@ -25,7 +25,7 @@ func TestReplayViewResumesWhereTheSourceStopped(t *testing.T) {
 	require.NoError(t, v1.Close())
 	assert.Zero(t, src.closes.Load(), "the source stays open for a retry")
 
-	v2, err := b.view()
+	v2, err := b.attemptView()
 	require.NoError(t, err)
 	all, err := io.ReadAll(v2)
 	require.NoError(t, err)
@@ -35,24 +35,29 @@ func TestReplayViewResumesWhereTheSourceStopped(t *testing.T) {
 	assert.ErrorIs(t, err, errSuperseded, "an older attempt may not read on")
 
 	require.NoError(t, v2.Close())
-	b.finish()
+	b.finish(true)
 	assert.Equal(t, int32(1), src.closes.Load())
-	_, err = b.view()
-	assert.ErrorIs(t, err, errNotReplayable, "no view after the request is over")
+	_, err = b.attemptView()
+	assert.Error(t, err, "no view after the request is over")
+	_, err = b.copyView()
+	assert.Error(t, err)
 }
 
 func TestReplayOverflowEndsReplay(t *testing.T) {
 	src := &closeTracker{Reader: strings.NewReader(strings.Repeat("a", 100))}
 	b := newReplayBody(src, 10)
-	v1, _ := b.view()
+	v1, _ := b.attemptView()
 	all, err := io.ReadAll(v1)
 	require.NoError(t, err)
 	assert.Len(t, all, 100, "the attempt in flight still streams everything")
-	assert.False(t, b.replayable())
-	_, err = b.view()
-	assert.ErrorIs(t, err, errNotReplayable)
+	_, err = b.attemptView()
+	var rerr *replayError
+	require.ErrorAs(t, err, &rerr)
+	assert.Contains(t, err.Error(), "replay buffer of 10 bytes")
+	assert.Contains(t, err.Error(), "GetBody")
+	assert.Nil(t, b.buf, "nothing kept once the only reader passed the limit")
 	require.NoError(t, v1.Close())
-	b.finish()
+	b.finish(true)
 	assert.Equal(t, int32(1), src.closes.Load())
 }
 
@@ -62,15 +67,16 @@ func TestReplaySourceClosedByTheLastAttempt(t *testing.T) {
 	// stay open until then, and be closed exactly once.
 	src := &closeTracker{Reader: strings.NewReader("abc")}
 	b := newReplayBody(src, 64)
-	v1, _ := b.view()
-	v2, _ := b.view()
-	b.finish()
+	v1, _ := b.attemptView()
+	v2, _ := b.attemptView()
+	b.finish(true)
 	assert.Zero(t, src.closes.Load())
 	require.NoError(t, v1.Close())
 	assert.Zero(t, src.closes.Load(), "a superseded view does not close the source")
 	all, err := io.ReadAll(v2)
 	require.NoError(t, err)
 	assert.Equal(t, "abc", string(all))
+	assert.Equal(t, int32(1), src.closes.Load(), "read to its end, the last view holds the source no more")
 	require.NoError(t, v2.Close())
 	require.NoError(t, v2.Close())
 	assert.Equal(t, int32(1), src.closes.Load())
@@ -78,12 +84,101 @@ func TestReplaySourceClosedByTheLastAttempt(t *testing.T) {
 
 func TestReplaySourceErrorIsStickyAndEndsReplay(t *testing.T) {
 	b := newReplayBody(io.NopCloser(io.MultiReader(strings.NewReader("ab"), errReader{errTestBody})), 64)
-	v1, _ := b.view()
+	v1, _ := b.attemptView()
 	_, err := io.ReadAll(v1)
 	assert.ErrorIs(t, err, errTestBody)
-	assert.False(t, b.replayable())
+	_, err = b.attemptView()
+	assert.ErrorIs(t, err, errTestBody)
 	_, err = v1.Read(make([]byte, 1))
 	assert.ErrorIs(t, err, errTestBody)
+}
+
+func TestReplayCopyDoesNotSupersedeTheAttempt(t *testing.T) {
+	// A signing middleware calls GetBody and hashes the copy before the
+	// attempt's own body is sent: both read the whole body, and nothing
+	// fails although no retry happened.
+	payload := bytes.Repeat([]byte("0123456789"), 500)
+	src := &closeTracker{Reader: iotest.HalfReader(bytes.NewReader(payload))}
+	b := newReplayBody(src, len(payload))
+	v1, err := b.attemptView()
+	require.NoError(t, err)
+	c, err := b.copyView()
+	require.NoError(t, err)
+	got, err := io.ReadAll(c)
+	require.NoError(t, err)
+	assert.Equal(t, payload, got, "the copy")
+	require.NoError(t, c.Close())
+	got, err = io.ReadAll(v1)
+	require.NoError(t, err)
+	assert.Equal(t, payload, got, "the attempt's own body, after the copy")
+	b.finish(true)
+	assert.Equal(t, int32(1), src.closes.Load())
+
+	// Past the replay buffer, the copy and the body compete for the source:
+	// the one behind fails with a clear error instead of sending less.
+	b = newReplayBody(io.NopCloser(bytes.NewReader(payload)), 100)
+	v1, _ = b.attemptView()
+	c, _ = b.copyView()
+	_, err = io.ReadAll(c)
+	require.NoError(t, err)
+	_, err = io.ReadAll(v1)
+	var rerr *replayError
+	assert.ErrorAs(t, err, &rerr)
+}
+
+func TestReplayDroppedCopyStillClosesTheSource(t *testing.T) {
+	// net/http's HTTP/2 client calls GetBody for its own retry, then gives
+	// up during its backoff (the context ended) and drops the copy without
+	// closing it. The request ends without a response: the source is
+	// closed anyway, once.
+	src := &closeTracker{Reader: strings.NewReader("abc")}
+	b := newReplayBody(src, 64)
+	v1, _ := b.attemptView()
+	_, _ = io.ReadAll(v1)
+	require.NoError(t, v1.Close())
+	dropped, err := b.copyView()
+	require.NoError(t, err)
+	b.finish(false)
+	assert.Equal(t, int32(1), src.closes.Load())
+	_, err = dropped.Read(make([]byte, 1))
+	assert.ErrorIs(t, err, errSuperseded, "a retired copy reads nothing")
+	require.NoError(t, dropped.Close())
+	assert.Equal(t, int32(1), src.closes.Load())
+
+	// With a response, a copy still unread may yet be sent (net/http's
+	// resend whose response came first): the source waits for it.
+	src = &closeTracker{Reader: strings.NewReader("abc")}
+	b = newReplayBody(src, 64)
+	v1, _ = b.attemptView()
+	require.NoError(t, v1.Close())
+	resend, _ := b.copyView()
+	b.finish(true)
+	assert.Zero(t, src.closes.Load())
+	got, err := io.ReadAll(resend)
+	require.NoError(t, err)
+	assert.Equal(t, "abc", string(got))
+	assert.Equal(t, int32(1), src.closes.Load())
+}
+
+func TestReplayUnreadCopyReplacedByAnotherIsDropped(t *testing.T) {
+	// Over HTTP/2 after a GOAWAY, net/http makes a copy for its resend,
+	// finds no cached connection for it, and makes another from the
+	// original request; the first is never read nor closed. The request
+	// succeeds with the second: the source is closed when that one is done.
+	src := &closeTracker{Reader: strings.NewReader("abc")}
+	b := newReplayBody(src, 64)
+	v1, _ := b.attemptView()
+	_, _ = io.ReadAll(v1)
+	require.NoError(t, v1.Close())
+	_, _ = b.copyView() // dropped
+	c2, _ := b.copyView()
+	got, err := io.ReadAll(c2)
+	require.NoError(t, err)
+	assert.Equal(t, "abc", string(got))
+	b.finish(true)
+	assert.Equal(t, int32(1), src.closes.Load())
+	require.NoError(t, c2.Close())
+	assert.Equal(t, int32(1), src.closes.Load())
 }
 
 func TestReplayConcurrentStaleReader(t *testing.T) {
@@ -93,12 +188,12 @@ func TestReplayConcurrentStaleReader(t *testing.T) {
 	payload := bytes.Repeat([]byte("0123456789"), 1000)
 	for range 50 {
 		b := newReplayBody(io.NopCloser(iotest.HalfReader(bytes.NewReader(payload))), len(payload))
-		v1, _ := b.view()
+		v1, _ := b.attemptView()
 		var wg sync.WaitGroup
 		var got1 []byte
 		var err1 error
 		wg.Go(func() { got1, err1 = io.ReadAll(v1) })
-		v2, err := b.view()
+		v2, err := b.attemptView()
 		require.NoError(t, err)
 		got2, err := io.ReadAll(v2)
 		wg.Wait()
@@ -122,7 +217,7 @@ func TestReplayStaleReadPastTheLimitStillReplays(t *testing.T) {
 	pr, pw := io.Pipe()
 	src := &closeTracker{Reader: pr}
 	b := newReplayBody(src, 64)
-	v1, _ := b.view()
+	v1, _ := b.attemptView()
 	go func() { _, _ = pw.Write(payload[:40]) }()
 	_, err := io.ReadFull(v1, make([]byte, 40))
 	require.NoError(t, err)
@@ -139,8 +234,7 @@ func TestReplayStaleReadPastTheLimitStillReplays(t *testing.T) {
 		b.readMu.Unlock()
 		return false
 	}, 5*time.Second, time.Millisecond)
-	require.True(t, b.replayable())
-	v2, err := b.view()
+	v2, err := b.attemptView()
 	require.NoError(t, err)
 	go func() { _, _ = pw.Write(payload[40:]); pw.Close() }()
 	assert.ErrorIs(t, <-staleDone, errSuperseded)
@@ -148,9 +242,10 @@ func TestReplayStaleReadPastTheLimitStillReplays(t *testing.T) {
 	got, err := io.ReadAll(v2)
 	require.NoError(t, err)
 	assert.Equal(t, payload, got, "the allowed retry sent the whole body")
-	assert.False(t, b.replayable(), "but no further retry is possible")
+	_, err = b.attemptView()
+	assert.Error(t, err, "but no further retry is possible")
 	assert.Nil(t, b.buf, "the buffer is gone once the newest view caught up")
 	require.NoError(t, v2.Close())
-	b.finish()
+	b.finish(true)
 	assert.Equal(t, int32(1), src.closes.Load())
 }

@@ -291,28 +291,6 @@ func TestBadRequests(t *testing.T) {
 	assert.Equal(t, int32(1), body.closes.Load())
 }
 
-func TestPerRequestPolicy(t *testing.T) {
-	up := newUpstream(t, statuses(503))
-	tr, _ := newTestTransport(t)
-
-	ctx := ContextWithPolicy(context.Background(), Policy{MaxAttempts: 5})
-	resp, err := tr.RoundTrip(mustRequest(t, http.MethodGet, up.URL, nil).WithContext(ctx))
-	require.NoError(t, err)
-	readAll(t, resp)
-	assert.Equal(t, int32(5), up.attempts.Load())
-
-	up.attempts.Store(0)
-	ctx = ContextWithoutRetries(context.Background())
-	resp, err = tr.RoundTrip(mustRequest(t, http.MethodGet, up.URL, nil).WithContext(ctx))
-	require.NoError(t, err)
-	readAll(t, resp)
-	assert.Equal(t, int32(1), up.attempts.Load())
-
-	ctx = ContextWithPolicy(context.Background(), Policy{MaxAttempts: -2})
-	_, err = tr.RoundTrip(mustRequest(t, http.MethodGet, up.URL, nil).WithContext(ctx))
-	assert.ErrorContains(t, err, "Policy.MaxAttempts")
-}
-
 func TestNilBaseUsesPooledTransport(t *testing.T) {
 	up := newUpstream(t, statuses(200))
 	tr := New(nil)
