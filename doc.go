@@ -12,7 +12,8 @@
 //
 // What is retried: status 408, 429, 500, 502, 503 and 504, refused or
 // unreachable connections, connections reset or closed before the response
-// (or cut in the middle of its header), and attempts that timed out, up to Policy.MaxAttempts (3) attempts in all.
+// (or cut in the middle of its header), HTTP/2 streams the server reset, and
+// attempts that timed out, up to Policy.MaxAttempts (3) attempts in all.
 // Only idempotent requests (GET, HEAD, OPTIONS, TRACE, PUT, DELETE, or any
 // request with an Idempotency-Key or X-Idempotency-Key header) are sent again
 // after the server may have seen them; any request is sent again when its
@@ -23,7 +24,11 @@
 // Bodies are sent again byte for byte or not at all: through
 // Request.GetBody when the request has one, or else from a bounded buffer
 // (DefaultReplayBuffer, 64 KiB) filled while the body streams to the server.
-// A body is never read into memory up front.
+// A body is never read into memory up front, and the caller's body is
+// closed exactly once. A request that is not idempotent and has no GetBody
+// is handed to the base transport without one, as bare net/http has none:
+// net/http's HTTP/2 client would resend it through GetBody after a
+// PROTOCOL_ERROR reset, when the server may have processed it.
 //
 // Waits follow the Policy's exponential backoff and Jitter (see
 // Policy.Delay), or the server's Retry-After plus a little jitter. A wait
@@ -42,6 +47,8 @@
 // per second, so that during an outage retries add about 20% to the
 // traffic instead of multiplying it. WithBudget shares a Budget between
 // Transports, or turns it off.
+//
+// The zero Transport is ready to use, like New(nil).
 //
 // WithMetrics counts requests, attempts, retries, waits and budget refusals
 // in Prometheus series (see Metrics); WithLogger writes one record per
