@@ -17,50 +17,39 @@ func classify(resp *http.Response, err error) failure {
 	return classifyStatus(resp.StatusCode)
 }
 
-// giveUp returns the error for a request that stops after attempt
-// without a response: an *Error around err, joined with the context's
-// error when the context ended and err does not say so.
-func giveUp(ctx context.Context, err error, attempt int, o outcome) error {
-	if o == outcomeCanceled {
-		if ctxErr := ctx.Err(); ctxErr != nil && !errors.Is(err, ctxErr) {
-			err = errors.Join(err, ctxErr)
-		}
-	}
-	return &Error{Attempts: attempt, Err: err}
-}
-
-// nextRequest returns the request for the next attempt, with a fresh copy
-// of the body. A request without a body is sent again as it is. It returns
-// outcomeNotRetryable when the body cannot be sent again: GetBody failed,
-// or more of the body was read than the replay buffer holds.
-func nextRequest(req *http.Request, body *replayBody) (next *http.Request, o outcome) {
+// nextRequest returns the request for the next attempt: a copy of this
+// attempt's (with the changes WithBeforeRetry functions made to it) that
+// carries the next attempt's number in its context, with a fresh copy of
+// the body. It fails when the body cannot be sent again: GetBody failed, or
+// more of the body was read than the replay buffer holds.
+func (r *run) nextRequest() (*http.Request, error) {
+	ctx := context.WithValue(r.req.Context(), attemptKey{}, r.attempt+1)
 	switch {
-	case body != nil:
-		next, err := body.request(req)
+	case r.body != nil:
+		return r.body.request(r.out, ctx)
+	case !hasBody(r.req):
+		return r.out.WithContext(ctx), nil
+	case r.req.GetBody != nil:
+		b, err := r.req.GetBody()
+		if err == nil && b == nil {
+			err = errors.New("GetBody returned a nil body")
+		}
 		if err != nil {
-			return nil, outcomeNotRetryable
+			return nil, err
 		}
-		return next, outcomeNone
-	case !hasBody(req):
-		return req, outcomeNone
-	case req.GetBody != nil:
-		b, err := req.GetBody()
-		if err != nil || b == nil {
-			return nil, outcomeNotRetryable
-		}
-		return withBody(req, b, req.GetBody), outcomeNone
+		return withBody(r.out, ctx, b, r.req.GetBody), nil
 	}
-	return nil, outcomeNotRetryable
+	return nil, errors.New("the request has a body and no GetBody")
 }
 
-// request returns the request for the next attempt of req, reading the body
-// through a new view. Its GetBody makes more views of the same attempt, for
-// the base transport's own resends and for middlewares that read a copy,
-// but only when req is idempotent: net/http's HTTP/2 client resends a
-// request through GetBody after a PROTOCOL_ERROR reset too, when the server
-// may have processed it, so a request that is not idempotent gets none, as
-// it has none without retryhttp.
-func (b *replayBody) request(req *http.Request) (*http.Request, error) {
+// request returns a copy of req with ctx for the next attempt, reading the
+// body through a new view. Its GetBody makes more views of the same
+// attempt, for the base transport's own resends and for middlewares that
+// read a copy, but only when req is idempotent: net/http's HTTP/2 client
+// resends a request through GetBody after a PROTOCOL_ERROR reset too, when
+// the server may have processed it, so a request that is not idempotent
+// gets none, as it has none without retryhttp.
+func (b *replayBody) request(req *http.Request, ctx context.Context) (*http.Request, error) {
 	v, err := b.attemptView()
 	if err != nil {
 		return nil, err
@@ -69,14 +58,13 @@ func (b *replayBody) request(req *http.Request) (*http.Request, error) {
 	if idempotent(req) {
 		getBody = b.copyView
 	}
-	return withBody(req, v, getBody), nil
+	return withBody(req, ctx, v, getBody), nil
 }
 
-// withBody returns a shallow copy of req with another body, as net/http does
-// for its own retries; req itself is left alone.
-func withBody(req *http.Request, body io.ReadCloser, getBody func() (io.ReadCloser, error)) *http.Request {
-	r := new(http.Request)
-	*r = *req
+// withBody returns a shallow copy of req with ctx and another body, as
+// net/http does for its own retries; req itself is left alone.
+func withBody(req *http.Request, ctx context.Context, body io.ReadCloser, getBody func() (io.ReadCloser, error)) *http.Request {
+	r := req.WithContext(ctx)
 	r.Body = body
 	r.GetBody = getBody
 	return r

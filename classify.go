@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/textproto"
+	"strconv"
 	"syscall"
 )
 
@@ -17,17 +18,19 @@ type failKind uint8
 
 const (
 	failNone      failKind = iota // the attempt succeeded, or its status is final
-	failStatus                    // a retryable status: 408, 429, 500, 502, 503, 504
+	failStatus                    // a retryable status: 408, 429, 500, 502, 503, 504, or one a Classifier asked to retry
 	failConnect                   // no connection: dial refused, unreachable, timed out; DNS failure
 	failReset                     // the connection broke: reset, broken pipe, EOF before the response
 	failTimeout                   // the attempt itself timed out (not the caller's context)
+	failOther                     // an error the Transport's rules do not retry, which a Classifier asked to retry
 	failPermanent                 // an error a retry cannot fix: TLS certificates, bad URL, scheme, ...
 )
 
 // failure is the classified result of one attempt.
 type failure struct {
-	kind failKind
-	code int // the status code, for failStatus
+	kind   failKind
+	code   int  // the status code, for failStatus
+	unsent bool // the server never saw the request: its connection was never made
 }
 
 // retryable reports whether a retry could help.
@@ -35,44 +38,71 @@ func (f failure) retryable() bool {
 	return f.kind != failNone && f.kind != failPermanent
 }
 
-// reasonNames are the reasons a retry happens, as logs and the reason label
-// of retryhttp_retries_total name them, indexed by reasonIndex.
-var reasonNames = [...]string{"408", "429", "500", "502", "503", "504", "connect", "reset", "timeout"}
+// The reasons a retry happens, as logs, Attempt.Reason and the reason label
+// of retryhttp_retries_total name them: the status code that caused it
+// ("503"; any code from 100 to 599, since a Classifier may ask to retry
+// any), "other" for a status outside that range, "connect", "reset",
+// "timeout", or "error" for an error that a Classifier asked to retry.
+// reasonIndex numbers them: codes first, at code-100.
+const (
+	reasonOther   = 500
+	reasonConnect = 501
+	reasonReset   = 502
+	reasonTimeout = 503
+	reasonError   = 504
+	numReasons    = 505
+)
 
-// reason names a retryable failure: the status code ("503"), "connect",
-// "reset" or "timeout"; "" when it is not retryable.
+// reason names a retryable failure; "" when it is not retryable.
 func (f failure) reason() string {
 	if !f.retryable() {
 		return ""
 	}
-	return reasonNames[f.reasonIndex()]
+	return reasonLabel(f.reasonIndex())
 }
 
-// reasonIndex returns the index of a retryable failure's reason in
-// reasonNames.
+// reasonIndex returns the index of a retryable failure's reason.
 func (f failure) reasonIndex() int {
 	switch f.kind {
 	case failConnect:
-		return 6
+		return reasonConnect
 	case failReset:
-		return 7
+		return reasonReset
 	case failTimeout:
-		return 8
+		return reasonTimeout
+	case failOther:
+		return reasonError
 	}
-	switch f.code {
-	case http.StatusRequestTimeout:
-		return 0
-	case http.StatusTooManyRequests:
-		return 1
-	case http.StatusInternalServerError:
-		return 2
-	case http.StatusBadGateway:
-		return 3
-	case http.StatusServiceUnavailable:
-		return 4
+	if f.code >= 100 && f.code <= 599 {
+		return f.code - 100
 	}
-	return 5 // http.StatusGatewayTimeout, the last status classifyStatus retries
+	return reasonOther
 }
+
+// reasonLabel names the reason numbered i.
+func reasonLabel(i int) string {
+	switch i {
+	case reasonOther:
+		return "other"
+	case reasonConnect:
+		return "connect"
+	case reasonReset:
+		return "reset"
+	case reasonTimeout:
+		return "timeout"
+	case reasonError:
+		return "error"
+	}
+	return statusLabels[i]
+}
+
+// statusLabels holds "100" to "599", so that naming a status costs nothing.
+var statusLabels = func() (l [500]string) {
+	for i := range l {
+		l[i] = strconv.Itoa(i + 100)
+	}
+	return l
+}()
 
 // classifyStatus returns failStatus for the statuses worth retrying: 408
 // Request Timeout, 429 Too Many Requests, 500, 502, 503 and 504. Every other
@@ -93,13 +123,17 @@ func classifyStatus(code int) failure {
 // unsupported scheme, is permanent. The caller checks the request's context
 // first: an error after the context ended is never retried.
 func classifyError(err error) failure {
+	var timeout *attemptTimeoutError
+	if errors.As(err, &timeout) {
+		return failure{kind: failTimeout, unsent: timeout.unsent}
+	}
 	if permanentTLS(err) {
 		return failure{kind: failPermanent}
 	}
 	var dnsErr *net.DNSError
 	if errors.As(err, &dnsErr) {
 		if dnsErr.IsTimeout || dnsErr.IsTemporary {
-			return failure{kind: failConnect}
+			return failure{kind: failConnect, unsent: true}
 		}
 		return failure{kind: failPermanent} // no such host
 	}
@@ -109,7 +143,7 @@ func classifyError(err error) failure {
 	}
 	var opErr *net.OpError
 	if errors.As(err, &opErr) && (opErr.Op == "dial" || opErr.Op == "proxyconnect") {
-		return failure{kind: failConnect}
+		return failure{kind: failConnect, unsent: true}
 	}
 	var streamErr http2StreamError
 	if errors.As(err, &streamErr) {

@@ -76,5 +76,8 @@ func (p Policy) inherit(base Policy) Policy {
 	if p.MaxRetryAfter == 0 {
 		p.MaxRetryAfter = base.MaxRetryAfter
 	}
+	if p.AttemptTimeout == 0 {
+		p.AttemptTimeout = base.AttemptTimeout
+	}
 	return p
 }

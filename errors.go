@@ -15,21 +15,29 @@ func (e *PolicyError) Error() string {
 }
 
 // Error is the error RoundTrip returns when the last attempt of a request
-// ended without a response, or when the caller's context ended while the
-// Transport waited to retry. It says how many attempts were sent and
-// unwraps to the cause, so errors.Is and errors.As see through it:
+// ended without a response, or when the request ended after a retry was
+// planned (the context ended during the wait, or a WithBeforeRetry function
+// failed). It says how many attempts were sent and why no retry followed,
+// and unwraps to the cause, so errors.Is and errors.As see through it:
 // errors.Is(err, context.Canceled), errors.As(err, new(*net.OpError)).
 //
 // When the last attempt got a response, RoundTrip returns that response
 // and a nil error instead, whatever its status.
 type Error struct {
-	// Attempts is the number of attempts sent, the first included.
+	// Attempts is the number of attempts sent, the first one included.
 	Attempts int
 	// Err is the last attempt's error or, if the context ended during a
-	// wait, the context's cause.
+	// wait, the context's error, or the error of the WithBeforeRetry
+	// function that stopped the retries.
 	Err error
 	// Waiting is true when the context ended during a wait before a retry.
 	Waiting bool
+	// Reason says why no retry followed: ReasonExhausted, ReasonMethod,
+	// ReasonBody, ReasonDeadline, ReasonBudget, ReasonPermanent,
+	// ReasonClassifier, ReasonCanceled or ReasonHook.
+	Reason string
+
+	detail string // Reason in words, with what would have allowed a retry
 }
 
 func (e *Error) Error() string {
@@ -40,6 +48,9 @@ func (e *Error) Error() string {
 	s += "after " + strconv.Itoa(e.Attempts) + " attempt"
 	if e.Attempts != 1 {
 		s += "s"
+	}
+	if e.detail != "" && !e.Waiting && e.Reason != ReasonExhausted && e.Reason != ReasonPermanent {
+		s += " (" + e.detail + ")"
 	}
 	if e.Err == nil {
 		return s

@@ -1,14 +1,27 @@
 package retryhttp
 
-import "net/http"
+import (
+	"context"
+	"net/http"
+)
+
+type idempotentKey struct{}
+
+// ContextWithIdempotent marks the request as safe to send more than once
+// (an OAuth2 token request, an API whose body carries its own idempotency
+// token): it is then retried like a PUT.
+func ContextWithIdempotent(ctx context.Context) context.Context {
+	return context.WithValue(ctx, idempotentKey{}, true)
+}
 
 // idempotent reports whether req may be sent again after the server may have
 // seen it. RFC 9110 §9.2.2 makes GET, HEAD, OPTIONS, TRACE, PUT and DELETE
 // idempotent. Any other method (POST, PATCH, CONNECT, extensions) is
-// idempotent only when the caller says so with an Idempotency-Key or
+// idempotent only when the caller says so: with an Idempotency-Key or
 // X-Idempotency-Key header, the rule net/http's own transport applies to
 // its internal retries (the IETF draft "The Idempotency-Key HTTP Header
-// Field"). The header's presence counts, whatever its value.
+// Field"; the header's presence counts, whatever its value), or with
+// ContextWithIdempotent.
 func idempotent(req *http.Request) bool {
 	switch req.Method {
 	case "", http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace, http.MethodPut, http.MethodDelete:
@@ -17,8 +30,11 @@ func idempotent(req *http.Request) bool {
 	if _, ok := req.Header["Idempotency-Key"]; ok {
 		return true
 	}
-	_, ok := req.Header["X-Idempotency-Key"]
-	return ok
+	if _, ok := req.Header["X-Idempotency-Key"]; ok {
+		return true
+	}
+	marked, _ := req.Context().Value(idempotentKey{}).(bool)
+	return marked
 }
 
 // mayRetry reports whether a request that failed with f may be sent again as
@@ -28,7 +44,7 @@ func idempotent(req *http.Request) bool {
 // never applied"). A POST whose connection broke after it was sent is never
 // sent again.
 func mayRetry(req *http.Request, f failure) bool {
-	return f.kind == failConnect || idempotent(req)
+	return f.kind == failConnect || f.unsent || idempotent(req)
 }
 
 // hasBody reports whether req carries a body that a retry must send again.

@@ -1,26 +1,52 @@
 package retryhttp
 
 import (
-	"context"
 	"log/slog"
 	"net/http"
 	"net/url"
-	"time"
 )
 
 // logRetry writes one record for a retry about to happen, if the Transport
 // has a logger that wants it.
-func (t *Transport) logRetry(ctx context.Context, req *http.Request, attempt int, f failure, wait time.Duration, resp *http.Response, err error) {
-	if t.logger == nil || !t.logger.Enabled(ctx, slog.LevelInfo) {
+func (t *Transport) logRetry(r *run, resp *http.Response, err error) {
+	if !t.logger.Enabled(r.req.Context(), slog.LevelInfo) {
 		return
 	}
 	attrs := []slog.Attr{
-		slog.String("method", methodOf(req)),
-		slog.String("url", redact(req.URL)),
-		slog.Int("attempt", attempt),
-		slog.String("reason", f.reason()),
-		slog.Duration("wait", wait),
+		slog.String("method", methodOf(r.req)),
+		slog.String("url", redact(r.out.URL)),
+		slog.Int("attempt", r.attempt),
+		slog.String("reason", r.st.f.reason()),
+		slog.Duration("wait", r.st.wait),
 	}
+	if r.st.retryAfter {
+		attrs = append(attrs, slog.Bool("retry_after", true))
+	}
+	t.logger.LogAttrs(r.req.Context(), slog.LevelInfo, "retryhttp: retrying", appendOutcome(attrs, resp, err)...)
+}
+
+// logGiveUp writes one record for a request whose failed attempt is not
+// retried, saying why: at Warn level, or Info when the caller canceled.
+func (t *Transport) logGiveUp(r *run, resp *http.Response, err error, s stopReason) {
+	level := slog.LevelWarn
+	if s == stopCanceled {
+		level = slog.LevelInfo
+	}
+	if t.logger == nil || !t.logger.Enabled(r.req.Context(), level) {
+		return
+	}
+	attrs := []slog.Attr{
+		slog.String("method", methodOf(r.req)),
+		slog.String("url", redact(r.out.URL)),
+		slog.Int("attempts", r.attempt),
+		slog.String("reason", s.reason()),
+		slog.String("why", t.explain(r, s)),
+	}
+	t.logger.LogAttrs(r.req.Context(), level, "retryhttp: giving up", appendOutcome(attrs, resp, err)...)
+}
+
+// appendOutcome adds the attempt's status or error to attrs.
+func appendOutcome(attrs []slog.Attr, resp *http.Response, err error) []slog.Attr {
 	if resp != nil {
 		attrs = append(attrs, slog.Int("status", resp.StatusCode))
 	}
@@ -30,7 +56,7 @@ func (t *Transport) logRetry(ctx context.Context, req *http.Request, attempt int
 		}
 		attrs = append(attrs, slog.String("error", err.Error()))
 	}
-	t.logger.LogAttrs(ctx, slog.LevelInfo, "retryhttp: retrying", attrs...)
+	return attrs
 }
 
 func methodOf(req *http.Request) string {

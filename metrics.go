@@ -3,7 +3,6 @@ package retryhttp
 import (
 	"errors"
 	"net/http"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -20,7 +19,8 @@ import (
 //	retryhttp_attempts_total{method, code}       each attempt sent; code is the status (100-599),
 //	                                             "other" for any other number, or "error"
 //	retryhttp_retries_total{method, reason}      each retry sent; reason is the status
-//	                                             that caused it ("503"), "connect", "reset" or "timeout"
+//	                                             that caused it ("503"), "connect", "reset" or "timeout";
+//	                                             with a Classifier, any status, "other" or "error"
 //	retryhttp_retry_delay_seconds{source}        each wait before a retry that was sent; source
 //	                                             is "backoff" or "retry_after"
 //	retryhttp_budget_refusals_total              each retry the budget refused
@@ -188,7 +188,6 @@ var (
 const (
 	numMethods  = len(methodNames)
 	numOutcomes = len(outcomeNames)
-	numReasons  = len(reasonNames)
 	numCodes    = 502 // status 100 to 599 at 0 to 499, "other" at 500, "error" at 501
 	codeOther   = numCodes - 2
 	codeError   = numCodes - 1
@@ -262,7 +261,7 @@ func codeLabel(i int) string {
 	case codeOther:
 		return "other"
 	}
-	return strconv.Itoa(i + 100) // once per series, not per request
+	return statusLabels[i]
 }
 
 // retry counts one retry sent after f, and the wait before it. A retry
@@ -272,7 +271,7 @@ func (m *Metrics) retry(method int, f failure, wait time.Duration, retryAfter bo
 		return
 	}
 	r := f.reasonIndex()
-	inc(&m.retriesBy[method][r], m.retries, methodNames[method], reasonNames[r])
+	inc(&m.retriesBy[method][r], m.retries, methodNames[method], reasonLabel(r))
 	s := 0
 	if retryAfter {
 		s = 1

@@ -34,11 +34,15 @@ type Transport struct {
 	policy      Policy // as given to WithPolicy; defaults applied by init
 	logger      *slog.Logger
 	replayLimit int
-	replaySet   bool     // WithReplayBuffer was given
-	metrics     *Metrics // nil: no metrics
-	budget      *Budget  // nil: no budget
-	budgetSet   bool     // WithBudget was given, even with nil
-	err         error    // a bad option; returned by every RoundTrip
+	replaySet   bool       // WithReplayBuffer was given
+	metrics     *Metrics   // nil: no metrics
+	classifier  Classifier // nil: the Transport's own rules
+	observers   []func(Attempt)
+	watched     bool // a logger or observers want each attempt
+	beforeRetry []func(next *http.Request, prev Attempt) error
+	budget      *Budget // nil: no budget
+	budgetSet   bool    // WithBudget was given, even with nil
+	err         error   // a bad option; returned by every RoundTrip
 
 	// Test seams: the clock, the wait, and the randomness (nil: math/rand/v2).
 	now   func() time.Time
@@ -85,6 +89,7 @@ func (t *Transport) init() {
 	}
 	t.metrics.attach(t.budget)
 	t.policy = t.policy.withDefaults()
+	t.watched = t.logger != nil || len(t.observers) > 0
 }
 
 // CloseIdleConnections closes the idle connections of the base transport,
@@ -116,64 +121,104 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	return t.roundTrip(req, p)
 }
 
-// roundTrip runs the attempts of req under p: send, decide, wait, send
-// again, until decide says why to stop.
+// run is the state of one RoundTrip: the request, its Policy, and where its
+// attempts stand. It lives on RoundTrip's stack.
+type run struct {
+	req     *http.Request // the caller's, never changed
+	p       *Policy
+	body    *replayBody   // the replay buffer, for a body without GetBody
+	out     *http.Request // what the current attempt sends
+	sent    *http.Request // what the base got for it: out, or a copy with the attempt's timeout
+	attempt int           // the current attempt's number
+	method  int           // the method's index, for metric labels
+	took    time.Duration // how long the current attempt took, when watched
+	st      *step         // the step to the next attempt, from the first retry on
+}
+
+// step is what decide fills in when an attempt is retried: the wait before
+// the next attempt and its request.
+type step struct {
+	f          failure       // what went wrong with the attempt
+	wait       time.Duration // the wait before the next attempt (and, before decide, the last one)
+	retryAfter bool          // the wait is the server's Retry-After
+	next       *http.Request // the next attempt's request, with a fresh body
+	paid       receipt       // what the retry took from the budget
+	bodyErr    error         // why the body could not be sent again
+}
+
+// roundTrip runs the attempts of req under p: send, decide, observe, wait,
+// send again, until decide says why to stop.
 func (t *Transport) roundTrip(req *http.Request, p *Policy) (*http.Response, error) {
-	ctx := req.Context()
-	method := methodIndex(req.Method)
-	var body *replayBody // the replay buffer, for a body without GetBody
-	out := req           // what the next attempt sends
+	r := run{req: req, p: p, method: methodIndex(req.Method), out: req}
 	if p.MaxAttempts > 1 && hasBody(req) && req.GetBody == nil {
-		body = newReplayBody(req.Body, t.replayLimit)
-		out, _ = body.request(req) // a fresh replayBody always gives its first view
+		r.body = newReplayBody(req.Body, t.replayLimit)
+		r.out, _ = r.body.request(req, r.req.Context()) // a fresh replayBody always gives its first view
 	}
 	if t.budget != nil {
 		t.budget.earn(t.now)
 	}
-	var s step // what comes after each attempt; filled by decide
-	for attempt := 1; ; attempt++ {
-		resp, err := t.send(out)
-		t.metrics.attempt(method, resp)
-		if resp != nil && out != req {
+	for r.attempt = 1; ; r.attempt++ {
+		resp, err := t.send(&r)
+		t.metrics.attempt(r.method, resp)
+		if resp != nil && r.sent != req {
 			resp.Request = req
 		}
 
-		if o := t.decide(&s, ctx, req, p, body, attempt, resp, err); o != outcomeNone {
-			if body != nil {
-				body.finish(resp != nil)
-			}
-			t.metrics.request(method, o)
-			if resp != nil {
+		s := t.decide(&r, resp, err)
+		if t.watched {
+			t.observe(&r, resp, err, s)
+		}
+		if s != stopNone {
+			if resp != nil && r.body == nil { // the common end, kept short
+				t.metrics.request(r.method, s.outcome())
 				return resp, nil
 			}
-			return nil, giveUp(ctx, err, attempt, o)
+			return t.finish(&r, resp, err, s)
 		}
 
 		if resp != nil {
 			discard(resp)
 		}
-		t.logRetry(ctx, req, attempt, s.f, s.wait, resp, err)
-		if err := t.sleep(ctx, s.wait); err != nil {
-			t.budget.refund(s.paid)
-			if s.next != req {
-				s.next.Body.Close() // the body made for the attempt that will not be sent
-			}
-			if body != nil {
-				body.finish(false)
-			}
-			t.metrics.request(method, outcomeCanceled)
-			return nil, &Error{Attempts: attempt, Err: err, Waiting: true}
+		if s, cause := t.await(&r, resp, err); s != stopNone {
+			return nil, t.abandon(&r, s, cause)
 		}
-		t.metrics.retry(method, s.f, s.wait, s.retryAfter)
-		out = s.next
+		t.metrics.retry(r.method, r.st.f, r.st.wait, r.st.retryAfter)
+		r.out = r.st.next
 	}
 }
 
-// send makes one attempt through the base and holds it to the RoundTripper
-// contract: a response and no error, or an error and no response; a
-// response's nil Body is an empty one, as http.Client treats it.
-func (t *Transport) send(out *http.Request) (*http.Response, error) {
-	resp, err := t.base.RoundTrip(out)
+// send makes one attempt through the base, within the Policy's
+// AttemptTimeout, and holds the base to the RoundTripper contract: a
+// response and no error, or an error and no response; a response's nil
+// Body is an empty one, as http.Client treats it.
+func (t *Transport) send(r *run) (*http.Response, error) {
+	if t.watched || r.p.AttemptTimeout > 0 {
+		return t.sendWatched(r)
+	}
+	r.sent = r.out
+	resp, err := t.base.RoundTrip(r.sent)
+	if err != nil || resp == nil || resp.Body == nil {
+		return checked(resp, err)
+	}
+	return resp, nil
+}
+
+// sendWatched is send for an attempt that is timed: for observers, or to
+// bound it with the Policy's AttemptTimeout.
+func (t *Transport) sendWatched(r *run) (resp *http.Response, err error) {
+	start := time.Now()
+	if r.p.AttemptTimeout > 0 {
+		resp, err = t.sendWithin(r, r.p.AttemptTimeout)
+	} else {
+		r.sent = r.out
+		resp, err = checked(t.base.RoundTrip(r.sent))
+	}
+	r.took = time.Since(start)
+	return resp, err
+}
+
+// checked holds what a base returned to the RoundTripper contract.
+func checked(resp *http.Response, err error) (*http.Response, error) {
 	switch {
 	case err == nil && resp == nil:
 		return nil, errors.New("retryhttp: base RoundTripper returned a nil response and a nil error")
@@ -188,91 +233,62 @@ func (t *Transport) send(out *http.Request) (*http.Response, error) {
 	return resp, err
 }
 
-// step is what decide says comes after an attempt that is retried: the
-// wait before the next attempt and its request, already paid for from the
-// budget.
-type step struct {
-	f          failure // what went wrong with the attempt
-	wait       time.Duration
-	retryAfter bool          // the wait is the server's Retry-After
-	next       *http.Request // the next attempt's request, with a fresh body
-	paid       receipt       // what the retry took from the budget
-}
-
-// decide is the one place that says whether and when a request is sent
-// again after an attempt. It returns why the request stops, or outcomeNone
-// with s filled in for the retry. It checks, in order: what the attempt's
-// outcome allows (a retryable failure, the context, MaxAttempts, the
-// method), how long to wait (Retry-After or backoff, within MaxRetryAfter
-// and the deadline), the budget, and whether the body can be sent again.
-// s.wait holds the previous wait when it is called.
-func (t *Transport) decide(s *step, ctx context.Context, req *http.Request, p *Policy, body *replayBody, attempt int, resp *http.Response, err error) outcome {
-	f := classify(resp, err)
-	if o := stop(ctx, req, p, attempt, f, err); o != outcomeNone {
-		return o
+// finish ends a request after its last attempt: the response as it came,
+// or an *Error that says why no retry followed.
+func (t *Transport) finish(r *run, resp *http.Response, err error, s stopReason) (*http.Response, error) {
+	if r.body != nil {
+		r.body.finish(resp != nil)
 	}
-	s.f = f
-	wait, retryAfter, o := t.nextWait(ctx, p, resp, attempt, s.wait)
-	if o != outcomeNone {
-		return o
-	}
-	s.wait, s.retryAfter, s.paid = wait, retryAfter, receipt{}
-	if t.budget != nil {
-		var ok bool
-		if s.paid, ok = t.budget.spend(t.now()); !ok {
-			t.metrics.refused()
-			return outcomeBudget
-		}
-	}
-	if s.next, o = nextRequest(req, body); o != outcomeNone {
-		t.budget.refund(s.paid) // the retry will not be sent
-	}
-	return o
-}
-
-// stop returns why the request must end after this attempt, or outcomeNone
-// when a retry is allowed so far.
-func stop(ctx context.Context, req *http.Request, p *Policy, attempt int, f failure, err error) outcome {
-	switch {
-	case err != nil && ctx.Err() != nil:
-		return outcomeCanceled
-	case !f.retryable():
-		if err != nil {
-			return outcomeNotRetryable
-		}
-		return outcomeOK
-	case ctx.Err() != nil:
-		return outcomeCanceled
-	case attempt >= p.MaxAttempts:
-		return outcomeExhausted
-	case !mayRetry(req, f):
-		return outcomeNotRetryable
-	}
-	return outcomeNone
-}
-
-// nextWait returns the wait before the next attempt: what the response's
-// Retry-After asks for, plus a little jitter (retryAfter is then true), or
-// else the policy's backoff. It returns outcomeTooLate when the server asks
-// for more than MaxRetryAfter or when the wait would not end before the
-// context's deadline.
-func (t *Transport) nextWait(ctx context.Context, p *Policy, resp *http.Response, attempt int, prev time.Duration) (wait time.Duration, retryAfter bool, o outcome) {
+	t.metrics.request(r.method, s.outcome())
 	if resp != nil {
-		if v := resp.Header.Get("Retry-After"); v != "" {
-			var asked time.Duration
-			if asked, retryAfter = parseRetryAfter(v, t.now()); retryAfter {
-				if asked > p.MaxRetryAfter {
-					return 0, true, outcomeTooLate
-				}
-				wait = retryAfterWait(asked, p.BaseDelay, t.rand)
-			}
+		return resp, nil
+	}
+	if s == stopCanceled || s == stopDeadlinePassed {
+		if ctxErr := r.req.Context().Err(); ctxErr != nil && !errors.Is(err, ctxErr) {
+			err = errors.Join(err, ctxErr)
 		}
 	}
-	if !retryAfter {
-		wait = p.Delay(attempt-1, prev, t.rand)
+	return nil, &Error{Attempts: r.attempt, Err: err, Reason: s.reason(), detail: t.explain(r, s)}
+}
+
+// await waits before the next attempt and then runs the WithBeforeRetry
+// functions on its request. It returns why the request stops instead, with
+// the error to report: the context's, or the function's.
+func (t *Transport) await(r *run, resp *http.Response, err error) (stopReason, error) {
+	if err := t.sleep(r.req.Context(), r.st.wait); err != nil {
+		return ctxStop(r.req.Context().Err()), err
 	}
-	if deadline, ok := ctx.Deadline(); ok && !t.now().Add(wait).Before(deadline) {
-		return 0, retryAfter, outcomeTooLate
+	if len(t.beforeRetry) == 0 {
+		return stopNone, nil
 	}
-	return wait, retryAfter, outcomeNone
+	// The functions may change the next request's Header and URL: give it
+	// its own, so no other request sees the changes.
+	r.st.next.Header = r.st.next.Header.Clone()
+	if r.st.next.URL != nil {
+		u := *r.st.next.URL
+		r.st.next.URL = &u
+	}
+	prev := r.report(resp, err, stopNone)
+	for _, f := range t.beforeRetry {
+		if err := f(r.st.next, prev); err != nil {
+			return stopHook, err
+		}
+	}
+	return stopNone, nil
+}
+
+// abandon ends a request whose last attempt was already reported with a
+// retry to follow: the wait was cut short, or a WithBeforeRetry function
+// failed. The retry is not sent, so the budget gets it back.
+func (t *Transport) abandon(r *run, s stopReason, cause error) error {
+	t.budget.refund(r.st.paid)
+	if r.st.next.Body != nil && r.st.next.Body != http.NoBody && r.st.next.Body != r.req.Body {
+		r.st.next.Body.Close() // the body made for the attempt that will not be sent
+	}
+	if r.body != nil {
+		r.body.finish(false)
+	}
+	t.metrics.request(r.method, s.outcome())
+	t.logGiveUp(r, nil, cause, s)
+	return &Error{Attempts: r.attempt, Err: cause, Waiting: s != stopHook, Reason: s.reason(), detail: t.explain(r, s)}
 }

@@ -1,0 +1,163 @@
+package retryhttp
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strconv"
+	"time"
+)
+
+// decide is the one place that says whether and when a request is sent
+// again after an attempt. It returns why the request stops, or stopNone
+// with r's step filled in: the wait, and the next attempt's request, paid
+// for from the budget. It asks, in order: the Classifier and the
+// Transport's own rules (is this a failure a retry may fix?), the context,
+// MaxAttempts and the method (may it be retried?), the server and the
+// Policy (how long to wait, within MaxRetryAfter and the deadline?), the
+// budget, and the body (can it be sent again?).
+func (t *Transport) decide(r *run, resp *http.Response, err error) stopReason {
+	f := classify(resp, err)
+	final := false
+	if t.classifier != nil {
+		f, final = decideWith(t.classifier(r.sent, resp, err), f, resp)
+	}
+	if s := r.stop(f, final, err); s != stopNone {
+		return s
+	}
+	if r.st == nil {
+		r.st = new(step)
+	}
+	r.st.f = f
+	wait, retryAfter, s := t.nextWait(r, resp)
+	r.st.wait, r.st.retryAfter, r.st.paid = wait, retryAfter, receipt{}
+	if s != stopNone {
+		return s
+	}
+	if t.budget != nil {
+		var ok bool
+		if r.st.paid, ok = t.budget.spend(t.now()); !ok {
+			t.metrics.refused()
+			return stopBudget
+		}
+	}
+	if r.st.next, r.st.bodyErr = r.nextRequest(); r.st.bodyErr != nil {
+		t.budget.refund(r.st.paid) // the retry will not be sent
+		return stopBody
+	}
+	return stopNone
+}
+
+// stop returns why the request must end after an attempt that failed with
+// f (final: a Classifier said DoNotRetry), or stopNone when a retry is
+// allowed so far.
+func (r *run) stop(f failure, final bool, err error) stopReason {
+	ctxErr := r.req.Context().Err()
+	switch {
+	case err != nil && ctxErr != nil:
+		return ctxStop(ctxErr)
+	case final && (f.retryable() || err != nil):
+		return stopClassifier
+	case final || !f.retryable():
+		if err != nil {
+			return stopPermanent
+		}
+		return stopFinal
+	case ctxErr != nil:
+		return ctxStop(ctxErr)
+	case r.attempt >= r.p.MaxAttempts:
+		return stopExhausted
+	case !mayRetry(r.out, f):
+		return stopMethod
+	}
+	return stopNone
+}
+
+// ctxStop says why a request whose context ended with err stops.
+func ctxStop(err error) stopReason {
+	if errors.Is(err, context.DeadlineExceeded) {
+		return stopDeadlinePassed
+	}
+	return stopCanceled
+}
+
+// nextWait returns the wait before the next attempt: what the response's
+// Retry-After asks for, plus a little jitter (retryAfter is then true), or
+// else the Policy's backoff. It stops the request when the server asks for
+// more than MaxRetryAfter, or when the wait would not end before the
+// context's deadline.
+func (t *Transport) nextWait(r *run, resp *http.Response) (wait time.Duration, retryAfter bool, s stopReason) {
+	p := r.p
+	if resp != nil {
+		if v := resp.Header.Get("Retry-After"); v != "" {
+			var asked time.Duration
+			if asked, retryAfter = parseRetryAfter(v, t.now()); retryAfter {
+				if asked > p.MaxRetryAfter {
+					return 0, true, stopRetryAfter
+				}
+				wait = retryAfterWait(asked, p.BaseDelay, t.rand)
+			}
+		}
+	}
+	if !retryAfter {
+		wait = p.Delay(r.attempt-1, r.st.wait, t.rand)
+	}
+	if deadline, ok := r.req.Context().Deadline(); ok && !t.now().Add(wait).Before(deadline) {
+		return wait, retryAfter, stopDeadline
+	}
+	return wait, retryAfter, stopNone
+}
+
+// report describes the current attempt, as observers and WithBeforeRetry
+// functions see it.
+func (r *run) report(resp *http.Response, err error, s stopReason) Attempt {
+	a := Attempt{
+		Request:  r.sent,
+		Number:   r.attempt,
+		Response: resp,
+		Err:      err,
+		Duration: r.took,
+		Retry:    s == stopNone,
+	}
+	if a.Retry {
+		a.Wait, a.Reason = r.st.wait, r.st.f.reason()
+	} else {
+		a.Reason = s.reason()
+	}
+	return a
+}
+
+// explain says in words why the request stopped, for the log record and
+// the *Error: what happened, and what would have allowed a retry.
+func (t *Transport) explain(r *run, s stopReason) string {
+	switch s {
+	case stopMethod:
+		return "not retried: " + methodOf(r.req) + " is not idempotent and the server may have seen it; " +
+			"an Idempotency-Key header or ContextWithIdempotent allows retries"
+	case stopBody:
+		var re *replayError
+		if errors.As(r.st.bodyErr, &re) {
+			return "not retried: " + re.Error()[len("retryhttp: "):]
+		}
+		return "not retried: the request body cannot be sent again: GetBody failed: " + r.st.bodyErr.Error()
+	case stopRetryAfter:
+		return "not retried: the server asked for a wait above MaxRetryAfter (" + r.p.MaxRetryAfter.String() + ")"
+	case stopDeadline:
+		return "not retried: the next wait (" + r.st.wait.Round(time.Millisecond).String() + ") would end after the context's deadline"
+	case stopDeadlinePassed:
+		return "the context's deadline passed"
+	case stopBudget:
+		return "not retried: the retry budget is spent (too many retries for the recent requests)"
+	case stopClassifier:
+		return "not retried: the Classifier said DoNotRetry"
+	case stopCanceled:
+		return "the context was canceled"
+	case stopHook:
+		return "not retried: the WithBeforeRetry function failed"
+	case stopExhausted:
+		return "all " + strconv.Itoa(r.p.MaxAttempts) + " attempts the Policy allows were made"
+	case stopPermanent:
+		return "not retried: the error is not one a retry can fix"
+	}
+	return ""
+}
