@@ -5,7 +5,6 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"sync"
 	"time"
 )
 
@@ -48,14 +47,18 @@ func (r *run) nextRequest() (*http.Request, error) {
 // read a copy, but only when req is idempotent: net/http's HTTP/2 client
 // resends a request through GetBody after a PROTOCOL_ERROR reset too, when
 // the server may have processed it, so a request that is not idempotent
-// gets none, as it has none without retryhttp.
+// gets none, as it has none without retryhttp. Nor does a body whose
+// declared length is above the replay buffer: a copy of it could not be
+// read whole without taking the body from the attempt (a signing
+// middleware that reads a copy first would break the attempt), so the base
+// sees no GetBody, as without retryhttp.
 func (b *replayBody) request(req *http.Request, ctx context.Context) (*http.Request, error) {
 	v, err := b.attemptView()
 	if err != nil {
 		return nil, err
 	}
 	var getBody func() (io.ReadCloser, error)
-	if idempotent(req) {
+	if idempotent(req) && req.ContentLength <= int64(b.limit) {
 		getBody = b.copyView
 	}
 	return withBody(req, ctx, v, getBody), nil
@@ -80,16 +83,29 @@ const (
 )
 
 // discard drains a bounded part of a response the caller will not see and
-// closes it, so its keep-alive connection is reused. A body that stalls is
-// closed after maxDrainTime, which ends the read in progress.
+// closes it, so its keep-alive connection is reused. The drain runs in a
+// goroutine of its own and is given maxDrainTime: a body that stalls is
+// closed then (which ends a net/http body's read in progress), and the
+// Transport goes on even if the body's Read does not return. A panic in the
+// body's Read reaches the caller while the Transport waits for the drain;
+// one that comes later ends only the drain.
 func discard(resp *http.Response) {
 	body := resp.Body
-	var once sync.Once
-	closeBody := func() { once.Do(func() { _ = body.Close() }) }
-	timer := time.AfterFunc(maxDrainTime, closeBody)
-	_, _ = io.CopyN(io.Discard, body, maxDrain)
-	timer.Stop()
-	closeBody()
+	drained := make(chan any, 1)
+	go func() {
+		defer func() { drained <- recover() }()
+		_, _ = io.CopyN(io.Discard, body, maxDrain)
+	}()
+	timer := time.NewTimer(maxDrainTime)
+	select {
+	case p := <-drained:
+		timer.Stop()
+		if p != nil {
+			panic(p)
+		}
+	case <-timer.C:
+	}
+	_ = body.Close()
 }
 
 // closeBody closes the body of a request that will not be sent, as the

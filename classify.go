@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/textproto"
+	"reflect"
 	"strconv"
 	"syscall"
 )
@@ -149,6 +150,9 @@ func classifyError(err error) failure {
 	if errors.As(err, &streamErr) {
 		return classifyStreamError(streamErr)
 	}
+	if isHTTP2GoAway(err) {
+		return failure{kind: failReset}
+	}
 	// The connection broke before a whole response came: reset, broken
 	// pipe, closed, or cut short: at EOF, or in the middle of a header line,
 	// which net/http reports as a malformed header (textproto.ProtocolError).
@@ -227,4 +231,50 @@ func classifyStreamError(e http2StreamError) failure {
 		return failure{kind: failReset}
 	}
 	return failure{kind: failPermanent}
+}
+
+// isHTTP2GoAway reports whether err is an HTTP/2 GoAwayError: the server
+// sent GOAWAY saying it would still handle the stream, then closed the
+// connection before answering (a server killed during its graceful
+// shutdown). It is what HTTP/1 reports as EOF before the response: a reset,
+// for idempotent requests only, since the server may have processed it.
+// The error is net/http's unexported http2GoAwayError (or x/net's
+// GoAwayError), which has no As method as its StreamError has, so it is
+// recognized by its type's identity: package and name, never its text.
+func isHTTP2GoAway(err error) bool {
+	for _, e := range errorTree(err) {
+		if t := reflect.TypeOf(e); t != nil && t.Kind() == reflect.Struct {
+			switch {
+			case t.PkgPath() == "net/http" && t.Name() == "http2GoAwayError",
+				t.PkgPath() == "golang.org/x/net/http2" && t.Name() == "GoAwayError":
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// errorTree returns err and every error it wraps, depth first, as errors.Is
+// walks them.
+func errorTree(err error) []error {
+	var all []error
+	var walk func(error)
+	walk = func(e error) {
+		for e != nil && len(all) < 64 { // a bound against cycles
+			all = append(all, e)
+			switch u := e.(type) {
+			case interface{ Unwrap() error }:
+				e = u.Unwrap()
+			case interface{ Unwrap() []error }:
+				for _, c := range u.Unwrap() {
+					walk(c)
+				}
+				return
+			default:
+				return
+			}
+		}
+	}
+	walk(err)
+	return all
 }

@@ -3,6 +3,7 @@ package retryhttp
 import (
 	"errors"
 	"io"
+	"runtime"
 	"strconv"
 	"sync"
 )
@@ -44,28 +45,30 @@ func (e *replayError) Error() string {
 // attempt's own body is sent, and net/http's HTTP/2 client resends a
 // refused stream with one.
 //
-// The source is closed exactly once: when the request is over and every
-// view of the last attempt has been closed, read to its end or dropped (see
-// copyView), or at once when the request ended without a response (views
-// that a base made with GetBody and dropped, as net/http does when the
-// context ends during its own backoff, are never closed by anyone).
+// The source is closed exactly once, when the request is over and nothing
+// can read it any more: at once when the request ended without a response;
+// otherwise when the source was read to its end (the views are then served
+// from the buffer), or when every view of the last attempt is done with it:
+// closed, read to its end, or dropped. A base may drop a view without
+// closing it (net/http does with a GetBody copy it made for a resend that
+// found no connection, or when the context ends during its own backoff): a
+// dropped view is released when the garbage collector finds it unreachable.
 type replayBody struct {
 	src   io.ReadCloser
 	limit int
 
 	readMu sync.Mutex // held across src.Read, so mu is never held while blocked on src
 
-	mu       sync.Mutex  // guards the fields below
-	buf      []byte      // the bytes read from src, while they fit (see record)
-	read     int64       // bytes read from src so far
-	eof      bool        // src returned io.EOF
-	err      error       // src failed otherwise: sticky, and no replay
-	overflow bool        // read passed limit: views behind buf fail
-	gen      int         // the current attempt; its views may read
-	open     int         // views of the current attempt neither closed nor at their end
-	copies   []*bodyView // the current attempt's views made by copyView
-	done     bool        // the request is over: no new views
-	srcDone  bool        // src was closed, or is being closed
+	mu       sync.Mutex // guards the fields below
+	buf      []byte     // the bytes read from src, while they fit (see record)
+	read     int64      // bytes read from src so far
+	eof      bool       // src returned io.EOF
+	err      error      // src failed otherwise: sticky, and no replay
+	overflow bool       // read passed limit: views behind buf fail
+	gen      int        // the current attempt; its views may read
+	open     int        // views of the current attempt not yet released
+	done     bool       // the request is over: no new views
+	srcDone  bool       // src was closed, or is being closed
 }
 
 func newReplayBody(src io.ReadCloser, limit int) *replayBody {
@@ -81,32 +84,30 @@ func (b *replayBody) attemptView() (io.ReadCloser, error) {
 		return nil, err
 	}
 	b.gen++
-	b.open = 1
-	clear(b.copies)
-	b.copies = b.copies[:0]
-	return &bodyView{b: b, gen: b.gen}, nil
+	b.open = 0
+	return b.newViewLocked(), nil
 }
 
 // copyView returns another view of the current attempt's body: the
-// GetBody of the requests a Transport hands its base. A copy made before
-// it and never read is taken as dropped: net/http makes one for a resend,
-// finds no connection for it, and makes another from the original request
-// without closing the first.
+// GetBody of the requests a Transport hands its base.
 func (b *replayBody) copyView() (io.ReadCloser, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if err := b.unusableLocked(); err != nil {
 		return nil, err
 	}
-	for _, c := range b.copies {
-		if !c.touched {
-			b.releaseLocked(c) // done is false here: this never closes the source
-		}
-	}
+	return b.newViewLocked(), nil
+}
+
+// newViewLocked makes a view of the current attempt. Its state lives apart
+// from the handle the base holds, so that a handle the base drops can be
+// noticed: a cleanup releases the state once the handle is unreachable.
+func (b *replayBody) newViewLocked() io.ReadCloser {
 	b.open++
-	v := &bodyView{b: b, gen: b.gen}
-	b.copies = append(b.copies, v)
-	return v, nil
+	s := &viewState{b: b, gen: b.gen}
+	v := &bodyView{s: s}
+	runtime.AddCleanup(v, (*viewState).dropped, s)
+	return v
 }
 
 // unusableLocked returns why no new view can read the whole body, or nil.
@@ -123,9 +124,9 @@ func (b *replayBody) unusableLocked() error {
 }
 
 // finish marks the request as over. With a response, the source is closed
-// when the last attempt's views are done with it (the transport may still
-// be sending the body); without one, it is closed now and every view is
-// retired.
+// when nothing can read it any more (the transport may still be sending
+// the body); without one, every view is retired and the source is closed
+// now.
 func (b *replayBody) finish(response bool) {
 	b.mu.Lock()
 	b.done = true
@@ -133,47 +134,69 @@ func (b *replayBody) finish(response bool) {
 		b.gen++ // retire every view
 		b.open = 0
 	}
-	closeNow := b.open == 0 && !b.srcDone
-	b.srcDone = b.srcDone || closeNow
+	closeSrc := b.closableLocked()
 	b.mu.Unlock()
-	if closeNow {
+	if closeSrc {
 		_ = b.src.Close()
 	}
 }
 
-// releaseLocked records that a view of the current attempt is done with the
-// source, and reports whether the caller must now close it.
-func (b *replayBody) releaseLocked(v *bodyView) (closeSrc bool) {
-	if v.released || v.gen != b.gen {
-		v.released = true
+// closableLocked reports whether the source must be closed now, and if so
+// marks it closed: the request is over, and no view will read the source
+// again, since every view of the last attempt is released or the source
+// is at its end.
+func (b *replayBody) closableLocked() bool {
+	if !b.done || b.srcDone || (b.open > 0 && !b.eof && b.err == nil) {
 		return false
 	}
-	v.released = true
-	b.open--
-	if b.done && b.open == 0 && !b.srcDone {
-		b.srcDone = true
-		return true
-	}
-	return false
+	b.srcDone = true
+	return true
 }
 
-// bodyView is one reader of a replayBody.
-type bodyView struct {
+// releaseLocked records that a view is done with the source, and reports
+// whether the caller must now close the source.
+func (b *replayBody) releaseLocked(s *viewState) (closeSrc bool) {
+	if s.released {
+		return false
+	}
+	s.released = true
+	if s.gen == b.gen {
+		b.open--
+	}
+	return b.closableLocked()
+}
+
+// viewState is one reader's place in a replayBody.
+type viewState struct {
 	b        *replayBody
 	gen      int
 	off      int64 // bytes this view returned
-	touched  bool  // Read was called: guarded by b.mu
 	closed   bool  // guarded by b.mu
 	released bool  // closed, at its end, or dropped: guarded by b.mu
 }
 
+// dropped releases a view whose handle the garbage collector found
+// unreachable: nobody will read or close it.
+func (s *viewState) dropped() {
+	b := s.b
+	b.mu.Lock()
+	closeSrc := b.releaseLocked(s)
+	b.mu.Unlock()
+	if closeSrc {
+		_ = b.src.Close()
+	}
+}
+
+// bodyView is the handle of a view, as the base transport holds it.
+type bodyView struct{ s *viewState }
+
 func (v *bodyView) Read(p []byte) (int, error) {
-	b := v.b
+	s := v.s
+	b := s.b
 	for {
 		b.mu.Lock()
-		v.touched = true
-		if n, err, ok := v.serveLocked(p); ok {
-			closeSrc := err != nil && b.releaseLocked(v)
+		if n, err, ok := s.serveLocked(p); ok {
+			closeSrc := err != nil && b.releaseLocked(s)
 			b.mu.Unlock()
 			if closeSrc {
 				_ = b.src.Close()
@@ -187,7 +210,7 @@ func (v *bodyView) Read(p []byte) (int, error) {
 		// have read while this one waited.
 		b.readMu.Lock()
 		b.mu.Lock()
-		if v.off != b.read || v.gen != b.gen || v.closed || b.eof || b.err != nil || b.srcDone {
+		if s.off != b.read || s.gen != b.gen || s.closed || b.eof || b.err != nil || b.srcDone {
 			b.mu.Unlock()
 			b.readMu.Unlock()
 			continue
@@ -197,20 +220,22 @@ func (v *bodyView) Read(p []byte) (int, error) {
 		n, err := b.src.Read(p)
 
 		b.mu.Lock()
-		stale := v.gen != b.gen
+		stale := s.gen != b.gen
 		b.record(p[:n], err, stale || b.open > 1)
 		if !stale {
-			v.off += int64(n)
+			s.off += int64(n)
 		}
 		closeSrc := false
 		if err != nil && !stale {
-			closeSrc = b.releaseLocked(v)
+			closeSrc = b.releaseLocked(s)
 		}
+		closeSrc = closeSrc || b.closableLocked()
 		b.mu.Unlock()
 		b.readMu.Unlock()
 		if closeSrc {
 			_ = b.src.Close()
 		}
+		runtime.KeepAlive(v)
 		if stale {
 			return 0, errSuperseded
 		}
@@ -220,20 +245,20 @@ func (v *bodyView) Read(p []byte) (int, error) {
 
 // serveLocked answers a Read that needs no new bytes from the source. ok is
 // false when the view is at the front and must read the source.
-func (v *bodyView) serveLocked(p []byte) (n int, err error, ok bool) {
-	b := v.b
+func (s *viewState) serveLocked(p []byte) (n int, err error, ok bool) {
+	b := s.b
 	switch {
-	case v.gen != b.gen:
+	case s.gen != b.gen:
 		return 0, errSuperseded, true
-	case v.closed:
+	case s.closed:
 		return 0, errBodyClosed, true
-	case v.off < b.read:
-		if v.off >= int64(len(b.buf)) {
+	case s.off < b.read:
+		if s.off >= int64(len(b.buf)) {
 			return 0, &replayError{limit: b.limit}, true // another view read past the buffer
 		}
-		n = copy(p, b.buf[v.off:])
-		v.off += int64(n)
-		if b.overflow && v.off == b.read && b.open == 1 {
+		n = copy(p, b.buf[s.off:])
+		s.off += int64(n)
+		if b.overflow && s.off == b.read && b.open == 1 {
 			b.buf = nil // the only view caught up: nothing behind it will be read
 		}
 		return n, nil, true
@@ -275,14 +300,15 @@ func (b *replayBody) record(p []byte, err error, behind bool) {
 // Close retires the view. Closing the last open view of the last attempt
 // after the request is over closes the source.
 func (v *bodyView) Close() error {
-	b := v.b
+	s := v.s
+	b := s.b
 	b.mu.Lock()
-	if v.closed {
+	if s.closed {
 		b.mu.Unlock()
 		return nil
 	}
-	v.closed = true
-	closeSrc := b.releaseLocked(v)
+	s.closed = true
+	closeSrc := b.releaseLocked(s)
 	b.mu.Unlock()
 	if closeSrc {
 		return b.src.Close()

@@ -3,6 +3,7 @@ package retryhttp
 import (
 	"bytes"
 	"io"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -179,6 +180,43 @@ func TestReplayUnreadCopyReplacedByAnotherIsDropped(t *testing.T) {
 	assert.Equal(t, int32(1), src.closes.Load())
 	require.NoError(t, c2.Close())
 	assert.Equal(t, int32(1), src.closes.Load())
+}
+
+func TestReplaySourceClosedAtItsEndWhateverViewsAreOpen(t *testing.T) {
+	// A base that read the body whole but closed nothing, and a copy it
+	// made and kept unread: once the request is over, nothing needs the
+	// source (the copy is served from the buffer), so it is closed.
+	src := &closeTracker{Reader: strings.NewReader("abc")}
+	b := newReplayBody(src, 64)
+	v1, _ := b.attemptView()
+	_, err := io.ReadAll(v1)
+	require.NoError(t, err)
+	kept, _ := b.copyView()
+	b.finish(true)
+	assert.Equal(t, int32(1), src.closes.Load())
+	got, err := io.ReadAll(kept)
+	require.NoError(t, err)
+	assert.Equal(t, "abc", string(got), "the copy still reads the whole body")
+}
+
+func TestReplayDroppedViewIsReleasedWhenCollected(t *testing.T) {
+	// A middleware makes a copy and drops it untouched; the attempt's own
+	// view is closed before the source reached its end (the server
+	// answered early). The dropped copy is all that holds the source: the
+	// garbage collector finds it unreachable, and the source is closed.
+	src := &closeTracker{Reader: strings.NewReader("a body the server did not wait for")}
+	b := newReplayBody(src, 64)
+	v1, _ := b.attemptView()
+	_, err := v1.Read(make([]byte, 4))
+	require.NoError(t, err)
+	func() { _, _ = b.copyView() }() // dropped
+	require.NoError(t, v1.Close())
+	b.finish(true)
+	assert.Zero(t, src.closes.Load(), "a copy might still be read")
+	assert.Eventually(t, func() bool {
+		runtime.GC()
+		return src.closes.Load() == 1
+	}, 5*time.Second, 10*time.Millisecond, "the dropped copy was released")
 }
 
 func TestReplayConcurrentStaleReader(t *testing.T) {

@@ -1,0 +1,291 @@
+package blackbox_test
+
+// A POST without an Idempotency-Key must never reach the server twice, over
+// HTTP/1 or HTTP/2, whatever the server does. These tests count the
+// requests whose head reached the server (not only the complete ones).
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/retryhttp/retryhttp"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+var postPayload = bytes.Repeat([]byte("order-123 "), 4000) // 40 kB: fits the replay buffer
+
+// h1Behaviours are the ways a raw HTTP/1 server mistreats the first request.
+var h1Behaviours = map[string]func(c *net.TCPConn, br *bufio.Reader, r *http.Request){
+	"reset before reading the body": func(c *net.TCPConn, _ *bufio.Reader, _ *http.Request) { reset(c) },
+	"reset after part of the body": func(c *net.TCPConn, br *bufio.Reader, r *http.Request) {
+		_, _ = io.CopyN(io.Discard, r.Body, 1000)
+		reset(c)
+	},
+	"reset after the whole body": func(c *net.TCPConn, _ *bufio.Reader, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		reset(c)
+	},
+	"close (FIN) after the whole body": func(c *net.TCPConn, _ *bufio.Reader, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		_ = c.Close()
+	},
+	"503 before reading the body, then close": func(c *net.TCPConn, _ *bufio.Reader, _ *http.Request) {
+		writeResponse(c, 503, "Connection: close\r\n", "busy")
+		_ = c.Close()
+	},
+	"503 before reading the body, then reset": func(c *net.TCPConn, _ *bufio.Reader, _ *http.Request) {
+		writeResponse(c, 503, "", "busy")
+		time.Sleep(5 * time.Millisecond)
+		reset(c)
+	},
+	"408 Connection: close after the body": func(c *net.TCPConn, _ *bufio.Reader, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		writeResponse(c, 408, "Connection: close\r\n", "")
+		_ = c.Close()
+	},
+	"cut inside the headers": func(c *net.TCPConn, _ *bufio.Reader, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Le")
+		_ = c.Close()
+	},
+	"cut inside the status line": func(c *net.TCPConn, _ *bufio.Reader, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		_, _ = io.WriteString(c, "HTTP/1.1 2")
+		_ = c.Close()
+	},
+	"100 Continue, then reset": func(c *net.TCPConn, _ *bufio.Reader, r *http.Request) {
+		_, _ = io.WriteString(c, "HTTP/1.1 100 Continue\r\n\r\n")
+		_, _ = io.Copy(io.Discard, r.Body)
+		reset(c)
+	},
+	"103 Early Hints, then close": func(c *net.TCPConn, _ *bufio.Reader, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		_, _ = io.WriteString(c, "HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n")
+		_ = c.Close()
+	},
+	"500 after the body, keep-alive": func(c *net.TCPConn, _ *bufio.Reader, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		writeResponse(c, 500, "", "oops")
+	},
+	"garbage response": func(c *net.TCPConn, _ *bufio.Reader, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		_, _ = io.WriteString(c, "SSH-2.0-OpenSSH\r\n")
+		_ = c.Close()
+	},
+}
+
+type postBody struct {
+	name string
+	make func() (io.Reader, *countingBody) // reader for NewRequest, or a body without GetBody
+}
+
+var postBodies = []postBody{
+	{"body without GetBody", func() (io.Reader, *countingBody) { return nil, newCountingBody(postPayload) }},
+	{"body with GetBody", func() (io.Reader, *countingBody) { return bytes.NewReader(postPayload), nil }},
+	{"no body", func() (io.Reader, *countingBody) { return nil, nil }},
+}
+
+func makePost(t *testing.T, ctx context.Context, url string, b postBody) (*http.Request, *countingBody) {
+	t.Helper()
+	rd, cb := b.make()
+	r, err := http.NewRequestWithContext(ctx, http.MethodPost, url, rd)
+	require.NoError(t, err)
+	if cb != nil {
+		r.Body = cb
+		r.ContentLength = int64(len(postPayload))
+	}
+	return r, cb
+}
+
+func TestPOSTReachesAnHTTP1ServerOnce(t *testing.T) {
+	for name, misbehave := range h1Behaviours {
+		for _, b := range postBodies {
+			t.Run(name+"/"+b.name, func(t *testing.T) {
+				// The second connection (a keep-alive reuse is the first
+				// request's) warms up with a GET so that the POST also goes
+				// over a reused connection in the "reused" case below.
+				srv := newH1Server(t, func(n int, c *net.TCPConn, br *bufio.Reader, r *http.Request) bool {
+					if r.Method == http.MethodGet {
+						_, _ = io.Copy(io.Discard, r.Body)
+						writeResponse(c, 200, "", "warm")
+						return true
+					}
+					misbehave(c, br, r)
+					return false
+				})
+				for _, reused := range []bool{false, true} {
+					srv.requests.Store(0)
+					rt := newRT(t, nil)
+					if reused {
+						wr, err := rt.RoundTrip(newReq(t, http.MethodGet, srv.url, nil))
+						require.NoError(t, err)
+						_, _ = io.Copy(io.Discard, wr.Body)
+						wr.Body.Close()
+						srv.requests.Store(0)
+					}
+					ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+					req, cb := makePost(t, ctx, srv.url, b)
+					res, err := rt.RoundTrip(req)
+					if err == nil {
+						_, _ = io.Copy(io.Discard, res.Body)
+						res.Body.Close()
+					}
+					cancel()
+					time.Sleep(20 * time.Millisecond)
+					assert.Equal(t, int32(1), srv.requests.Load(), "reused=%v: the POST reached the server once (err=%v)", reused, err)
+					if cb != nil {
+						requireClosedOnce(t, cb)
+					}
+				}
+			})
+		}
+	}
+}
+
+// h2Cases are the ways the raw HTTP/2 server answers the first request.
+func h2Cases() map[string]h2Action {
+	cases := map[string]h2Action{}
+	for code := uint32(0); code <= 0xd; code++ {
+		cases[fmt.Sprintf("RST_STREAM %#x after the body", code)] = h2Action{kind: h2Reset, code: code}
+		cases[fmt.Sprintf("RST_STREAM %#x before the body", code)] = h2Action{kind: h2Reset, code: code, early: true}
+	}
+	cases["RST_STREAM 0xff (unknown)"] = h2Action{kind: h2Reset, code: 0xff}
+	cases["200 headers then RST_STREAM INTERNAL_ERROR"] = h2Action{kind: h2RespondThenReset, status: 200, code: 2}
+	cases["503 before the body"] = h2Action{kind: h2Respond, status: 503, early: true}
+	cases["200 before the body"] = h2Action{kind: h2Respond, status: 200, early: true}
+	lasts := map[string]func(uint32) uint32{
+		"last=0":        func(uint32) uint32 { return 0 },
+		"last=stream-2": func(s uint32) uint32 { return max(s, 2) - 2 },
+		"last=stream":   func(s uint32) uint32 { return s },
+		"last=stream+2": func(s uint32) uint32 { return s + 2 },
+		"last=2^31-1":   func(uint32) uint32 { return 1<<31 - 1 },
+	}
+	for ln, last := range lasts {
+		for _, code := range []uint32{0, 2} {
+			cases[fmt.Sprintf("GOAWAY %s code %d, close", ln, code)] = h2Action{kind: h2GoAway, code: code, lastStream: last}
+			cases[fmt.Sprintf("GOAWAY %s code %d, close, before the body", ln, code)] = h2Action{kind: h2GoAway, code: code, lastStream: last, early: true}
+		}
+		if ln == "last=0" || ln == "last=stream-2" { // a kept connection with last >= stream just waits
+			cases["GOAWAY "+ln+" code 0, kept open"] = h2Action{kind: h2GoAwayKeep, lastStream: last}
+		}
+	}
+	cases["TCP close without a frame"] = h2Action{kind: h2Close}
+	cases["TCP close before the body"] = h2Action{kind: h2Close, early: true}
+	cases["TCP reset without a frame"] = h2Action{kind: h2RST}
+	return cases
+}
+
+func TestPOSTReachesAnHTTP2ServerOnceRST(t *testing.T) {
+	testPOSTReachesAnHTTP2ServerOnce(t, "RST")
+}
+
+func TestPOSTReachesAnHTTP2ServerOnceGOAWAYAndClose(t *testing.T) {
+	testPOSTReachesAnHTTP2ServerOnce(t, "")
+}
+
+func testPOSTReachesAnHTTP2ServerOnce(t *testing.T, prefix string) {
+	// A POST without GetBody through retryhttp must reach the server once.
+	// For a POST with its own GetBody or without a body, net/http's HTTP/2
+	// client makes its own resends (golang/go#47635); retryhttp must not
+	// add to what bare net/http does, and the test reports where bare
+	// net/http itself sends the POST twice.
+	for name, action := range h2Cases() {
+		if (prefix == "RST") != strings.HasPrefix(name, "RST") {
+			continue
+		}
+		for _, b := range postBodies {
+			t.Run(name+"/"+b.name, func(t *testing.T) {
+				counts := map[bool]int{}
+				for _, bare := range []bool{true, false} {
+					srv := newH2Server(t, firstThen(1, action))
+					var rt http.RoundTripper = srv.client
+					if !bare {
+						rt = newRT(t, srv.client)
+					}
+					timeout := 3 * time.Second
+					if action.kind == h2GoAwayKeep {
+						timeout = 300 * time.Millisecond
+					}
+					ctx, cancel := context.WithTimeout(context.Background(), timeout)
+					req, cb := makePost(t, ctx, srv.url, b)
+					res, err := rt.RoundTrip(req)
+					if err == nil {
+						_, _ = io.Copy(io.Discard, res.Body)
+						res.Body.Close()
+					}
+					cancel()
+					time.Sleep(20 * time.Millisecond)
+					heads, _, _ := srv.stats()
+					counts[bare] = heads
+					if cb != nil {
+						requireClosedOnce(t, cb)
+					}
+					if !bare && b.name == "body without GetBody" {
+						assert.Equal(t, 1, heads, "the POST reached the server once (err=%v)", err)
+					}
+					if bare && heads > 1 {
+						t.Logf("bare net/http itself sent this POST %d times", heads)
+					}
+				}
+				assert.LessOrEqual(t, counts[false], counts[true], "retryhttp sends the POST no more often than bare net/http")
+			})
+		}
+	}
+}
+
+func TestPOSTWithBodyStreamedPastTheBufferOverHTTP2(t *testing.T) {
+	// A 200 kB POST (past the replay buffer) refused mid-body with
+	// PROTOCOL_ERROR: it must reach the server once and come back as an
+	// error; its body closed once.
+	srv := newH2Server(t, firstThen(1, h2Action{kind: h2Reset, code: 1}))
+	rt := newRT(t, srv.client)
+	cb := newCountingBody(bytes.Repeat([]byte("x"), 200<<10))
+	req := newReq(t, http.MethodPost, srv.url, cb)
+	_, err := rt.RoundTrip(req)
+	require.Error(t, err)
+	heads, _, _ := srv.stats()
+	assert.Equal(t, 1, heads)
+	requireClosedOnce(t, cb)
+	assert.False(t, strings.Contains(err.Error(), "after 2 attempts"))
+	var re *retryhttp.Error
+	if assert.ErrorAs(t, err, &re) {
+		assert.Equal(t, 1, re.Attempts)
+	}
+}
+
+func TestBodylessPOSTIsResentByNetHTTPAsWithoutRetryhttp(t *testing.T) {
+	// A POST without a body (a "trigger" call: POST /jobs/42/run) whose
+	// stream the server resets with PROTOCOL_ERROR after it may have
+	// processed it is resent by net/http's HTTP/2 client itself, which
+	// resends any request whose Body is nil (golang/go#47635): through
+	// bare net/http exactly as through retryhttp, which hands the request
+	// over as it is and adds no send of its own. The README documents it.
+	counts := map[bool]int{}
+	for _, bare := range []bool{true, false} {
+		srv := newH2Server(t, firstThen(1, h2Action{kind: h2Reset, code: 0x1}))
+		var rt http.RoundTripper = srv.client
+		if !bare {
+			rt = newRT(t, srv.client)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, srv.url+"jobs/42/run", nil)
+		require.NoError(t, err)
+		res, err := rt.RoundTrip(req)
+		if err == nil {
+			res.Body.Close()
+		}
+		cancel()
+		counts[bare], _, _ = srv.stats()
+	}
+	assert.Equal(t, 2, counts[true], "bare net/http resends it")
+	assert.Equal(t, counts[true], counts[false], "retryhttp sends it exactly as often as bare net/http")
+}
