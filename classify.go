@@ -31,7 +31,7 @@ const (
 type failure struct {
 	kind   failKind
 	code   int  // the status code, for failStatus
-	unsent bool // the server never saw the request: its connection was never made
+	unsent bool // the server never saw the request: no connection was made for it (see connWatch)
 }
 
 // retryable reports whether a retry could help.
@@ -126,7 +126,7 @@ func classifyStatus(code int) failure {
 func classifyError(err error) failure {
 	var timeout *attemptTimeoutError
 	if errors.As(err, &timeout) {
-		return failure{kind: failTimeout, unsent: timeout.unsent}
+		return failure{kind: failTimeout, unsent: true} // unless a connection was assigned: see connWatch
 	}
 	if permanentTLS(err) {
 		return failure{kind: failPermanent}

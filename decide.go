@@ -18,6 +18,9 @@ import (
 // budget, and the body (can it be sent again?).
 func (t *Transport) decide(r *run, resp *http.Response, err error) stopReason {
 	f := classify(resp, err)
+	if f.unsent && r.sawConn {
+		f.unsent = false // a connection was assigned: the server may have seen it
+	}
 	final := false
 	if t.classifier != nil {
 		f, final = decideWith(t.classifier(r.sent, resp, err), f, resp)

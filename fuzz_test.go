@@ -42,7 +42,7 @@ func FuzzClassify(f *testing.F) {
 				t.Fatalf("mayRetry(%q, %+v) = %v, want %v", method, f, mayRetry(req, f), safe)
 			}
 		}
-		if !mayRetry(req, failure{kind: failConnect}) {
+		if !mayRetry(req, failure{kind: failConnect, unsent: true}) {
 			t.Fatalf("a request whose connection was never made may always be retried")
 		}
 		_ = methodIndex(method) // any method maps to a label without panicking

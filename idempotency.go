@@ -39,12 +39,12 @@ func idempotent(req *http.Request) bool {
 
 // mayRetry reports whether a request that failed with f may be sent again as
 // far as its method is concerned: an idempotent request may, and any request
-// may when its attempt failed before a connection existed, since the server
-// then never saw it (RFC 9110 §9.2.2: "...or that the original request was
-// never applied"). A POST whose connection broke after it was sent is never
-// sent again.
+// may when no connection was ever made for it, since the server then never
+// saw it (RFC 9110 §9.2.2: "...or that the original request was never
+// applied"). A POST whose connection broke after it was sent is never sent
+// again, nor one whose connection was made before a later dial failed.
 func mayRetry(req *http.Request, f failure) bool {
-	return f.kind == failConnect || f.unsent || idempotent(req)
+	return f.unsent || idempotent(req)
 }
 
 // hasBody reports whether req carries a body that a retry must send again.

@@ -16,10 +16,7 @@ import (
 var ErrAttemptTimeout = errors.New("retryhttp: attempt timed out")
 
 // attemptTimeoutError is the error of an attempt that its timeout ended.
-type attemptTimeoutError struct {
-	after  time.Duration
-	unsent bool // no connection was ever assigned to the request
-}
+type attemptTimeoutError struct{ after time.Duration }
 
 func (e *attemptTimeoutError) Error() string {
 	return "retryhttp: attempt timed out after " + e.after.String() + " (Policy.AttemptTimeout) before its response headers"
@@ -28,28 +25,77 @@ func (e *attemptTimeoutError) Timeout() bool        { return true }
 func (e *attemptTimeoutError) Temporary() bool      { return true }
 func (e *attemptTimeoutError) Is(target error) bool { return target == ErrAttemptTimeout }
 
-// sendWithin makes one attempt that must have its response headers within
-// d. The bound is a timer that cancels the attempt's context, not a
+// connWatch records, through httptrace, whether a connection was ever
+// assigned to an attempt. For a request that is not idempotent, an error
+// that says "the connection could not be made" (a refused dial, a timeout
+// while waiting for a connection) means the server never saw it only if
+// no connection was assigned before: net/http's HTTP/2 client resends a
+// request on its own after a PROTOCOL_ERROR reset, and if that resend finds
+// the server gone, its dial error is what comes back.
+type connWatch struct {
+	got   atomic.Bool
+	trace httptrace.ClientTrace
+}
+
+func (w *connWatch) gotConn(httptrace.GotConnInfo) { w.got.Store(true) }
+
+// watchesConn reports whether the attempts of req need a connWatch: a
+// request that is not idempotent, which net/http may resend on its own
+// (it has no body, or a GetBody), or which an attempt timeout may cut off
+// before or after its connection was made.
+func watchesConn(req *http.Request, p *Policy) bool {
+	return !idempotent(req) && (p.AttemptTimeout > 0 || !hasBody(req) || req.GetBody != nil)
+}
+
+// sendWatched makes an attempt that needs more than the base's RoundTrip:
+// a duration for observers, a connWatch, or the Policy's AttemptTimeout.
+//
+// The attempt timeout is a timer that cancels the attempt's context, not a
 // deadline, so that once the headers are in the caller may read the body
 // for as long as the caller's own context allows; the attempt's context is
 // released when that body is closed.
-//
-// For a request that is not idempotent, whether the server may have seen
-// it decides whether it is retried: the attempt watches, through
-// httptrace, whether a connection was ever assigned to it.
-func (t *Transport) sendWithin(r *run, d time.Duration) (*http.Response, error) {
-	ctx, cancel := context.WithCancelCause(r.out.Context())
-	timeout := &attemptTimeoutError{after: d}
-	var gotConn *atomic.Bool
-	if !idempotent(r.out) {
-		gotConn = new(atomic.Bool)
-		ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
-			GotConn: func(httptrace.GotConnInfo) { gotConn.Store(true) },
-		})
+func (t *Transport) sendWatched(r *run) (resp *http.Response, err error) {
+	var start time.Time
+	if t.watched {
+		start = time.Now()
 	}
-	timer := time.AfterFunc(d, func() { cancel(timeout) })
-	r.sent = r.out.WithContext(ctx)
-	resp, err := checked(t.base.RoundTrip(r.sent))
+	ctx := r.out.Context()
+	var watch *connWatch
+	if r.watchConn {
+		watch = new(connWatch)
+		watch.trace.GotConn = watch.gotConn
+		ctx = httptrace.WithClientTrace(ctx, &watch.trace)
+	}
+	var (
+		timer   *time.Timer
+		cancel  context.CancelCauseFunc
+		timeout *attemptTimeoutError
+	)
+	if d := r.p.AttemptTimeout; d > 0 {
+		ctx, cancel = context.WithCancelCause(ctx)
+		timeout = &attemptTimeoutError{after: d}
+		timer = time.AfterFunc(d, func() { cancel(timeout) })
+	}
+	r.sent = r.out
+	if ctx != r.out.Context() {
+		r.sent = r.out.WithContext(ctx)
+	}
+	resp, err = checked(t.base.RoundTrip(r.sent))
+	if timer != nil {
+		resp, err = timedOut(r, resp, err, timer, cancel, timeout)
+	}
+	r.sawConn = watch != nil && watch.got.Load()
+	if t.watched {
+		r.took = time.Since(start)
+	}
+	return resp, err
+}
+
+// timedOut settles an attempt that had a timeout: when the timer fired
+// before the headers came, the attempt's error is the timeout, whatever
+// came back; otherwise the attempt's context lives on with the response's
+// body, and is released when that is closed.
+func timedOut(r *run, resp *http.Response, err error, timer *time.Timer, cancel context.CancelCauseFunc, timeout error) (*http.Response, error) {
 	if timer.Stop() { // the headers (or an error) came in time
 		if resp == nil {
 			cancel(nil)
@@ -58,15 +104,13 @@ func (t *Transport) sendWithin(r *run, d time.Duration) (*http.Response, error) 
 		resp.Body = cancelOnClose(resp.Body, cancel)
 		return resp, nil
 	}
-	// The timer fired. Whatever came back is cut off by now.
-	if resp != nil {
+	if resp != nil { // the timer fired: whatever came back is cut off by now
 		resp.Body.Close()
 	}
 	cancel(timeout)
 	if r.req.Context().Err() != nil && err != nil {
 		return nil, err // the caller's context ended first: not the attempt's timeout
 	}
-	timeout.unsent = gotConn != nil && !gotConn.Load()
 	return nil, timeout
 }
 

@@ -132,7 +132,10 @@ type run struct {
 	attempt int           // the current attempt's number
 	method  int           // the method's index, for metric labels
 	took    time.Duration // how long the current attempt took, when watched
-	st      *step         // the step to the next attempt, from the first retry on
+
+	watchConn bool  // the attempts watch whether a connection was assigned (see connWatch)
+	sawConn   bool  // the current attempt got a connection
+	st        *step // the step to the next attempt, from the first retry on
 }
 
 // step is what decide fills in when an attempt is retried: the wait before
@@ -149,7 +152,7 @@ type step struct {
 // roundTrip runs the attempts of req under p: send, decide, observe, wait,
 // send again, until decide says why to stop.
 func (t *Transport) roundTrip(req *http.Request, p *Policy) (*http.Response, error) {
-	r := run{req: req, p: p, method: methodIndex(req.Method), out: req}
+	r := run{req: req, p: p, method: methodIndex(req.Method), out: req, watchConn: watchesConn(req, p)}
 	if p.MaxAttempts > 1 && hasBody(req) && req.GetBody == nil {
 		r.body = newReplayBody(req.Body, t.replayLimit)
 		r.out, _ = r.body.request(req, r.req.Context()) // a fresh replayBody always gives its first view
@@ -192,7 +195,7 @@ func (t *Transport) roundTrip(req *http.Request, p *Policy) (*http.Response, err
 // response and no error, or an error and no response; a response's nil
 // Body is an empty one, as http.Client treats it.
 func (t *Transport) send(r *run) (*http.Response, error) {
-	if t.watched || r.p.AttemptTimeout > 0 {
+	if t.watched || r.watchConn || r.p.AttemptTimeout > 0 {
 		return t.sendWatched(r)
 	}
 	r.sent = r.out
@@ -201,20 +204,6 @@ func (t *Transport) send(r *run) (*http.Response, error) {
 		return checked(resp, err)
 	}
 	return resp, nil
-}
-
-// sendWatched is send for an attempt that is timed: for observers, or to
-// bound it with the Policy's AttemptTimeout.
-func (t *Transport) sendWatched(r *run) (resp *http.Response, err error) {
-	start := time.Now()
-	if r.p.AttemptTimeout > 0 {
-		resp, err = t.sendWithin(r, r.p.AttemptTimeout)
-	} else {
-		r.sent = r.out
-		resp, err = checked(t.base.RoundTrip(r.sent))
-	}
-	r.took = time.Since(start)
-	return resp, err
 }
 
 // checked holds what a base returned to the RoundTripper contract.

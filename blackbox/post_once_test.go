@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -288,4 +289,65 @@ func TestBodylessPOSTIsResentByNetHTTPAsWithoutRetryhttp(t *testing.T) {
 	}
 	assert.Equal(t, 2, counts[true], "bare net/http resends it")
 	assert.Equal(t, counts[true], counts[false], "retryhttp sends it exactly as often as bare net/http")
+}
+
+func TestPOSTResentByRetryhttpAfterNetHTTPsOwnResendFailedToDial(t *testing.T) {
+	// The server processes a POST, then resets its stream with
+	// PROTOCOL_ERROR (what golang/go#47635 is about) and stops accepting
+	// connections for a moment (a proxy or server restarting).
+	//
+	// Bare net/http resends a POST that has GetBody (every POST made with
+	// http.NewRequest and a strings.Reader, bytes.Reader or bytes.Buffer)
+	// or no body on a new connection; that dial is refused and net/http
+	// returns the dial error: the server saw the POST once.
+	//
+	// Through retryhttp, that dial error is classified "connect" ("the
+	// server never saw the request"), which retries even a POST: the
+	// server, back up, receives the POST a second time. README: "never
+	// sent twice by retryhttp once the server may have seen it; it is sent
+	// again only when its connection was never made".
+	for _, withBody := range []bool{true, false} {
+		for _, bare := range []bool{true, false} {
+			t.Run(fmt.Sprintf("body=%v/bare=%v", withBody, bare), func(t *testing.T) {
+				var srv *h2Server
+				var srvMu sync.Mutex
+				srvMu.Lock()
+				srv = newH2Server(t, func(n int) h2Action {
+					if n == 1 {
+						// Stop accepting before the reset goes out, so that
+						// net/http's own resend finds no listener.
+						srvMu.Lock()
+						s := srv
+						srvMu.Unlock()
+						s.down()
+						time.AfterFunc(150*time.Millisecond, func() { _ = s.up() })
+						return h2Action{kind: h2Reset, code: 0x1} // after the whole request
+					}
+					return h2Action{kind: h2Respond, status: 200}
+				})
+				srvMu.Unlock()
+				var rt http.RoundTripper = srv.client
+				if !bare {
+					rt = retryhttp.New(srv.client, retryhttp.WithBudget(nil),
+						retryhttp.WithPolicy(retryhttp.Policy{BaseDelay: 400 * time.Millisecond, Jitter: retryhttp.NoJitter}))
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer cancel()
+				var body io.Reader
+				if withBody {
+					body = strings.NewReader(`{"amount": 100}`) // http.NewRequest sets GetBody
+				}
+				req, err := http.NewRequestWithContext(ctx, http.MethodPost, srv.url+"payments", body)
+				require.NoError(t, err)
+				res, err := rt.RoundTrip(req)
+				if err == nil {
+					res.Body.Close()
+				}
+				time.Sleep(200 * time.Millisecond)
+				heads, complete, _ := srv.stats()
+				t.Logf("err=%v", err)
+				assert.Equal(t, 1, heads, "the POST reached the server %d times (%d whole)", heads, complete)
+			})
+		}
+	}
 }
