@@ -23,8 +23,7 @@ func ContextWithIdempotent(ctx context.Context) context.Context {
 // Field"; the header's presence counts, whatever its value), or with
 // ContextWithIdempotent.
 func idempotent(req *http.Request) bool {
-	switch req.Method {
-	case "", http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace, http.MethodPut, http.MethodDelete:
+	if idempotentMethod(req.Method) {
 		return true
 	}
 	if _, ok := req.Header["Idempotency-Key"]; ok {
@@ -35,6 +34,16 @@ func idempotent(req *http.Request) bool {
 	}
 	marked, _ := req.Context().Value(idempotentKey{}).(bool)
 	return marked
+}
+
+// idempotentMethod reports whether RFC 9110 §9.2.2 makes method idempotent
+// ("" is GET).
+func idempotentMethod(method string) bool {
+	switch method {
+	case "", http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace, http.MethodPut, http.MethodDelete:
+		return true
+	}
+	return false
 }
 
 // mayRetry reports whether a request that failed with f may be sent again as

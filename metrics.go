@@ -193,6 +193,14 @@ const (
 	codeError   = numCodes - 1
 )
 
+// idempotentIndex reports whether the method numbered i by methodIndex is
+// one that RFC 9110 §9.2.2 makes idempotent: GET, HEAD, PUT, DELETE,
+// OPTIONS and TRACE.
+func idempotentIndex(i int) bool {
+	const idempotentMethods = 1<<0 | 1<<1 | 1<<3 | 1<<5 | 1<<7 | 1<<8
+	return idempotentMethods&(1<<i) != 0
+}
+
 // methodIndex returns the index of req's method in methodNames.
 func methodIndex(method string) int {
 	switch method {

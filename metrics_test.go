@@ -216,7 +216,9 @@ func TestMetricsHappyPathAllocatesNothing(t *testing.T) {
 func TestMethodAndCodeLabels(t *testing.T) {
 	for i, name := range methodNames[:numMethods-1] {
 		assert.Equal(t, i, methodIndex(name))
+		assert.Equal(t, idempotentMethod(name), idempotentIndex(i), name)
 	}
+	assert.False(t, idempotentIndex(numMethods-1))
 	assert.Equal(t, 0, methodIndex(""))
 	assert.Equal(t, numMethods-1, methodIndex("get"), "methods are case-sensitive")
 	assert.Equal(t, numMethods-1, methodIndex("PROPFIND"))

@@ -152,7 +152,8 @@ type step struct {
 // roundTrip runs the attempts of req under p: send, decide, observe, wait,
 // send again, until decide says why to stop.
 func (t *Transport) roundTrip(req *http.Request, p *Policy) (*http.Response, error) {
-	r := run{req: req, p: p, method: methodIndex(req.Method), out: req, watchConn: watchesConn(req, p)}
+	r := run{req: req, p: p, method: methodIndex(req.Method), out: req}
+	r.watchConn = !idempotentIndex(r.method) && watchesConn(req, p)
 	if p.MaxAttempts > 1 && hasBody(req) && req.GetBody == nil {
 		r.body = newReplayBody(req.Body, t.replayLimit)
 		r.out, _ = r.body.request(req, r.req.Context()) // a fresh replayBody always gives its first view
