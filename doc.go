@@ -50,6 +50,16 @@
 //
 // The zero Transport is ready to use, like New(nil).
 //
+// SDK authors add their API's rules with a Classifier (which may read an
+// error code from a body with PeekBody), bound each attempt with
+// Policy.AttemptTimeout, mark requests such as OAuth2 token POSTs as safe
+// to repeat with ContextWithIdempotent, change each retry's request (a
+// refreshed token, another host) with WithBeforeRetry, and see every
+// attempt with WithObserver; AttemptFromContext tells a base RoundTripper
+// which attempt it is sending. When the Transport gives up on a failed
+// attempt, the last Attempt's Reason, one log record and the *Error say
+// why.
+//
 // WithMetrics counts requests, attempts, retries, waits and budget refusals
 // in Prometheus series (see Metrics); WithLogger writes one record per
 // retry. Per request, ContextWithPolicy and ContextWithoutRetries override

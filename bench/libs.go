@@ -8,6 +8,7 @@ package bench
 
 import (
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/PuerkitoBio/rehttp"
@@ -57,6 +58,20 @@ var Libs = []Lib{
 			panic(err)
 		}
 		return retryhttp.New(base, append(retryhttpOptions(backoff), retryhttp.WithMetrics(m))...)
+	}},
+	{"retryhttp+seam", func(base http.RoundTripper, backoff time.Duration) http.RoundTripper {
+		// What an SDK sets: an observer of every attempt and a Classifier
+		// for its API's rules, which here leaves every decision to the
+		// Transport's.
+		var attempts int64
+		return retryhttp.New(base, append(retryhttpOptions(backoff),
+			retryhttp.WithObserver(func(a retryhttp.Attempt) { atomic.AddInt64(&attempts, int64(a.Number)) }),
+			retryhttp.WithClassifier(func(req *http.Request, resp *http.Response, err error) retryhttp.Decision {
+				if resp != nil && resp.StatusCode == http.StatusConflict {
+					return retryhttp.Retry
+				}
+				return retryhttp.UseDefault
+			}))...)
 	}},
 	{"retryablehttp", func(base http.RoundTripper, backoff time.Duration) http.RoundTripper {
 		c := retryablehttp.NewClient()
