@@ -13,7 +13,11 @@ func classify(resp *http.Response, err error) failure {
 	if err != nil {
 		return classifyError(err)
 	}
-	return classifyStatus(resp.StatusCode)
+	f := classifyStatus(resp.StatusCode)
+	if f.kind == failNone && throttled(resp) {
+		f = failure{kind: failStatus, code: resp.StatusCode} // a rate limit, retried like a 429
+	}
+	return f
 }
 
 // nextRequest returns the request for the next attempt: a copy of this

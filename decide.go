@@ -84,31 +84,30 @@ func ctxStop(err error) stopReason {
 	return stopCanceled
 }
 
-// nextWait returns the wait before the next attempt: what the response's
-// Retry-After asks for, plus a little jitter (retryAfter is then true), or
-// else the Policy's backoff. It stops the request when the server asks for
-// more than MaxRetryAfter, or when the wait would not end before the
+// nextWait returns the wait before the next attempt: what the response
+// asks for (Retry-After, retry-after-ms, or the reset of a spent rate
+// limit: see readSignals), plus a little jitter (fromServer is then true),
+// or else the Policy's backoff. It stops the request when the server asks
+// for more than MaxRetryAfter, or when the wait would not end before the
 // context's deadline.
-func (t *Transport) nextWait(r *run, resp *http.Response) (wait time.Duration, retryAfter bool, s stopReason) {
+func (t *Transport) nextWait(r *run, resp *http.Response) (wait time.Duration, fromServer bool, s stopReason) {
 	p := r.p
+	now := t.now()
 	if resp != nil {
-		if v := resp.Header.Get("Retry-After"); v != "" {
-			var asked time.Duration
-			if asked, retryAfter = parseRetryAfter(v, t.now()); retryAfter {
-				if asked > p.MaxRetryAfter {
-					return 0, true, stopRetryAfter
-				}
-				wait = retryAfterWait(asked, p.BaseDelay, t.rand)
+		if sig := readSignals(resp.Header, true, now); sig.hasWait {
+			if sig.wait > p.MaxRetryAfter {
+				return sig.wait, true, stopRetryAfter
 			}
+			wait, fromServer = retryAfterWait(sig.wait, p.BaseDelay, t.rand), true
 		}
 	}
-	if !retryAfter {
+	if !fromServer {
 		wait = p.Delay(r.attempt-1, r.st.wait, t.rand)
 	}
-	if deadline, ok := r.req.Context().Deadline(); ok && !t.now().Add(wait).Before(deadline) {
-		return wait, retryAfter, stopDeadline
+	if deadline, ok := r.req.Context().Deadline(); ok && !now.Add(wait).Before(deadline) {
+		return wait, fromServer, stopDeadline
 	}
-	return wait, retryAfter, stopNone
+	return wait, fromServer, stopNone
 }
 
 // report describes the current attempt, as observers and WithBeforeRetry
@@ -120,10 +119,11 @@ func (r *run) report(resp *http.Response, err error, s stopReason) Attempt {
 		Response: resp,
 		Err:      err,
 		Duration: r.took,
+		Held:     r.held,
 		Retry:    s == stopNone,
 	}
 	if a.Retry {
-		a.Wait, a.Reason = r.st.wait, r.st.f.reason()
+		a.Wait, a.ServerWait, a.Reason = r.st.wait, r.st.retryAfter, r.st.f.reason()
 	} else {
 		a.Reason = s.reason()
 	}
@@ -157,6 +157,11 @@ func (t *Transport) explain(r *run, s stopReason) string {
 		return "the context was canceled"
 	case stopHook:
 		return "not retried: the WithBeforeRetry function failed"
+	case stopThrottled:
+		if r.p.MaxAttempts == 1 {
+			return "the host's quota is spent, and a request without retries does not wait for it"
+		}
+		return "the host's quota is spent until after the context's deadline or MaxRetryAfter (" + r.p.MaxRetryAfter.String() + ")"
 	case stopExhausted:
 		return "all " + strconv.Itoa(r.p.MaxAttempts) + " attempts the Policy allows were made"
 	case stopPermanent:

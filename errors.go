@@ -30,11 +30,12 @@ type Error struct {
 	// wait, the context's error, or the error of the WithBeforeRetry
 	// function that stopped the retries.
 	Err error
-	// Waiting is true when the context ended during a wait before a retry.
+	// Waiting is true when the context ended during a wait before a retry
+	// (or for the request's host: see ErrThrottled).
 	Waiting bool
 	// Reason says why no retry followed: ReasonExhausted, ReasonMethod,
 	// ReasonBody, ReasonDeadline, ReasonBudget, ReasonPermanent,
-	// ReasonClassifier, ReasonCanceled or ReasonHook.
+	// ReasonClassifier, ReasonCanceled, ReasonHook or ReasonThrottled.
 	Reason string
 
 	detail string // Reason in words, with what would have allowed a retry
@@ -45,9 +46,13 @@ func (e *Error) Error() string {
 	if e.Waiting {
 		s += "canceled while waiting to retry, "
 	}
-	s += "after " + strconv.Itoa(e.Attempts) + " attempt"
-	if e.Attempts != 1 {
-		s += "s"
+	if e.Attempts == 0 {
+		s += "not sent"
+	} else {
+		s += "after " + strconv.Itoa(e.Attempts) + " attempt"
+		if e.Attempts != 1 {
+			s += "s"
+		}
 	}
 	if e.detail != "" && !e.Waiting && e.Reason != ReasonExhausted && e.Reason != ReasonPermanent {
 		s += " (" + e.detail + ")"

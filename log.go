@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"time"
 )
 
 // logRetry writes one record for a retry about to happen, if the Transport
@@ -43,6 +44,21 @@ func (t *Transport) logGiveUp(r *run, resp *http.Response, err error, s stopReas
 		slog.String("why", t.explain(r, s)),
 	}
 	t.logger.LogAttrs(r.req.Context(), level, "retryhttp: giving up", appendOutcome(attrs, resp, err)...)
+}
+
+// logHold writes one record for an attempt held back until its host's
+// quota refills.
+func (t *Transport) logHold(r *run, until time.Time, wait time.Duration) {
+	ctx := r.req.Context()
+	if t.logger == nil || !t.logger.Enabled(ctx, slog.LevelInfo) {
+		return
+	}
+	t.logger.LogAttrs(ctx, slog.LevelInfo, "retryhttp: holding for the host's quota",
+		slog.String("method", methodOf(r.req)),
+		slog.String("url", redact(r.out.URL)),
+		slog.Int("attempt", r.attempt),
+		slog.Time("until", until),
+		slog.Duration("wait", wait))
 }
 
 // appendOutcome adds the attempt's status or error to attrs.

@@ -24,6 +24,7 @@ import (
 //	retryhttp_retry_delay_seconds{source}        each wait before a retry that was sent; source
 //	                                             is "backoff" or "retry_after"
 //	retryhttp_budget_refusals_total              each retry the budget refused
+//	retryhttp_held_requests_total{method}        each attempt held back until its host's quota refilled
 //	retryhttp_budget_retries_available           retries the budgets would allow now, summed
 //	                                             over the Transports' budgets
 //
@@ -33,8 +34,9 @@ import (
 // retry because of the method, the body or the error; also a request the
 // Transport rejects before sending, such as one with an invalid Policy),
 // "too_late" (the wait would pass MaxRetryAfter or the context's deadline),
-// "canceled" (the caller's context ended) and "budget" (the retry budget
-// refused; see [Budget]). The method label is one of
+// "canceled" (the caller's context ended), "budget" (the retry budget
+// refused; see [Budget]) and "throttled" (not sent: its host's quota is
+// spent past the deadline or MaxRetryAfter; see [ErrThrottled]). The method label is one of
 // the nine standard methods, or "OTHER". No label holds a URL, host or path:
 // their cardinality has no bound.
 //
@@ -51,6 +53,7 @@ type Metrics struct {
 	retries  *prometheus.CounterVec
 	delay    *prometheus.HistogramVec
 	refusals prometheus.Counter
+	holds    *prometheus.CounterVec
 	avail    *prometheus.Desc
 
 	budgetsMu sync.Mutex
@@ -98,6 +101,10 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "retryhttp_budget_refusals_total",
 			Help: "Retries the retry budget refused; each ends its request with outcome \"budget\".",
 		}),
+		holds: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "retryhttp_held_requests_total",
+			Help: "Attempts held back because their host's quota was spent, until it refilled.",
+		}, []string{"method"}),
 		avail: prometheus.NewDesc("retryhttp_budget_retries_available",
 			"Retries the retry budgets of the Transports using these metrics would allow now.", nil, nil),
 	}
@@ -123,6 +130,7 @@ func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
 	m.retries.Describe(ch)
 	m.delay.Describe(ch)
 	m.refusals.Describe(ch)
+	m.holds.Describe(ch)
 	ch <- m.avail
 }
 
@@ -133,6 +141,7 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	m.retries.Collect(ch)
 	m.delay.Collect(ch)
 	m.refusals.Collect(ch)
+	m.holds.Collect(ch)
 	if avail, ok := m.available(); ok {
 		ch <- prometheus.MustNewConstMetric(m.avail, prometheus.GaugeValue, avail)
 	}
@@ -176,6 +185,13 @@ func (m *Metrics) available() (sum float64, ok bool) {
 func (m *Metrics) refused() {
 	if m != nil {
 		m.refusals.Inc()
+	}
+}
+
+// held counts one attempt held back until its host's quota refilled.
+func (m *Metrics) held(method int) {
+	if m != nil {
+		m.holds.WithLabelValues(methodNames[method]).Inc() // only when a host is held: no cache needed
 	}
 }
 

@@ -28,19 +28,25 @@ func TestMetricsCountRequestsAttemptsRetriesAndWaits(t *testing.T) {
 		switch {
 		case r.URL.Path == "/flaky" && n <= 2:
 			w.WriteHeader(http.StatusServiceUnavailable)
-		case r.URL.Path == "/throttled" && r.Header.Get("X-Seen") == "":
-			w.Header().Set("Retry-After", "2")
-			w.WriteHeader(http.StatusTooManyRequests)
 		case r.URL.Path == "/missing":
 			w.WriteHeader(http.StatusNotFound)
 		case r.URL.Path == "/down":
 			w.WriteHeader(http.StatusBadGateway)
 		}
 	})
+	// A 429 holds its whole host: the throttling upstream is a host of its own.
+	throttler := newUpstream(t, func(n int, w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Retry-After", "2")
+		w.WriteHeader(http.StatusTooManyRequests)
+	})
 	tr, _ := newTestTransport(t, WithMetrics(m))
 
 	send := func(method, path string, ctx context.Context) {
-		req := mustRequest(t, method, up.URL+path, nil).WithContext(ctx)
+		url := up.URL + path
+		if path == "/throttled" {
+			url = throttler.URL
+		}
+		req := mustRequest(t, method, url, nil).WithContext(ctx)
 		resp, err := tr.RoundTrip(req)
 		if err == nil {
 			readAll(t, resp)
@@ -55,8 +61,8 @@ func TestMetricsCountRequestsAttemptsRetriesAndWaits(t *testing.T) {
 	tooLate := ContextWithPolicy(bg, Policy{MaxRetryAfter: time.Second})
 	send(http.MethodGet, "/throttled", tooLate) // Retry-After 2 > 1s: too_late
 
-	// Retry-After honored once: X-Seen is absent on every attempt, so the
-	// second attempt is throttled again and the third too; cap attempts at 2.
+	// Retry-After honored: the host is held until it passes (the HEAD
+	// waits for it), the retry waits for it again, and is throttled again.
 	send(http.MethodHead, "/throttled", ContextWithPolicy(bg, Policy{MaxAttempts: 2}))
 
 	_, err := tr.RoundTrip(mustRequest(t, http.MethodGet, "http://"+closedAddr(t)+"/", nil))

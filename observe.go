@@ -13,8 +13,13 @@ type Attempt struct {
 	Response *http.Response // nil when Err is set; an observer must not read or close its body
 	Err      error
 	Duration time.Duration // from sending until the response headers or the error
+	Held     time.Duration // how long the attempt waited for its host's quota before it was sent
 	Retry    bool          // another attempt follows
 	Wait     time.Duration // the wait before it, when Retry
+	// ServerWait says, when Retry, that Wait is what the server asked
+	// for (Retry-After, retry-after-ms, or the reset of a spent rate
+	// limit), plus a little jitter, rather than the Policy's backoff.
+	ServerWait bool
 	// Reason says, when Retry, why: the reason label of
 	// retryhttp_retries_total ("503", "connect", "reset", "timeout", ...).
 	// Otherwise it says why the Transport gave up on a failed attempt
@@ -27,7 +32,10 @@ type Attempt struct {
 // before RoundTrip returns: after a failed attempt that is retried, before
 // the wait (Retry is true and Wait says how long); after the last attempt,
 // with Reason saying why the Transport gave up, if it did. It may be given
-// more than once: every observer is called, in the order given.
+// more than once: every observer is called, in the order given. A request
+// that the Transport does not send at all because its host's quota is
+// spent (ErrThrottled) is reported as an attempt with that Err, Reason
+// "throttled", and no Duration.
 //
 // When the Transport gives up after an attempt was already reported with
 // Retry true (the context ended during the wait, or a WithBeforeRetry

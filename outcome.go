@@ -16,6 +16,7 @@ const (
 	ReasonClassifier = "classifier"  // the Classifier said DoNotRetry
 	ReasonCanceled   = "canceled"    // the context was canceled
 	ReasonHook       = "hook"        // the WithBeforeRetry function returned an error
+	ReasonThrottled  = "throttled"   // not sent: the host's quota is spent past the deadline or MaxRetryAfter (see ErrThrottled)
 )
 
 // stopReason says why a request ends after an attempt, or that it goes on.
@@ -35,6 +36,7 @@ const (
 	stopClassifier                       // the Classifier said DoNotRetry
 	stopCanceled                         // the context was canceled
 	stopHook                             // the WithBeforeRetry function failed
+	stopThrottled                        // not sent: the host's quota is spent for too long
 )
 
 // stops maps each stopReason to its Reason and to the outcome label of
@@ -56,6 +58,7 @@ var stops = [...]struct {
 	stopClassifier:     {ReasonClassifier, outcomeNotRetryable},
 	stopCanceled:       {ReasonCanceled, outcomeCanceled},
 	stopHook:           {ReasonHook, outcomeNotRetryable},
+	stopThrottled:      {ReasonThrottled, outcomeThrottled},
 }
 
 func (s stopReason) reason() string   { return stops[s].reason }
@@ -73,6 +76,7 @@ const (
 	outcomeTooLate                     // the wait would pass MaxRetryAfter or the deadline
 	outcomeCanceled                    // the caller's context ended
 	outcomeBudget                      // the retry budget refused
+	outcomeThrottled                   // not sent: the host's quota is spent
 )
 
 var outcomeNames = [...]string{
@@ -83,6 +87,7 @@ var outcomeNames = [...]string{
 	outcomeTooLate:      "too_late",
 	outcomeCanceled:     "canceled",
 	outcomeBudget:       "budget",
+	outcomeThrottled:    "throttled",
 }
 
 func (o outcome) String() string { return outcomeNames[o] }

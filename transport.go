@@ -35,6 +35,7 @@ type Transport struct {
 	logger      *slog.Logger
 	replayLimit int
 	replaySet   bool       // WithReplayBuffer was given
+	hosts       hosts      // the quotas of the hosts that announce them
 	metrics     *Metrics   // nil: no metrics
 	classifier  Classifier // nil: the Transport's own rules
 	observers   []func(Attempt)
@@ -44,10 +45,12 @@ type Transport struct {
 	budgetSet   bool    // WithBudget was given, even with nil
 	err         error   // a bad option; returned by every RoundTrip
 
-	// Test seams: the clock, the wait, and the randomness (nil: math/rand/v2).
-	now   func() time.Time
-	sleep func(ctx context.Context, d time.Duration) error
-	rand  *rand.Rand
+	// Test seams: the clock, the wait, and the randomness (nil: math/rand/v2);
+	// noHold turns the host holds off, to measure what they are worth.
+	noHold bool
+	now    func() time.Time
+	sleep  func(ctx context.Context, d time.Duration) error
+	rand   *rand.Rand
 }
 
 var _ http.RoundTripper = (*Transport)(nil)
@@ -133,9 +136,13 @@ type run struct {
 	method  int           // the method's index, for metric labels
 	took    time.Duration // how long the current attempt took, when watched
 
-	watchConn bool  // the attempts watch whether a connection was assigned (see connWatch)
-	sawConn   bool  // the current attempt got a connection
-	st        *step // the step to the next attempt, from the first retry on
+	watchConn bool // the attempts watch whether a connection was assigned (see connWatch)
+	sawConn   bool // the current attempt got a connection
+	admitted  bool // the current attempt counts in its host's requests in flight
+
+	host *hostState    // the quota of the current attempt's host, when it has one
+	held time.Duration // how long the current attempt waited for its host
+	st   *step         // the step to the next attempt, from the first retry on
 }
 
 // step is what decide fills in when an attempt is retried: the wait before
@@ -162,11 +169,15 @@ func (t *Transport) roundTrip(req *http.Request, p *Policy) (*http.Response, err
 		t.budget.earn(t.now)
 	}
 	for r.attempt = 1; ; r.attempt++ {
+		if s, err := t.admit(&r); s != stopNone {
+			return nil, t.refuse(&r, s, err)
+		}
 		resp, err := t.send(&r)
 		t.metrics.attempt(r.method, resp)
 		if resp != nil && r.sent != req {
 			resp.Request = req
 		}
+		t.learn(&r, resp)
 
 		s := t.decide(&r, resp, err)
 		if t.watched {
@@ -267,6 +278,29 @@ func (t *Transport) await(r *run, resp *http.Response, err error) (stopReason, e
 	return stopNone, nil
 }
 
+// refuse ends a request whose next attempt is not sent: its host's quota
+// is spent for longer than it may wait (stopThrottled, with the
+// *ThrottledError), or the context ended while it waited for the host.
+// Observers see the attempt that was not sent, with that error, unless the
+// request's previous attempt was reported with a retry to follow.
+func (t *Transport) refuse(r *run, s stopReason, cause error) error {
+	if r.attempt > 1 {
+		r.attempt-- // the attempt that is not sent does not count
+		return t.abandon(r, s, cause)
+	}
+	if r.body != nil {
+		r.body.finish(false)
+	} else {
+		closeBody(r.req)
+	}
+	t.metrics.request(r.method, s.outcome())
+	r.sent = r.out
+	if t.watched {
+		t.observe(r, nil, cause, s)
+	}
+	return &Error{Attempts: 0, Err: cause, Reason: s.reason(), detail: t.explain(r, s)}
+}
+
 // abandon ends a request whose last attempt was already reported with a
 // retry to follow: the wait was cut short, or a WithBeforeRetry function
 // failed. The retry is not sent, so the budget gets it back.
@@ -280,5 +314,5 @@ func (t *Transport) abandon(r *run, s stopReason, cause error) error {
 	}
 	t.metrics.request(r.method, s.outcome())
 	t.logGiveUp(r, nil, cause, s)
-	return &Error{Attempts: r.attempt, Err: cause, Waiting: s != stopHook, Reason: s.reason(), detail: t.explain(r, s)}
+	return &Error{Attempts: r.attempt, Err: cause, Waiting: s == stopCanceled || s == stopDeadlinePassed, Reason: s.reason(), detail: t.explain(r, s)}
 }

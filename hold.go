@@ -1,0 +1,305 @@
+package retryhttp
+
+import (
+	"errors"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// ErrThrottled is the errors.Is target for a request the Transport did not
+// send because the host's quota is spent: it would have had to wait for the
+// host past its context's deadline or its Policy's MaxRetryAfter, or it
+// was made with retries off (ContextWithoutRetries, MaxAttempts 1), which
+// never waits. errors.As finds a *ThrottledError that says until when.
+var ErrThrottled = errors.New("retryhttp: the host's quota is spent")
+
+// ThrottledError says which host was held, and until when.
+type ThrottledError struct {
+	Host  string    // scheme://host[:port], as the request's URL names it
+	Until time.Time // when the host's quota refills, as the server said
+}
+
+func (e *ThrottledError) Error() string {
+	return e.Host + "'s quota is spent until " + e.Until.UTC().Format(time.RFC3339Nano)
+}
+
+// Is reports whether target is ErrThrottled.
+func (e *ThrottledError) Is(target error) bool { return target == ErrThrottled }
+
+// maxHosts bounds how many hosts a Transport keeps a quota for; maxHold how
+// far ahead a server may hold its host.
+const (
+	maxHosts = 1024
+	maxHold  = 24 * time.Hour
+)
+
+// windowSlack is how far apart two announcements of the reset of one
+// quota window may be: resets come in whole seconds.
+const windowSlack = time.Second
+
+// hostKey names a host as a request's URL does: scheme, and host with its
+// port. Hosts are matched as written (the Go URL parser keeps their case).
+type hostKey struct{ scheme, host string }
+
+// hosts is what a Transport knows of the quotas of the hosts it talks to:
+// the hosts whose responses said their quota is spent, or announced how
+// much is left. A Transport with no such host pays one atomic load per
+// request for it, and nothing else.
+type hosts struct {
+	n  atomic.Int32                          // len of the map: 0 on the happy path
+	m  atomic.Pointer[map[hostKey]*hostState] // copied on write, so reads take no lock
+	mu sync.Mutex                            // serializes writers of m
+}
+
+// hostState is one host's quota, as its responses announce it.
+type hostState struct {
+	mu        sync.Mutex
+	holdUntil time.Time // no request before it: the quota is spent until then
+	remaining int64     // requests left in the window, as last announced; -1: unknown
+	reset     time.Time // when the window ends; zero: no window known
+	limit     int64     // requests per window, when announced; -1: unknown
+	inFlight  int64     // requests admitted and not answered yet
+	seen      time.Time // when a response last said something
+}
+
+// get returns the state of the host named by k, or nil.
+func (hs *hosts) get(k hostKey) *hostState {
+	if hs.n.Load() == 0 {
+		return nil
+	}
+	if m := hs.m.Load(); m != nil {
+		return (*m)[k]
+	}
+	return nil
+}
+
+// getOrAdd returns the state of the host named by k, adding it when it is
+// not there. When maxHosts are known, hosts with nothing pending are
+// forgotten first, then the one heard from least recently.
+func (hs *hosts) getOrAdd(k hostKey, now time.Time) *hostState {
+	if h := hs.get(k); h != nil {
+		return h
+	}
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	old := map[hostKey]*hostState{}
+	if m := hs.m.Load(); m != nil {
+		if h := (*m)[k]; h != nil {
+			return h
+		}
+		old = *m
+	}
+	next := make(map[hostKey]*hostState, len(old)+1)
+	for key, h := range old {
+		if len(old) < maxHosts || !h.idle(now) {
+			next[key] = h
+		}
+	}
+	if len(next) >= maxHosts {
+		var oldest hostKey
+		var at time.Time
+		for key, h := range next {
+			if s := h.lastSeen(); at.IsZero() || s.Before(at) {
+				oldest, at = key, s
+			}
+		}
+		delete(next, oldest)
+	}
+	h := &hostState{remaining: -1, limit: -1, seen: now}
+	next[k] = h
+	hs.m.Store(&next)
+	hs.n.Store(int32(len(next)))
+	return h
+}
+
+func (h *hostState) lastSeen() time.Time {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.seen
+}
+
+// idle reports whether h holds nothing back any more: no hold, no window,
+// nothing in flight.
+func (h *hostState) idle(now time.Time) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return !now.Before(h.holdUntil) && !now.Before(h.reset) && h.inFlight == 0
+}
+
+// admit lets a request go to the host, counting it in flight, or says until
+// when the host is held: its quota is spent, or the requests in flight take
+// what the last response said was left.
+func (h *hostState) admit(now time.Time) (until time.Time, ok bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.rollLocked(now)
+	if now.Before(h.holdUntil) {
+		return h.holdUntil, false
+	}
+	if h.remaining >= 0 && !h.reset.IsZero() && h.remaining-h.inFlight <= 0 {
+		return h.reset, false
+	}
+	h.inFlight++
+	return time.Time{}, true
+}
+
+// rollLocked starts a new window once the announced one has ended: the
+// quota is full again, as far as it is known.
+func (h *hostState) rollLocked(now time.Time) {
+	if !h.reset.IsZero() && !now.Before(h.reset) {
+		h.remaining, h.reset = h.limit, time.Time{}
+	}
+}
+
+// answered records a response (or an error) of a request to the host:
+// the request is no longer in flight (when it was admitted), and what the
+// response says of the quota is learned. hold, when not zero, is when the
+// host's quota refills according to a throttling response.
+func (h *hostState) answered(admitted bool, s *signals, hold time.Time, now time.Time) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if admitted && h.inFlight > 0 {
+		h.inFlight--
+	}
+	if s == nil {
+		return
+	}
+	h.seen = now
+	h.rollLocked(now)
+	if s.quota {
+		// Resets are announced in whole seconds: announcements of one
+		// window differ by less than windowSlack, a later window's come
+		// later than that. Responses arrive out of order: the least left
+		// in a window is the newest news, and an older window's news is
+		// stale.
+		reset := now.Add(min(s.reset, maxHold))
+		switch {
+		case h.reset.IsZero() || reset.After(h.reset.Add(windowSlack)): // a newer window
+			h.remaining, h.reset = s.remaining, reset
+		case reset.Before(h.reset.Add(-windowSlack)): // an older window
+			return
+		default: // the same window
+			h.remaining = min(h.remaining, s.remaining)
+			if reset.Before(h.reset) {
+				h.reset = reset
+			}
+		}
+		if s.limit >= 0 {
+			h.limit = s.limit
+		}
+		if s.remaining == 0 && reset.After(h.holdUntil) {
+			h.holdUntil = reset
+		}
+	}
+	if hold.After(h.holdUntil) {
+		h.holdUntil = hold
+	}
+}
+
+// hostHold returns when the host's quota refills according to a response,
+// or the zero time when it does not say: a 429 with any wait signal, a 403
+// that is GitHub's primary rate limit, or any response whose announced
+// quota is spent (which answered learns itself). A 503 with Retry-After
+// holds only its own request: it often concerns one backend behind a
+// shared host.
+func hostHold(resp *http.Response, s *signals, now time.Time) time.Time {
+	if s.hasWait && (resp.StatusCode == http.StatusTooManyRequests || (resp.StatusCode == http.StatusForbidden && s.spent())) {
+		return now.Add(min(s.wait, maxHold))
+	}
+	return time.Time{}
+}
+
+// throttled reports whether a response is a throttle the Transport retries
+// like a 429 although its status is not one it retries: GitHub's primary
+// rate limit, a 403 that says its quota is spent (X-RateLimit-Remaining: 0,
+// or the drafts' RateLimit r=0 or RateLimit-Remaining: 0), with or without
+// a reset. Any other 403 stays final.
+func throttled(resp *http.Response) bool {
+	if resp.StatusCode != http.StatusForbidden {
+		return false
+	}
+	h := resp.Header
+	if n, ok := plainInt(h, hXRateLimitRemaining); ok && n == 0 {
+		return true
+	}
+	if n, ok := plainInt(h, hRateLimitRemaining); ok && n == 0 {
+		return true
+	}
+	if v, ok := h[hRateLimit]; ok {
+		var s signals
+		s.readRateLimit(v, nil)
+		return s.spent()
+	}
+	return false
+}
+
+// admit lets the current attempt go to its host, after waiting for it when
+// the host is held and the wait is allowed. It stops the request when the
+// wait is not allowed (stopThrottled, with a *ThrottledError) or the
+// context ends during it.
+func (t *Transport) admit(r *run) (stopReason, error) {
+	r.host, r.admitted, r.held = nil, false, 0
+	if t.noHold {
+		return stopNone, nil
+	}
+	u := r.out.URL
+	h := t.hosts.get(hostKey{u.Scheme, u.Host})
+	if h == nil {
+		return stopNone, nil
+	}
+	r.host = h
+	ctx := r.req.Context()
+	for {
+		now := t.now()
+		until, ok := h.admit(now)
+		if ok {
+			r.admitted = true
+			return stopNone, nil
+		}
+		wait := retryAfterWait(until.Sub(now), r.p.BaseDelay, t.rand)
+		deadline, hasDeadline := ctx.Deadline()
+		if r.p.MaxAttempts == 1 || wait > r.p.MaxRetryAfter || (hasDeadline && !now.Add(wait).Before(deadline)) {
+			return stopThrottled, &ThrottledError{Host: u.Scheme + "://" + u.Host, Until: until}
+		}
+		if r.held == 0 {
+			t.metrics.held(r.method)
+		}
+		t.logHold(r, until, wait)
+		if err := t.sleep(ctx, wait); err != nil {
+			return ctxStop(ctx.Err()), err
+		}
+		r.held += wait
+	}
+}
+
+// learn records what an attempt's response says of its host's quota, and
+// that the attempt is no longer in flight. Every response is read for this,
+// whatever its request's Policy.
+func (t *Transport) learn(r *run, resp *http.Response) {
+	if t.noHold {
+		return
+	}
+	if resp == nil || len(resp.Header) == 0 {
+		if r.admitted {
+			r.host.answered(true, nil, time.Time{}, time.Time{})
+		}
+		return
+	}
+	now := t.now()
+	s := readSignals(resp.Header, resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusForbidden, now)
+	hold := hostHold(resp, &s, now)
+	if !s.quota && hold.IsZero() {
+		if r.admitted {
+			r.host.answered(true, nil, time.Time{}, now)
+		}
+		return
+	}
+	h := r.host
+	if h == nil {
+		u := r.out.URL
+		h = t.hosts.getOrAdd(hostKey{u.Scheme, u.Host}, now)
+	}
+	h.answered(r.admitted, &s, hold, now)
+}
