@@ -14,7 +14,7 @@ func classify(resp *http.Response, err error) failure {
 		return classifyError(err)
 	}
 	f := classifyStatus(resp.StatusCode)
-	if f.kind == failNone && throttled(resp) {
+	if f.kind == failNone && resp.StatusCode == http.StatusForbidden && throttled(resp) {
 		f = failure{kind: failStatus, code: resp.StatusCode} // a rate limit, retried like a 429
 	}
 	return f

@@ -48,9 +48,9 @@ type hostKey struct{ scheme, host string }
 // much is left. A Transport with no such host pays one atomic load per
 // request for it, and nothing else.
 type hosts struct {
-	n  atomic.Int32                          // len of the map: 0 on the happy path
+	n  atomic.Int32                           // len of the map: 0 on the happy path
 	m  atomic.Pointer[map[hostKey]*hostState] // copied on write, so reads take no lock
-	mu sync.Mutex                            // serializes writers of m
+	mu sync.Mutex                             // serializes writers of m
 }
 
 // hostState is one host's quota, as its responses announce it.
@@ -284,6 +284,7 @@ func (t *Transport) learn(r *run, resp *http.Response) {
 	if resp == nil || len(resp.Header) == 0 {
 		if r.admitted {
 			r.host.answered(true, nil, time.Time{}, time.Time{})
+			r.admitted = false
 		}
 		return
 	}
@@ -293,6 +294,7 @@ func (t *Transport) learn(r *run, resp *http.Response) {
 	if !s.quota && hold.IsZero() {
 		if r.admitted {
 			r.host.answered(true, nil, time.Time{}, now)
+			r.admitted = false
 		}
 		return
 	}
@@ -302,4 +304,5 @@ func (t *Transport) learn(r *run, resp *http.Response) {
 		h = t.hosts.getOrAdd(hostKey{u.Scheme, u.Host}, now)
 	}
 	h.answered(r.admitted, &s, hold, now)
+	r.admitted = false
 }

@@ -169,15 +169,19 @@ func (t *Transport) roundTrip(req *http.Request, p *Policy) (*http.Response, err
 		t.budget.earn(t.now)
 	}
 	for r.attempt = 1; ; r.attempt++ {
-		if s, err := t.admit(&r); s != stopNone {
-			return nil, t.refuse(&r, s, err)
+		if t.hosts.n.Load() != 0 { // a host is held, or announced its quota
+			if s, err := t.admit(&r); s != stopNone {
+				return nil, t.refuse(&r, s, err)
+			}
 		}
 		resp, err := t.send(&r)
 		t.metrics.attempt(r.method, resp)
 		if resp != nil && r.sent != req {
 			resp.Request = req
 		}
-		t.learn(&r, resp)
+		if r.admitted || (resp != nil && len(resp.Header) != 0) {
+			t.learn(&r, resp)
+		}
 
 		s := t.decide(&r, resp, err)
 		if t.watched {
