@@ -44,7 +44,7 @@ var (
 	requestRate   = rate("", "retryhttp_requests_total", "")
 	attemptRate   = rate("", "retryhttp_attempts_total", "")
 	retryRate     = rate("", "retryhttp_retries_total", "")
-	giveUpRate    = rate("", "retryhttp_requests_total", `outcome=~"exhausted|too_late|budget"`)
+	giveUpRate    = rate("", "retryhttp_requests_total", `outcome=~"exhausted|too_late|budget|throttled"`)
 	amplification = attemptRate + " / " + requestRate
 	giveUpRatio   = giveUpRate + " / " + requestRate
 	delayBuckets  = rate(" by (le)", "retryhttp_retry_delay_seconds_bucket", "")
@@ -120,10 +120,10 @@ func Dashboard() (dashboard.Dashboard, error) {
 		WithPanel(statPanel("Requests", "RoundTrip calls per second.", "reqps", requestRate)).
 		WithPanel(statPanel("Amplification", "Attempts per request: 1 means no retries; the policy's MaxAttempts is the ceiling. A retry storm shows here first.", "x", amplification).
 			Decimals(2)).
-		WithPanel(statPanel("Give-up ratio", "Share of requests that ended still failing because attempts ran out (exhausted), the wait was too long (too_late) or the retry budget refused (budget).", "percentunit", giveUpRatio)).
+		WithPanel(statPanel("Give-up ratio", "Share of requests that ended still failing because attempts ran out (exhausted), the wait was too long (too_late), the retry budget refused (budget) or the host's quota was spent for longer than the request could wait (throttled).", "percentunit", giveUpRatio)).
 		WithPanel(statPanel("Retries", "Retries scheduled per second.", "reqps", retryRate)).
 		WithRow(dashboard.NewRowBuilder("Requests and retries")).
-		WithPanel(seriesPanel("Requests by outcome", "How RoundTrip calls ended: ok, exhausted, not_retryable, too_late, canceled, budget.", "reqps",
+		WithPanel(seriesPanel("Requests by outcome", "How RoundTrip calls ended: ok, exhausted, not_retryable, too_late, canceled, budget, throttled.", "reqps",
 			query(rate(" by (outcome)", "retryhttp_requests_total", ""), "{{outcome}}"))).
 		WithPanel(seriesPanel("Retries by reason", "What caused each retry: a status code, or connect, reset, timeout.", "reqps",
 			query(rate(" by (reason)", "retryhttp_retries_total", ""), "{{reason}}"))).
@@ -158,6 +158,11 @@ func Dashboard() (dashboard.Dashboard, error) {
 			query(rate("", "retryhttp_budget_refusals_total", ""), "refusals"))).
 		WithPanel(seriesPanel("Retries available", "Retries the budgets would allow right now: 20% of the last 10 s of requests plus a floor of 10 per second, less the retries spent.", "short",
 			query("sum(retryhttp_budget_retries_available{"+sel+"})", "available"))).
+		WithRow(dashboard.NewRowBuilder("Throttling")).
+		WithPanel(seriesPanel("Held requests", "Attempts held back per second because their host said its quota was spent (a 429 with Retry-After or a rate-limit reset, GitHub's 403, RateLimit r=0), until it refilled: requests that would otherwise have met a certain 429.", "reqps",
+			query(rate(" by (method)", "retryhttp_held_requests_total", ""), "{{method}}"))).
+		WithPanel(seriesPanel("Throttled requests", "Requests not sent at all per second: their host's quota was spent until after their deadline or MaxRetryAfter, or they had retries off (outcome throttled, ErrThrottled).", "reqps",
+			query(rate("", "retryhttp_requests_total", `outcome="throttled"`), "throttled"))).
 		Build()
 }
 

@@ -55,8 +55,16 @@ demo_args=(-duration 3m -clients 4 -progress 1m -error-rate 0.5 -throttle-rate 0
 pids+=($!)
 "$work/retryhttp" demo -metrics-addr 127.0.0.1:0 -budget=false "${demo_args[@]}" >"$work/storm.log" 2>&1 &
 pids+=($!)
+# A third against an upstream that keeps a quota of 20 requests per 2 s and
+# announces it: the Transport holds its requests until the quota refills
+# (held requests), and those that may not wait that long (-max-retry-after
+# 1s) are not sent at all (outcome throttled).
+"$work/retryhttp" demo -metrics-addr 127.0.0.1:0 -duration 3m -clients 4 -progress 1m -error-rate 0 \
+  -throttle-rate 0 -reset-rate 0 -latency 1ms -quota 20 -quota-window 2s -max-retry-after 1s >"$work/quota.log" 2>&1 &
+pids+=($!)
 demo_addr=$(metrics_addr "$work/demo.log" "${pids[0]}")
 storm_addr=$(metrics_addr "$work/storm.log" "${pids[1]}")
+quota_addr=$(metrics_addr "$work/quota.log" "${pids[2]}")
 
 cat > "$work/prometheus.yml" <<YAML
 global:
@@ -67,7 +75,7 @@ rule_files:
 scrape_configs:
   - job_name: retryhttp-e2e
     static_configs:
-      - targets: ["$demo_addr", "$storm_addr"]
+      - targets: ["$demo_addr", "$storm_addr", "$quota_addr"]
 YAML
 
 # Prometheus needs a port of its own choosing: try ports outside the
@@ -99,20 +107,20 @@ if [ -z "$prom_port" ]; then
   cat "$work/prometheus.log" >&2
   exit 1
 fi
-for i in 0 1; do
+for i in 0 1 2; do
   if ! kill -0 "${pids[$i]}" 2>/dev/null; then
     echo "e2e: a retryhttp demo exited early:" >&2
-    cat "$work/demo.log" "$work/storm.log" >&2
+    cat "$work/demo.log" "$work/storm.log" "$work/quota.log" >&2
     exit 1
   fi
 done
-echo "e2e: prometheus (pid ${pids[2]}) on 127.0.0.1:$prom_port scraping retryhttp demo on $demo_addr (pid ${pids[0]}) and $storm_addr without a budget (pid ${pids[1]})"
+echo "e2e: prometheus (pid ${pids[3]}) on 127.0.0.1:$prom_port scraping retryhttp demo on $demo_addr (pid ${pids[0]}), $storm_addr without a budget (pid ${pids[1]}) and $quota_addr against a quota (pid ${pids[2]})"
 
 if ! "$work/promcheck" -prometheus "http://127.0.0.1:$prom_port" -job retryhttp-e2e \
   -dashboard grafana/retryhttp.json -rules prometheus/alerts.yml -wait 90s; then
   echo "e2e: prometheus log:" >&2
   cat "$work/prometheus.log" >&2
   echo "e2e: demo logs:" >&2
-  cat "$work/demo.log" "$work/storm.log" >&2
+  cat "$work/demo.log" "$work/storm.log" "$work/quota.log" >&2
   exit 1
 fi

@@ -43,6 +43,8 @@ func runDemo(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	fs.DurationVar(&c.faults.retryAfter, "retry-after", time.Second, "embedded upstream: the Retry-After of its 429s (whole seconds)")
 	fs.Float64Var(&c.faults.resetRate, "reset-rate", 0.02, "embedded upstream: share of connections reset before the response")
 	fs.DurationVar(&c.faults.latency, "latency", 5*time.Millisecond, "embedded upstream: time to answer")
+	fs.IntVar(&c.faults.quota, "quota", 0, "embedded upstream: requests allowed per -quota-window, announced with RateLimit headers; over it, 429 (0: no quota)")
+	fs.DurationVar(&c.faults.quotaWindow, "quota-window", time.Second, "embedded upstream: the window of -quota (whole seconds)")
 	fs.DurationVar(&c.progress, "progress", 0, "progress line interval (default: 250ms on a terminal, 5s otherwise)")
 	fs.BoolVar(&c.budget, "budget", true, "limit retries with the default retry budget; -budget=false shows a retry storm")
 	var pf policyFlags
@@ -108,6 +110,10 @@ func demo(ctx context.Context, c demoConfig, stdout io.Writer) error {
 		target = up.URL
 		fmt.Fprintf(stdout, "upstream: %s (503 %.0f%%, 429 %.0f%% with Retry-After %v, resets %.0f%%, latency %v)\n",
 			target, 100*c.faults.errorRate, 100*c.faults.throttleRate, c.faults.retryAfter, 100*c.faults.resetRate, c.faults.latency)
+		if c.faults.quota > 0 {
+			fmt.Fprintf(stdout, "upstream quota: %d requests per %v, announced with RateLimit; the Transport holds the host when it is spent\n",
+				c.faults.quota, c.faults.quotaWindow)
+		}
 	} else {
 		fmt.Fprintf(stdout, "upstream: %s\n", redact(target))
 	}

@@ -123,6 +123,8 @@ func TestBadInputIsAUsageError(t *testing.T) {
 		{"demo rates above one", []string{"demo", "-error-rate", "0.7", "-reset-rate", "0.5"}, "add up to 1.2"},
 		{"demo clients", []string{"demo", "-clients", "0"}, "-clients must be between 1 and 10000"},
 		{"demo upstream", []string{"demo", "-upstream", "nope"}, `-upstream "nope" is not an http or https URL`},
+		{"demo quota", []string{"demo", "-quota", "-1"}, "-quota: -1 is negative"},
+		{"demo quota window", []string{"demo", "-quota", "10", "-quota-window", "1500ms"}, "-quota-window: 1.5s is not a whole number of seconds"},
 		{"demo argument", []string{"demo", "extra"}, "unexpected arguments: [extra]"},
 		{"sim clients", []string{"sim", "-clients", "10,x"}, `-clients: "x" is not a number of clients`},
 		{"sim runs", []string{"sim", "-runs", "0"}, "-runs must be between 1 and 1000"},

@@ -19,6 +19,7 @@ type stats struct {
 	waitSum    map[string]float64 // seconds, by source
 	total      float64            // requests
 	allAttempt float64
+	held       float64 // attempts held for their host's quota
 }
 
 // collect reads the retryhttp series from reg.
@@ -50,6 +51,8 @@ func collect(reg prometheus.Gatherer) stats {
 				s.allAttempt += m.GetCounter().GetValue()
 			case "retryhttp_retries_total":
 				s.retries[label("reason")] += m.GetCounter().GetValue()
+			case "retryhttp_held_requests_total":
+				s.held += m.GetCounter().GetValue()
 			case "retryhttp_retry_delay_seconds":
 				s.waitCount[label("source")] += float64(m.GetHistogram().GetSampleCount())
 				s.waitSum[label("source")] += m.GetHistogram().GetSampleSum()
@@ -69,7 +72,7 @@ func sum(m map[string]float64) float64 {
 
 // giveUps counts requests that still failed when retrying stopped.
 func (s stats) giveUps() float64 {
-	return s.requests["exhausted"] + s.requests["too_late"] + s.requests["budget"]
+	return s.requests["exhausted"] + s.requests["too_late"] + s.requests["budget"] + s.requests["throttled"]
 }
 
 func (s stats) amplification() float64 {
@@ -80,8 +83,12 @@ func (s stats) amplification() float64 {
 }
 
 func (s stats) progressLine(elapsed time.Duration) string {
-	return fmt.Sprintf("%6.1fs  requests %d  ok %d  retries %d  give-ups %d  amplification %.2f",
+	line := fmt.Sprintf("%6.1fs  requests %d  ok %d  retries %d  give-ups %d  amplification %.2f",
 		elapsed.Seconds(), int(s.total), int(s.requests["ok"]), int(sum(s.retries)), int(s.giveUps()), s.amplification())
+	if s.held > 0 {
+		line += fmt.Sprintf("  held %d", int(s.held))
+	}
+	return line
 }
 
 // printSummary prints the final table.
@@ -114,6 +121,10 @@ func printSummary(w io.Writer, s stats, elapsed time.Duration) {
 			mean = time.Duration(s.waitSum[k] / s.waitCount[k] * float64(time.Second))
 		}
 		row("  "+k, int(s.waitCount[k]), mean.Round(100*time.Microsecond))
+	}
+	if s.held > 0 {
+		fmt.Fprintln(w)
+		row("held for the quota", int(s.held), "")
 	}
 	fmt.Fprintf(w, "\namplification %.2f attempts per request; give-up ratio %s; %.0f requests/s\n",
 		s.amplification(), pct(s.giveUps(), s.total), s.total/elapsed.Seconds())

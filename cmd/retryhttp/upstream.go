@@ -3,11 +3,13 @@ package main
 import (
 	"fmt"
 	"io"
+	"math"
 	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"sync"
 	"time"
 )
 
@@ -18,6 +20,8 @@ type faults struct {
 	retryAfter   time.Duration // the Retry-After of the 429s
 	resetRate    float64       // connection reset before any response
 	latency      time.Duration // time to answer
+	quota        int           // requests allowed per quotaWindow (0: no quota), announced with RateLimit
+	quotaWindow  time.Duration
 }
 
 func (f faults) validate() error {
@@ -35,7 +39,44 @@ func (f faults) validate() error {
 	if f.retryAfter < 0 || f.latency < 0 {
 		return fmt.Errorf("-retry-after and -latency must not be negative")
 	}
+	if f.quota < 0 {
+		return fmt.Errorf("-quota: %d is negative (0: no quota)", f.quota)
+	}
+	if f.quota > 0 && (f.quotaWindow < time.Second || f.quotaWindow%time.Second != 0) {
+		return fmt.Errorf("-quota-window: %v is not a whole number of seconds", f.quotaWindow)
+	}
 	return nil
+}
+
+// quotaKeeper enforces a quota of requests per fixed window and announces
+// it as the IETF draft does: RateLimit-Policy ("default";q=Q;w=W) and
+// RateLimit ("default";r=left;t=seconds until the window ends); a request
+// over the quota gets 429 with r=0.
+type quotaKeeper struct {
+	quota  int
+	window time.Duration
+
+	mu    sync.Mutex
+	start time.Time
+	used  int
+}
+
+// admit counts one request and announces the quota on w; false means it is
+// over the quota.
+func (q *quotaKeeper) admit(w http.ResponseWriter) bool {
+	now := time.Now()
+	start := now.Truncate(q.window)
+	q.mu.Lock()
+	if !start.Equal(q.start) {
+		q.start, q.used = start, 0
+	}
+	q.used++
+	left := q.quota - q.used
+	q.mu.Unlock()
+	reset := int(math.Ceil(start.Add(q.window).Sub(now).Seconds()))
+	w.Header().Set("RateLimit-Policy", fmt.Sprintf(`"default";q=%d;w=%d`, q.quota, int(q.window/time.Second)))
+	w.Header().Set("RateLimit", fmt.Sprintf(`"default";r=%d;t=%d`, max(left, 0), reset))
+	return left >= 0
 }
 
 // startUpstream starts the embedded flaky upstream on 127.0.0.1.
@@ -53,7 +94,15 @@ func startUpstream(f faults) (*httptest.Server, error) {
 
 func (f faults) handler() http.HandlerFunc {
 	retryAfter := strconv.Itoa(int(f.retryAfter / time.Second))
+	var quota *quotaKeeper
+	if f.quota > 0 {
+		quota = &quotaKeeper{quota: f.quota, window: f.quotaWindow}
+	}
 	return func(w http.ResponseWriter, r *http.Request) {
+		if quota != nil && !quota.admit(w) {
+			http.Error(w, "quota spent", http.StatusTooManyRequests)
+			return
+		}
 		if f.latency > 0 {
 			t := time.NewTimer(f.latency)
 			select {
