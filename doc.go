@@ -31,7 +31,11 @@
 // PROTOCOL_ERROR reset, when the server may have processed it.
 //
 // Waits follow the Policy's exponential backoff and Jitter (see
-// Policy.Delay), or the server's Retry-After plus a little jitter. A wait
+// Policy.Delay), or what the server asks for plus a little jitter:
+// Retry-After, retry-after-ms, or the reset of a spent rate limit
+// (the IETF draft's RateLimit field, GitHub's X-RateLimit-*). A host whose
+// quota is spent is held: its other requests wait until the quota refills,
+// and those that cannot wait that long are not sent (ErrThrottled). A wait
 // that would end after the request context's deadline is not started: the
 // last response or error is returned at once. Canceling the context during
 // a wait returns promptly with an error that errors.Is reports as

@@ -310,4 +310,37 @@ func mustNewRequest(method, url string, body io.Reader) *http.Request {
 	return req
 }
 
-var _ = errors.New
+
+// A server that says its quota is spent holds its whole host: a request
+// that cannot wait until the quota refills (here, its deadline is sooner)
+// is not sent at all, and its error says until when.
+func ExampleErrThrottled() {
+	var n atomic.Int32
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n.Add(1)
+		w.Header().Set("Retry-After", "3600") // GitHub's primary limit, an hour ahead
+		http.Error(w, "API rate limit exceeded", http.StatusTooManyRequests)
+	}))
+	defer api.Close()
+	client := &http.Client{Transport: retryhttp.New(nil)}
+
+	resp, err := client.Get(api.URL + "/repos")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	resp.Body.Close()
+	fmt.Println("first:", resp.StatusCode, "(an hour is above MaxRetryAfter: returned at once)")
+
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, api.URL+"/user", nil)
+	_, err = client.Do(req)
+	var te *retryhttp.ThrottledError
+	fmt.Println("second:", errors.Is(err, retryhttp.ErrThrottled), errors.As(err, &te) && te.Until.After(time.Now().Add(59*time.Minute)))
+	fmt.Println("requests that reached the server:", n.Load())
+	// Output:
+	// first: 429 (an hour is above MaxRetryAfter: returned at once)
+	// second: true true
+	// requests that reached the server: 1
+}
