@@ -120,7 +120,11 @@ func (r *run) report(resp *http.Response, err error, s stopReason) Attempt {
 		Err:      err,
 		Duration: r.took,
 		Held:     r.held,
+		Hedge:    r.shownHedge,
 		Retry:    s == stopNone,
+	}
+	if r.shown != 0 {
+		a.Number = r.shown
 	}
 	if a.Retry {
 		a.Wait, a.ServerWait, a.Reason = r.st.wait, r.st.retryAfter, r.st.f.reason()

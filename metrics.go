@@ -25,6 +25,8 @@ import (
 //	                                             is "backoff" or "retry_after"
 //	retryhttp_budget_refusals_total              each retry the budget refused
 //	retryhttp_held_requests_total{method}        each attempt held back until its host's quota refilled
+//	retryhttp_hedges_total{method}               each hedge sent (see Hedging)
+//	retryhttp_hedge_wins_total{method}           each hedge whose response was returned
 //	retryhttp_budget_retries_available           retries the budgets would allow now, summed
 //	                                             over the Transports' budgets
 //
@@ -54,6 +56,8 @@ type Metrics struct {
 	delay    *prometheus.HistogramVec
 	refusals prometheus.Counter
 	holds    *prometheus.CounterVec
+	hedges   *prometheus.CounterVec
+	wins     *prometheus.CounterVec
 	avail    *prometheus.Desc
 
 	budgetsMu sync.Mutex
@@ -105,6 +109,14 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "retryhttp_held_requests_total",
 			Help: "Attempts held back because their host's quota was spent, until it refilled.",
 		}, []string{"method"}),
+		hedges: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "retryhttp_hedges_total",
+			Help: "Hedges sent: extra copies of slow idempotent requests.",
+		}, []string{"method"}),
+		wins: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "retryhttp_hedge_wins_total",
+			Help: "Hedges whose response was the one returned.",
+		}, []string{"method"}),
 		avail: prometheus.NewDesc("retryhttp_budget_retries_available",
 			"Retries the retry budgets of the Transports using these metrics would allow now.", nil, nil),
 	}
@@ -131,6 +143,8 @@ func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
 	m.delay.Describe(ch)
 	m.refusals.Describe(ch)
 	m.holds.Describe(ch)
+	m.hedges.Describe(ch)
+	m.wins.Describe(ch)
 	ch <- m.avail
 }
 
@@ -142,6 +156,8 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	m.delay.Collect(ch)
 	m.refusals.Collect(ch)
 	m.holds.Collect(ch)
+	m.hedges.Collect(ch)
+	m.wins.Collect(ch)
 	if avail, ok := m.available(); ok {
 		ch <- prometheus.MustNewConstMetric(m.avail, prometheus.GaugeValue, avail)
 	}
@@ -185,6 +201,20 @@ func (m *Metrics) available() (sum float64, ok bool) {
 func (m *Metrics) refused() {
 	if m != nil {
 		m.refusals.Inc()
+	}
+}
+
+// hedged counts one hedge sent.
+func (m *Metrics) hedged(method int) {
+	if m != nil {
+		m.hedges.WithLabelValues(methodNames[method]).Inc()
+	}
+}
+
+// hedgeWon counts one hedge whose response was returned.
+func (m *Metrics) hedgeWon(method int) {
+	if m != nil {
+		m.wins.WithLabelValues(methodNames[method]).Inc()
 	}
 }
 

@@ -14,6 +14,12 @@ type Attempt struct {
 	Err      error
 	Duration time.Duration // from sending until the response headers or the error
 	Held     time.Duration // how long the attempt waited for its host's quota before it was sent
+	// Hedge says the attempt is a hedge: an extra copy of the request, sent
+	// while an earlier copy was still waiting for its response (see
+	// Hedging). The copies of a hedged attempt that do not decide it are
+	// reported too, with Retry false and no Reason: one that was canceled
+	// because another copy won has Err ErrHedgeLost.
+	Hedge bool
 	Retry    bool          // another attempt follows
 	Wait     time.Duration // the wait before it, when Retry
 	// ServerWait says, when Retry, that Wait is what the server asked
@@ -102,6 +108,18 @@ func (t *Transport) observe(r *run, resp *http.Response, err error, s stopReason
 		return
 	}
 	a := r.report(resp, err, s)
+	for _, f := range t.observers {
+		f(a)
+	}
+}
+
+// observeCopy reports to the observers a copy of a hedged attempt whose
+// outcome does not decide the attempt.
+func (t *Transport) observeCopy(c *hedgeCopy, hedge bool) {
+	if len(t.observers) == 0 {
+		return
+	}
+	a := Attempt{Request: c.req, Number: c.number, Response: c.resp, Err: c.err, Duration: c.took, Hedge: hedge}
 	for _, f := range t.observers {
 		f(a)
 	}

@@ -56,7 +56,7 @@ func watchesConn(req *http.Request, p *Policy) bool {
 // released when that body is closed.
 func (t *Transport) sendWatched(r *run) (resp *http.Response, err error) {
 	var start time.Time
-	if t.watched {
+	if t.timed {
 		start = time.Now()
 	}
 	ctx := r.out.Context()
@@ -66,52 +66,65 @@ func (t *Transport) sendWatched(r *run) (resp *http.Response, err error) {
 		watch.trace.GotConn = watch.gotConn
 		ctx = httptrace.WithClientTrace(ctx, &watch.trace)
 	}
-	var (
-		timer   *time.Timer
-		cancel  context.CancelCauseFunc
-		timeout *attemptTimeoutError
-	)
+	var bound *attemptBound
 	if d := r.p.AttemptTimeout; d > 0 {
-		ctx, cancel = context.WithCancelCause(ctx)
-		timeout = &attemptTimeoutError{after: d}
-		timer = time.AfterFunc(d, func() { cancel(timeout) })
+		ctx, bound = boundAttempt(ctx, d)
 	}
 	r.sent = r.out
 	if ctx != r.out.Context() {
 		r.sent = r.out.WithContext(ctx)
 	}
 	resp, err = checked(t.base.RoundTrip(r.sent))
-	if timer != nil {
-		resp, err = timedOut(r, resp, err, timer, cancel, timeout)
+	if bound != nil {
+		resp, err = bound.settle(r.req.Context(), resp, err)
 	}
 	r.sawConn = watch != nil && watch.got.Load()
-	if t.watched {
+	if t.timed {
 		r.took = time.Since(start)
 	}
 	return resp, err
 }
 
-// timedOut settles an attempt that had a timeout: when the timer fired
-// before the headers came, the attempt's error is the timeout, whatever
-// came back; otherwise the attempt's context lives on with the response's
-// body, and is released when that is closed.
-func timedOut(r *run, resp *http.Response, err error, timer *time.Timer, cancel context.CancelCauseFunc, timeout error) (*http.Response, error) {
-	if timer.Stop() { // the headers (or an error) came in time
+// attemptBound is an attempt's timeout: a timer that cancels the attempt's
+// context, not a deadline, so that once the headers are in, the caller may
+// read the body for as long as the caller's own context allows.
+type attemptBound struct {
+	timer   *time.Timer
+	cancel  context.CancelCauseFunc
+	timeout *attemptTimeoutError
+}
+
+// boundAttempt returns a context for an attempt that must have its response
+// headers within d.
+func boundAttempt(ctx context.Context, d time.Duration) (context.Context, *attemptBound) {
+	b := &attemptBound{timeout: &attemptTimeoutError{after: d}}
+	ctx, b.cancel = context.WithCancelCause(ctx)
+	b.timer = time.AfterFunc(d, func() { b.cancel(b.timeout) })
+	return ctx, b
+}
+
+// settle settles what an attempt with a timeout returned: when the timer
+// fired before the headers came, the attempt's error is the timeout,
+// whatever came back (unless the caller's context ended first); otherwise
+// the attempt's context lives on with the response's body, and is released
+// when that is closed.
+func (b *attemptBound) settle(caller context.Context, resp *http.Response, err error) (*http.Response, error) {
+	if b.timer.Stop() { // the headers (or an error) came in time
 		if resp == nil {
-			cancel(nil)
+			b.cancel(nil)
 			return nil, err
 		}
-		resp.Body = cancelOnClose(resp.Body, cancel)
+		resp.Body = cancelOnClose(resp.Body, b.cancel)
 		return resp, nil
 	}
 	if resp != nil { // the timer fired: whatever came back is cut off by now
 		resp.Body.Close()
 	}
-	cancel(timeout)
-	if r.req.Context().Err() != nil && err != nil {
+	b.cancel(b.timeout)
+	if caller.Err() != nil && err != nil {
 		return nil, err // the caller's context ended first: not the attempt's timeout
 	}
-	return nil, timeout
+	return nil, b.timeout
 }
 
 // cancelOnClose returns body with cancel called once it is closed. A body

@@ -39,7 +39,9 @@ type Transport struct {
 	metrics     *Metrics   // nil: no metrics
 	classifier  Classifier // nil: the Transport's own rules
 	observers   []func(Attempt)
-	watched     bool // a logger or observers want each attempt
+	watched     bool     // a logger or observers want each attempt
+	timed       bool     // attempts are timed: for observers, or the adaptive hedging delay
+	hedge       *hedging // nil: no hedging
 	beforeRetry []func(next *http.Request, prev Attempt) error
 	budget      *Budget // nil: no budget
 	budgetSet   bool    // WithBudget was given, even with nil
@@ -93,6 +95,7 @@ func (t *Transport) init() {
 	t.metrics.attach(t.budget)
 	t.policy = t.policy.withDefaults()
 	t.watched = t.logger != nil || len(t.observers) > 0
+	t.timed = t.watched || (t.hedge != nil && t.hedge.latencies != nil)
 }
 
 // CloseIdleConnections closes the idle connections of the base transport,
@@ -140,6 +143,11 @@ type run struct {
 	sawConn   bool // the current attempt got a connection
 	admitted  bool // the current attempt counts in its host's requests in flight
 
+	hedge      bool // the request may be hedged
+	noHedge    bool // a response asked for a wait: no more hedges
+	shownHedge bool // the attempt whose outcome RoundTrip has is a hedge
+	shown      int  // its number, when that is not attempt (a hedged attempt's copies)
+
 	host *hostState    // the quota of the current attempt's host, when it has one
 	held time.Duration // how long the current attempt waited for its host
 	st   *step         // the step to the next attempt, from the first retry on
@@ -161,6 +169,7 @@ type step struct {
 func (t *Transport) roundTrip(req *http.Request, p *Policy) (*http.Response, error) {
 	r := run{req: req, p: p, method: methodIndex(req.Method), out: req}
 	r.watchConn = !idempotentIndex(r.method) && watchesConn(req, p)
+	r.hedge = t.hedge != nil && hedgeable(req, p)
 	if p.MaxAttempts > 1 && hasBody(req) && req.GetBody == nil {
 		r.body = newReplayBody(req.Body, t.replayLimit)
 		r.out, _ = r.body.request(req, r.req.Context()) // a fresh replayBody always gives its first view
@@ -211,8 +220,20 @@ func (t *Transport) roundTrip(req *http.Request, p *Policy) (*http.Response, err
 // response and no error, or an error and no response; a response's nil
 // Body is an empty one, as http.Client treats it.
 func (t *Transport) send(r *run) (*http.Response, error) {
-	if t.watched || r.watchConn || r.p.AttemptTimeout > 0 {
-		return t.sendWatched(r)
+	if r.hedge {
+		r.shown, r.shownHedge = 0, false
+		if d := t.hedge.delayFor(hostKey{r.out.URL.Scheme, r.out.URL.Host}); d > 0 && !r.noHedge {
+			resp, err := t.sendHedged(r, d)
+			t.hedge.observe(r, resp)
+			return resp, err
+		}
+	}
+	if t.timed || r.watchConn || r.p.AttemptTimeout > 0 {
+		resp, err := t.sendWatched(r)
+		if t.hedge != nil {
+			t.hedge.observe(r, resp)
+		}
+		return resp, err
 	}
 	r.sent = r.out
 	resp, err := t.base.RoundTrip(r.sent)

@@ -1,0 +1,404 @@
+package retryhttp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"net/http"
+	"sync"
+	"time"
+)
+
+// Hedging sends extra copies of a slow idempotent request and returns the first
+// final answer.
+//
+// Dean and Barroso ("The Tail at Scale", CACM 2013) found that a second copy
+// sent once the first has been outstanding past the 95th percentile of the
+// latency cuts the tail at about 5% more load. A Transport hedges only what is
+// safe to send twice at once: idempotent requests (by method, Idempotency-Key,
+// or ContextWithIdempotent) without a body, or whose body has a GetBody; a
+// streamed body without GetBody is never hedged, nor a request with retries
+// off (ContextWithoutRetries).
+//
+// The first copy whose response is final (not retryable by the Transport's
+// rules and its Classifier) wins; the others are canceled and their bodies
+// closed. A copy that fails in a way worth retrying (a 503, a reset) does not
+// cancel the others; when every copy has failed, the retries go on with their
+// backoff. Every copy counts as an attempt toward MaxAttempts, and every hedge
+// is paid for from the retry budget like a retry, so hedging cannot raise the
+// amplification of an outage above the budget's. A response that asks for a
+// wait (Retry-After, or any throttling signal the Transport honors) stops the
+// hedges of its request. Once the first copy has answered, no further hedge is
+// sent for that attempt.
+type Hedging struct {
+	// Delay is how long an attempt may wait for its response headers before a
+	// hedge is sent. 0 means adaptive: the Percentile of the latencies recently
+	// observed to the same host by this Transport (while it has fewer than
+	// 100 observations of that host, no hedge is sent).
+	Delay time.Duration
+	// Percentile for the adaptive Delay; 0 means 0.95.
+	Percentile float64
+	// MaxHedges is how many extra copies may be in flight at once; 0 means 1.
+	// Each further hedge follows one Delay after the previous copy.
+	MaxHedges int
+}
+
+// Defaults of a Hedging.
+const (
+	DefaultHedgePercentile = 0.95
+	DefaultMaxHedges       = 1
+)
+
+// ErrHedgeLost is the error an observer sees for a copy of a hedged attempt
+// that was canceled because another copy won.
+var ErrHedgeLost = errors.New("retryhttp: canceled: another copy of the request won")
+
+// WithHedging makes the Transport hedge slow idempotent requests (see
+// [Hedging]). A negative Delay or MaxHedges, or a Percentile outside (0, 1),
+// makes every RoundTrip fail with a *PolicyError naming the field.
+func WithHedging(h Hedging) Option {
+	return optionFunc(func(t *Transport) {
+		bad := func(field, reason string) {
+			if t.err == nil {
+				t.err = &PolicyError{Field: "Hedging." + field, Reason: reason}
+			}
+		}
+		switch {
+		case h.Delay < 0:
+			bad("Delay", h.Delay.String()+" is negative (0 means adaptive)")
+			return
+		case h.MaxHedges < 0:
+			bad("MaxHedges", fmt.Sprint(h.MaxHedges, " is negative (0 means ", DefaultMaxHedges, ")"))
+			return
+		case math.IsNaN(h.Percentile) || h.Percentile < 0 || h.Percentile >= 1:
+			bad("Percentile", fmt.Sprint(h.Percentile, " is not in (0, 1) (0 means ", DefaultHedgePercentile, ")"))
+			return
+		}
+		c := &hedging{delay: h.Delay, maxHedges: h.MaxHedges}
+		if c.maxHedges == 0 {
+			c.maxHedges = DefaultMaxHedges
+		}
+		if c.delay == 0 {
+			p := h.Percentile
+			if p == 0 {
+				p = DefaultHedgePercentile
+			}
+			c.latencies = &latencies{percentile: p}
+		}
+		t.hedge = c
+	})
+}
+
+// hedging is a Transport's hedging configuration.
+type hedging struct {
+	delay     time.Duration // 0: adaptive, from latencies
+	maxHedges int
+	latencies *latencies // the adaptive delay's estimates; nil with a fixed delay
+}
+
+// delayFor returns the delay before the first hedge of an attempt to the
+// host named by k, or 0 for none.
+func (h *hedging) delayFor(k hostKey) time.Duration {
+	if h.latencies == nil {
+		return h.delay
+	}
+	return h.latencies.delay(k)
+}
+
+// observe records the latency of an attempt that got a response, for the
+// adaptive delay.
+func (h *hedging) observe(r *run, resp *http.Response) {
+	if h.latencies != nil && resp != nil {
+		h.latencies.observe(hostKey{r.sent.URL.Scheme, r.sent.URL.Host}, r.took)
+	}
+}
+
+// hedgeable reports whether req may be hedged: idempotent, and its body, if
+// any, can be sent twice at once.
+func hedgeable(req *http.Request, p *Policy) bool {
+	return p.MaxAttempts > 1 && idempotent(req) && (!hasBody(req) || req.GetBody != nil)
+}
+
+// hedgeRound is one hedged attempt: its first copy, sent in the goroutine of
+// RoundTrip, and the hedges sent after it, each in a goroutine of its own.
+type hedgeRound struct {
+	t       *Transport
+	first   hedgeCtx      // the first copy's context
+	firstC  hedgeCopy     // the first copy
+	base    *http.Request // what every copy is a copy of
+	caller  context.Context
+	p       *Policy
+	number  int // the first copy's attempt number
+	method  int
+	delay   time.Duration
+	timeout time.Duration // the Policy's AttemptTimeout
+	timer   *hedgeTimer
+
+	mu        sync.Mutex
+	hedges    []*hedgeCopy // sent so far
+	inFlight  int          // hedges not answered yet
+	over      bool         // the first copy answered: no more hedges
+	throttled bool         // a copy's response asked for a wait: no more hedges
+	winner    *hedgeCopy   // the first copy with a final response
+	answered  int          // copies that answered so far
+	decided   bool         // RoundTrip took the results: copies answered later clean up after themselves
+	wake      chan struct{}
+}
+
+// hedgeCopy is one copy of a hedged attempt and what it got.
+type hedgeCopy struct {
+	number int
+	req    *http.Request
+	cancel context.CancelCauseFunc // of a hedge's context (the first copy's is hedgeRound.first)
+	resp   *http.Response
+	err    error
+	took   time.Duration
+	done   bool // answered, and handed to RoundTrip
+	order  int  // among the copies that answered, in the order they did
+}
+
+// sendHedged makes one hedged attempt: the first copy now, and after delay,
+// while it has no answer, hedges (see Hedging). It returns the winner's
+// response, or the last failure when every copy failed, and leaves in r the
+// number of attempts sent and the one whose outcome it returns. The copies
+// that are not returned are reported to observers here.
+func (t *Transport) sendHedged(r *run, delay time.Duration) (*http.Response, error) {
+	h := &hedgeRound{t: t, base: r.out, caller: r.req.Context(), p: r.p, number: r.attempt, method: r.method,
+		delay: delay, timeout: r.p.AttemptTimeout}
+	h.first.parent = r.out.Context()
+	first := &h.firstC
+	first.number, first.req = r.attempt, r.out.WithContext(&h.first)
+	armHedgeTimer(h, delay)
+	start := time.Now()
+	first.resp, first.err = t.sendCopy(first.req, h.caller, r.p.AttemptTimeout)
+	first.took = time.Since(start)
+	h.timer.disarm()
+
+	h.mu.Lock()
+	h.over = true
+	hedged := len(h.hedges) > 0
+	h.mu.Unlock()
+	if !hedged { // the common end: it answered before any hedge was sent
+		r.sent, r.took = first.req, first.took
+		first.resp = h.first.releaseWith(first.resp)
+		if first.resp != nil && first.resp.StatusCode >= 400 && readSignals(first.resp.Header, true, t.now()).hasWait {
+			r.noHedge = true // asked to wait: no hedges for this request
+		}
+		return first.resp, first.err
+	}
+	return h.collect(r, first)
+}
+
+// sendCopy sends one copy, within the attempt timeout when there is one.
+func (t *Transport) sendCopy(req *http.Request, caller context.Context, timeout time.Duration) (*http.Response, error) {
+	if timeout <= 0 {
+		return checked(t.base.RoundTrip(req))
+	}
+	ctx, bound := boundAttempt(req.Context(), timeout)
+	resp, err := checked(t.base.RoundTrip(req.WithContext(ctx)))
+	return bound.settle(caller, resp, err)
+}
+
+// timeUp sends a hedge, when one may be sent: the first copy has not
+// answered, no response asked for a wait, fewer than MaxHedges hedges are in
+// flight, the Policy's MaxAttempts allows another attempt, and the budget
+// pays for it. It runs in the timer's goroutine.
+func (h *hedgeRound) timeUp() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	t := h.t
+	if h.over || h.throttled || h.winner != nil || h.inFlight >= t.hedge.maxHedges ||
+		h.number+len(h.hedges) >= h.p.MaxAttempts {
+		return
+	}
+	if h.caller.Err() != nil {
+		return
+	}
+	var paid receipt
+	if t.budget != nil {
+		var ok bool
+		if paid, ok = t.budget.spend(t.now()); !ok {
+			t.metrics.refused()
+			return
+		}
+	}
+	c, err := h.newCopy(h.number + len(h.hedges) + 1)
+	if err != nil {
+		t.budget.refund(paid) // GetBody failed: the hedge is not sent
+		return
+	}
+	h.hedges = append(h.hedges, c)
+	h.inFlight++
+	if h.wake == nil {
+		h.wake = make(chan struct{}, 1)
+	}
+	t.metrics.hedged(h.method)
+	go h.send(c)
+	if h.inFlight < t.hedge.maxHedges && h.number+len(h.hedges) < h.p.MaxAttempts {
+		h.timer.again(h.delay)
+	}
+}
+
+// newCopy makes the request of the hedge numbered n.
+func (h *hedgeRound) newCopy(n int) (*hedgeCopy, error) {
+	ctx, cancel := context.WithCancelCause(context.WithValue(h.caller, attemptKey{}, n))
+	req := h.base.WithContext(ctx)
+	if hasBody(h.base) {
+		body, err := h.base.GetBody()
+		if err == nil && body == nil {
+			err = errors.New("GetBody returned a nil body")
+		}
+		if err != nil {
+			cancel(nil)
+			return nil, err
+		}
+		req.Body = body
+	}
+	return &hedgeCopy{number: n, req: req, cancel: cancel}, nil
+}
+
+// send sends a hedge, in its own goroutine, and hands what it got to
+// RoundTrip: it wins when its response is final and no copy won before.
+func (h *hedgeRound) send(c *hedgeCopy) {
+	start := time.Now()
+	resp, err := h.t.sendCopy(c.req, h.caller, h.timeout)
+	took := time.Since(start)
+	final := resp != nil && h.final(c.req, resp)
+	h.mu.Lock()
+	h.inFlight--
+	if h.decided { // RoundTrip is gone: a late answer is nobody's
+		h.mu.Unlock()
+		if resp != nil {
+			resp.Body.Close()
+		}
+		c.cancel(nil)
+		return
+	}
+	c.resp, c.err, c.took, c.done = resp, err, took, true
+	h.answered++
+	c.order = h.answered
+	if final && h.winner == nil {
+		h.winner = c
+		h.cancelOthersLocked(c)
+	}
+	h.learnLocked(resp)
+	h.mu.Unlock()
+	select {
+	case h.wake <- struct{}{}:
+	default:
+	}
+}
+
+// final reports whether a copy's response ends the attempt: not retryable
+// by the Transport's rules and its Classifier.
+func (h *hedgeRound) final(req *http.Request, resp *http.Response) bool {
+	f := classify(resp, nil)
+	if c := h.t.classifier; c != nil {
+		var stop bool
+		if f, stop = decideWith(c(req, resp, nil), f, resp); stop {
+			return true
+		}
+	}
+	return !f.retryable()
+}
+
+// cancelOthersLocked cancels every copy but the winner w.
+func (h *hedgeRound) cancelOthersLocked(w *hedgeCopy) {
+	if w.number != h.number {
+		h.first.cancel(ErrHedgeLost)
+	}
+	for _, c := range h.hedges {
+		if c != w {
+			c.cancel(ErrHedgeLost)
+		}
+	}
+}
+
+// learn notes whether a response asks for a wait: then no more hedges.
+func (h *hedgeRound) learn(resp *http.Response) {
+	h.mu.Lock()
+	h.learnLocked(resp)
+	h.mu.Unlock()
+}
+
+func (h *hedgeRound) learnLocked(resp *http.Response) {
+	if resp != nil && resp.StatusCode >= 400 && readSignals(resp.Header, true, h.t.now()).hasWait {
+		h.throttled = true
+	}
+}
+
+// collect waits for the hedges of an attempt whose first copy answered
+// (with first's outcome), until a copy wins or every copy has answered. It
+// returns the winner's outcome or, when all failed, the outcome of the last
+// to answer, and reports every other copy to observers: one that lost the
+// race with ErrHedgeLost.
+func (h *hedgeRound) collect(r *run, first *hedgeCopy) (*http.Response, error) {
+	t := h.t
+	final := first.resp != nil && h.final(first.req, first.resp)
+	h.mu.Lock()
+	first.done = true
+	h.answered++
+	first.order = h.answered
+	if final && h.winner == nil {
+		h.winner = first
+		h.cancelOthersLocked(first)
+	}
+	h.learnLocked(first.resp)
+	for h.winner == nil && h.inFlight > 0 {
+		h.mu.Unlock()
+		<-h.wake
+		h.mu.Lock()
+	}
+	h.decided = true
+	copies := append([]*hedgeCopy{first}, h.hedges...)
+	result := h.winner
+	if result == nil { // every copy failed: the last to answer decides
+		for _, c := range copies {
+			if result == nil || c.order > result.order {
+				result = c
+			}
+		}
+	}
+	throttled := h.throttled
+	h.mu.Unlock()
+
+	r.noHedge = r.noHedge || throttled
+	r.attempt = h.number + len(h.hedges)
+	r.shown, r.shownHedge, r.sent, r.took = result.number, result != first, result.req, result.took
+	if result == first {
+		result.resp = h.first.releaseWith(result.resp)
+	} else {
+		if result == h.winner {
+			t.metrics.hedgeWon(h.method)
+		}
+		h.first.cancel(nil)
+		if result.resp != nil {
+			result.resp.Body = cancelOnClose(result.resp.Body, result.cancel)
+		} else {
+			result.cancel(nil)
+		}
+	}
+	for _, c := range copies {
+		if c == result {
+			continue
+		}
+		if c.done && c.resp != nil {
+			c.resp.Body.Close() // an answer nobody will read
+		}
+		if !c.done || (h.winner != nil && c.err != nil) {
+			c.resp, c.err = nil, ErrHedgeLost // canceled when another copy won
+		}
+		if c != first {
+			c.cancel(nil) // release the hedge's context
+		}
+		if c.resp != nil && t.hedge.latencies != nil {
+			t.hedge.latencies.observe(hostKey{c.req.URL.Scheme, c.req.URL.Host}, c.took)
+		}
+		t.metrics.attempt(h.method, c.resp)
+		if t.watched {
+			t.observeCopy(c, c.number != h.number)
+		}
+	}
+	return result.resp, result.err
+}

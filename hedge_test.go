@@ -1,0 +1,329 @@
+package retryhttp
+
+import (
+	"context"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-cleanhttp"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// slowFirst answers the first request it gets after slow (or when the
+// client gives up on it, which it records), and every other at once.
+type slowFirst struct {
+	*upstream
+	canceled atomic.Int32 // slow requests the client canceled
+}
+
+func newSlowFirst(t *testing.T, slow time.Duration, status func(n int) int) *slowFirst {
+	s := &slowFirst{}
+	s.upstream = newUpstream(t, func(n int, w http.ResponseWriter, r *http.Request) {
+		if n == 1 {
+			select {
+			case <-time.After(slow):
+			case <-r.Context().Done():
+				s.canceled.Add(1)
+				return
+			}
+		}
+		w.Header().Set("X-Attempt", strconv.Itoa(n))
+		w.WriteHeader(status(n))
+		_, _ = io.WriteString(w, "copy "+strconv.Itoa(n))
+	})
+	return s
+}
+
+func ok(int) int { return http.StatusOK }
+
+func TestAHedgeWinsOverASlowFirstCopy(t *testing.T) {
+	up := newSlowFirst(t, 5*time.Second, ok)
+	m, _ := newTestMetrics(t)
+	var seen []Attempt
+	tr := realTransport(t, WithHedging(Hedging{Delay: 50 * time.Millisecond}), WithMetrics(m),
+		WithObserver(func(a Attempt) { seen = append(seen, a) }))
+	start := time.Now()
+	resp, err := tr.RoundTrip(mustRequest(t, http.MethodGet, up.URL, nil))
+	require.NoError(t, err)
+	assert.Equal(t, "copy 2", readAll(t, resp), "the hedge's answer")
+	assert.Less(t, time.Since(start), 2*time.Second, "not the first copy's 5 s")
+	assert.Eventually(t, func() bool { return up.canceled.Load() == 1 }, 5*time.Second, time.Millisecond,
+		"the slow copy was canceled, not left running to its end")
+
+	require.Len(t, seen, 2)
+	slices.SortFunc(seen, func(a, b Attempt) int { return a.Number - b.Number })
+	assert.ErrorIs(t, seen[0].Err, ErrHedgeLost, "the first copy lost the race")
+	assert.False(t, seen[0].Hedge)
+	assert.True(t, seen[1].Hedge, "the winner is a hedge")
+	assert.Equal(t, 200, seen[1].Response.StatusCode)
+	assert.Equal(t, 2, AttemptFromContext(seen[1].Request.Context()))
+	assert.Equal(t, 1.0, testutil.ToFloat64(m.hedges.WithLabelValues("GET")))
+	assert.Equal(t, 1.0, testutil.ToFloat64(m.wins.WithLabelValues("GET")))
+	assert.Equal(t, 1.0, testutil.ToFloat64(m.requests.WithLabelValues("GET", "ok")))
+}
+
+func TestNoHedgeWhenTheFirstCopyAnswersInTime(t *testing.T) {
+	up := newUpstream(t, statuses(200))
+	m, _ := newTestMetrics(t)
+	tr := realTransport(t, WithHedging(Hedging{Delay: 300 * time.Millisecond}), WithMetrics(m))
+	for range 5 {
+		resp, err := tr.RoundTrip(mustRequest(t, http.MethodGet, up.URL, nil))
+		require.NoError(t, err)
+		readAll(t, resp)
+	}
+	assert.Equal(t, int32(5), up.attempts.Load())
+	assert.Zero(t, testutil.CollectAndCount(m.hedges))
+
+	// In memory, hedging costs at most two allocations when no hedge is sent.
+	base := staticRT{&http.Response{StatusCode: 200, Body: http.NoBody, Header: http.Header{}}}
+	req := mustRequest(t, http.MethodGet, "http://example.invalid/", nil)
+	plain := New(base)
+	hedged := New(base, WithHedging(Hedging{Delay: time.Minute}))
+	assert.LessOrEqual(t, testing.AllocsPerRun(500, func() { _, _ = hedged.RoundTrip(req) })-
+		testing.AllocsPerRun(500, func() { _, _ = plain.RoundTrip(req) }), 2.0)
+}
+
+func TestOnlySafeRequestsAreHedged(t *testing.T) {
+	tests := []struct {
+		name   string
+		req    func(url string) *http.Request
+		hedged bool
+	}{
+		{"GET", func(u string) *http.Request { return mustRequest(t, http.MethodGet, u, nil) }, true},
+		{"PUT with GetBody", func(u string) *http.Request { return mustRequest(t, http.MethodPut, u, strings.NewReader("v")) }, true},
+		{"POST with an idempotency key", func(u string) *http.Request {
+			r := mustRequest(t, http.MethodPost, u, strings.NewReader("v"))
+			r.Header.Set("Idempotency-Key", "k")
+			return r
+		}, true},
+		{"POST marked idempotent", func(u string) *http.Request {
+			r := mustRequest(t, http.MethodPost, u, strings.NewReader("v"))
+			return r.WithContext(ContextWithIdempotent(r.Context()))
+		}, true},
+		{"POST", func(u string) *http.Request { return mustRequest(t, http.MethodPost, u, strings.NewReader("v")) }, false},
+		{"PUT streamed without GetBody", func(u string) *http.Request {
+			return mustRequest(t, http.MethodPut, u, onlyReader{strings.NewReader("v")})
+		}, false},
+		{"GET without retries", func(u string) *http.Request {
+			return mustRequest(t, http.MethodGet, u, nil).WithContext(ContextWithoutRetries(context.Background()))
+		}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			up := newSlowFirst(t, 300*time.Millisecond, ok)
+			tr := realTransport(t, WithHedging(Hedging{Delay: 20 * time.Millisecond}))
+			resp, err := tr.RoundTrip(tt.req(up.URL))
+			require.NoError(t, err)
+			readAll(t, resp)
+			want := map[bool]int32{true: 2, false: 1}[tt.hedged]
+			assert.Equal(t, want, up.attempts.Load())
+			for _, h := range up.bodyHashes()[1:] {
+				assert.Equal(t, up.bodyHashes()[0], h, "the hedge carried the same body")
+			}
+		})
+	}
+}
+
+func TestWhenEveryCopyFailsTheRetriesGoOn(t *testing.T) {
+	// The first copy is slow and then fails; its hedge fails too. A
+	// retryable failure of one copy does not cancel the other; once both
+	// have failed, the retry follows, and MaxAttempts counts both copies.
+	up := newSlowFirst(t, 150*time.Millisecond, func(n int) int {
+		if n <= 2 {
+			return http.StatusServiceUnavailable
+		}
+		return http.StatusOK
+	})
+	var seen []Attempt
+	tr := realTransport(t, WithHedging(Hedging{Delay: 30 * time.Millisecond}),
+		WithPolicy(Policy{MaxAttempts: 3, BaseDelay: time.Millisecond}),
+		WithObserver(func(a Attempt) { seen = append(seen, a) }))
+	resp, err := tr.RoundTrip(mustRequest(t, http.MethodGet, up.URL, nil))
+	require.NoError(t, err)
+	assert.Equal(t, "copy 3", readAll(t, resp))
+	assert.Equal(t, int32(3), up.attempts.Load())
+	assert.Zero(t, up.canceled.Load(), "the slow copy's failure was awaited, not canceled")
+	require.Len(t, seen, 3)
+	var numbers []int
+	for _, a := range seen {
+		numbers = append(numbers, a.Number)
+	}
+	slices.Sort(numbers)
+	assert.Equal(t, []int{1, 2, 3}, numbers)
+
+	// With MaxAttempts 2, the hedge took the second attempt: no retry.
+	up2 := newSlowFirst(t, 150*time.Millisecond, func(int) int { return http.StatusServiceUnavailable })
+	tr2 := realTransport(t, WithHedging(Hedging{Delay: 30 * time.Millisecond}), WithPolicy(Policy{MaxAttempts: 2}))
+	resp, err = tr2.RoundTrip(mustRequest(t, http.MethodGet, up2.URL, nil))
+	require.NoError(t, err)
+	readAll(t, resp)
+	assert.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
+	assert.Equal(t, int32(2), up2.attempts.Load())
+}
+
+func TestAWaitSignalStopsTheHedges(t *testing.T) {
+	// Up to two hedges, 40 ms apart. The first hedge is told to wait
+	// (429 with Retry-After): no second hedge follows.
+	up := newSlowFirst(t, 300*time.Millisecond, func(n int) int {
+		if n == 2 {
+			return http.StatusTooManyRequests
+		}
+		return http.StatusOK
+	})
+	tr := realTransport(t, WithHedging(Hedging{Delay: 40 * time.Millisecond, MaxHedges: 2}), WithPolicy(Policy{MaxAttempts: 5}))
+	up.Config.Handler = wrapRetryAfter(up.Config.Handler)
+	resp, err := tr.RoundTrip(mustRequest(t, http.MethodGet, up.URL, nil))
+	require.NoError(t, err)
+	assert.Equal(t, "copy 1", readAll(t, resp))
+	assert.Equal(t, int32(2), up.attempts.Load(), "no hedge after the 429")
+}
+
+// wrapRetryAfter sets Retry-After: 1 on every response of h.
+func wrapRetryAfter(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Retry-After", "1")
+		h.ServeHTTP(w, r)
+	})
+}
+
+func TestHedgesSpendTheBudget(t *testing.T) {
+	// In an outage where every attempt is slow and then fails, hedges are
+	// paid for like retries: the amplification stays within the budget's.
+	up := newUpstream(t, func(n int, w http.ResponseWriter, r *http.Request) {
+		time.Sleep(15 * time.Millisecond)
+		w.WriteHeader(http.StatusServiceUnavailable)
+	})
+	tr, _ := newTestTransport(t, WithHedging(Hedging{Delay: 2 * time.Millisecond}))
+	withStoppedClock(tr)
+	sendAll(t, tr, up.URL, 500)
+	amplification := float64(up.attempts.Load()) / 500
+	t.Logf("amplification with hedging in an outage: %.3f", amplification)
+	assert.LessOrEqual(t, amplification, 1.25)
+	assert.Greater(t, amplification, 1.0, "some hedges or retries were paid for")
+}
+
+func TestHedgeLosersLeaveNothingBehind(t *testing.T) {
+	// 1000 hedged requests, a fifth of them slow: the losing copies are
+	// canceled, their bodies closed, and goroutines and connections come
+	// back to where they were.
+	before := runtime.NumGoroutine()
+	var open atomic.Int32
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if rand.IntN(5) == 0 {
+			select {
+			case <-time.After(time.Second):
+			case <-r.Context().Done():
+				return
+			}
+		}
+		_, _ = io.WriteString(w, strings.Repeat("x", 100))
+	}))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		switch s {
+		case http.StateNew:
+			open.Add(1)
+		case http.StateClosed, http.StateHijacked:
+			open.Add(-1)
+		}
+	}
+	srv.Start()
+	base := cleanhttp.DefaultPooledTransport()
+	tr := New(base, WithHedging(Hedging{Delay: 5 * time.Millisecond}), WithBudget(nil))
+	var wg sync.WaitGroup
+	var next atomic.Int32
+	for range 20 {
+		wg.Go(func() {
+			for next.Add(1) <= 1000 {
+				resp, err := tr.RoundTrip(mustRequest(t, http.MethodGet, srv.URL, nil))
+				if assert.NoError(t, err) {
+					assert.Len(t, readAll(t, resp), 100)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	base.CloseIdleConnections()
+	assert.Eventually(t, func() bool { base.CloseIdleConnections(); return open.Load() == 0 }, 10*time.Second, 10*time.Millisecond,
+		"connections left open: %d", open.Load())
+	srv.Close()
+	waitForGoroutines(t, before)
+}
+
+func TestAdaptiveDelayNeedsAHundredObservations(t *testing.T) {
+	up := newUpstream(t, statuses(200))
+	m, _ := newTestMetrics(t)
+	tr := realTransport(t, WithHedging(Hedging{}), WithMetrics(m))
+	k := hostKey{"http", strings.TrimPrefix(up.URL, "http://")}
+	for i := range 120 {
+		assert.Equal(t, i >= 100, tr.hedge.latencies.delay(k) > 0, "after %d observations", i)
+		resp, err := tr.RoundTrip(mustRequest(t, http.MethodGet, up.URL, nil))
+		require.NoError(t, err)
+		readAll(t, resp)
+	}
+	// At the 95th percentile, about one request in twenty waits past the
+	// delay and is hedged: never before the hundredth.
+	hedges := 0.0
+	if testutil.CollectAndCount(m.hedges) > 0 {
+		hedges = testutil.ToFloat64(m.hedges.WithLabelValues("GET"))
+	}
+	assert.LessOrEqual(t, hedges, 10.0, "of the 20 requests after the first 100")
+}
+
+func TestLatencyHistogram(t *testing.T) {
+	for _, d := range []time.Duration{0, time.Microsecond, latencyMin, 2 * time.Millisecond, 300 * time.Millisecond, time.Hour} {
+		i := latencyBucket(d)
+		if i < latencyBuckets-1 {
+			assert.GreaterOrEqual(t, latencyBound(i), d, "%v fits its bucket", d)
+		}
+		if i > 0 {
+			assert.Less(t, latencyBound(i-1), d, "%v is in the first bucket that fits", d)
+		}
+	}
+	for i := 1; i < latencyBuckets; i++ {
+		assert.LessOrEqual(t, float64(latencyBound(i)), 1.19*float64(latencyBound(i-1)), "buckets grow by 2^(1/4)")
+	}
+	var l latencies
+	l.percentile = 0.95
+	k := hostKey{"http", "example.invalid"}
+	for i := range 1000 {
+		d := 2 * time.Millisecond
+		if i%100 < 10 { // 10% at 50 ms
+			d = 50 * time.Millisecond
+		}
+		l.observe(k, d)
+	}
+	p95 := l.delay(k)
+	assert.GreaterOrEqual(t, p95, 50*time.Millisecond)
+	assert.LessOrEqual(t, p95, 60*time.Millisecond)
+	for range 2000 { // the host got fast: two generations later the estimate follows
+		l.observe(k, 2*time.Millisecond)
+	}
+	assert.LessOrEqual(t, l.delay(k), 3*time.Millisecond)
+
+	for i := range 2 * latencyHosts {
+		l.observe(hostKey{"http", "host" + strconv.Itoa(i)}, time.Millisecond)
+	}
+	assert.LessOrEqual(t, int(l.hosts.n.Load()), latencyHosts, "hosts are bounded")
+}
+
+func TestHedgingOptionsAreValidated(t *testing.T) {
+	for _, h := range []Hedging{{Delay: -1}, {MaxHedges: -1}, {Percentile: 1}, {Percentile: -0.5}} {
+		_, err := New(nil, WithHedging(h)).RoundTrip(mustRequest(t, http.MethodGet, "http://127.0.0.1:1/", nil))
+		var perr *PolicyError
+		require.ErrorAs(t, err, &perr, "%+v", h)
+		assert.Contains(t, perr.Field, "Hedging.")
+	}
+}
