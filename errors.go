@@ -49,7 +49,7 @@ func (e *Error) Error() string {
 	if e.Attempts != 1 {
 		s += "s"
 	}
-	if e.detail != "" && !e.Waiting && e.Reason != ReasonExhausted && e.Reason != ReasonPermanent {
+	if e.detail != "" && !e.Waiting {
 		s += " (" + e.detail + ")"
 	}
 	if e.Err == nil {
