@@ -95,21 +95,23 @@ func ctxStop(err error) stopReason {
 func (t *Transport) nextWait(r *run, resp *http.Response) (wait time.Duration, fromServer bool, s stopReason) {
 	p := r.p
 	now := t.now()
+	deadline, hasDeadline := r.req.Context().Deadline()
 	if resp != nil {
 		if sig := readSignals(resp.Header, true, now); sig.hasWait {
 			if sig.wait > p.MaxRetryAfter {
 				return sig.wait, true, stopRetryAfter
 			}
-			wait, fromServer = retryAfterWait(sig.wait, p.BaseDelay, t.rand), true
+			if hasDeadline && !now.Add(sig.wait).Before(deadline) {
+				return sig.wait, true, stopDeadline
+			}
+			return jitteredBefore(sig.wait, p.BaseDelay, t.rand, now, deadline, hasDeadline), true, stopNone
 		}
 	}
-	if !fromServer {
-		wait = p.Delay(r.attempt-1, r.st.wait, t.rand)
+	wait = p.Delay(r.attempt-1, r.st.wait, t.rand)
+	if hasDeadline && !now.Add(wait).Before(deadline) {
+		return wait, false, stopDeadline
 	}
-	if deadline, ok := r.req.Context().Deadline(); ok && !now.Add(wait).Before(deadline) {
-		return wait, fromServer, stopDeadline
-	}
-	return wait, fromServer, stopNone
+	return wait, false, stopNone
 }
 
 // report describes the current attempt, as observers and WithBeforeRetry
