@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"net/http"
-	"strconv"
 	"time"
 )
 
@@ -18,8 +17,11 @@ import (
 // budget, and the body (can it be sent again?).
 func (t *Transport) decide(r *run, resp *http.Response, err error) stopReason {
 	f := classify(resp, err)
-	if f.unsent && r.sawConn {
-		f.unsent = false // a connection was assigned: the server may have seen it
+	switch {
+	case f.kind == failTimeout && f.unsent:
+		f.unsent = r.unsent // only on evidence that no connection was assigned
+	case f.unsent && r.sawConn:
+		f.unsent = false // a connection was assigned before the dial failed: the server may have seen it
 	}
 	final := false
 	if t.classifier != nil {
@@ -59,7 +61,7 @@ func (r *run) stop(f failure, final bool, err error) stopReason {
 	switch {
 	case err != nil && ctxErr != nil:
 		return ctxStop(ctxErr)
-	case final && (f.retryable() || err != nil):
+	case final && f.retryable(): // the Classifier stopped what the Transport would retry
 		return stopClassifier
 	case final || !f.retryable():
 		if err != nil {
@@ -93,21 +95,23 @@ func ctxStop(err error) stopReason {
 func (t *Transport) nextWait(r *run, resp *http.Response) (wait time.Duration, fromServer bool, s stopReason) {
 	p := r.p
 	now := t.now()
+	deadline, hasDeadline := r.req.Context().Deadline()
 	if resp != nil {
 		if sig := readSignals(resp.Header, true, now); sig.hasWait {
 			if sig.wait > p.MaxRetryAfter {
 				return sig.wait, true, stopRetryAfter
 			}
-			wait, fromServer = retryAfterWait(sig.wait, p.BaseDelay, t.rand), true
+			if hasDeadline && !now.Add(sig.wait).Before(deadline) {
+				return sig.wait, true, stopDeadline
+			}
+			return jitteredBefore(sig.wait, p.BaseDelay, t.rand, now, deadline, hasDeadline), true, stopNone
 		}
 	}
-	if !fromServer {
-		wait = p.Delay(r.attempt-1, r.st.wait, t.rand)
+	wait = p.Delay(r.attempt-1, r.st.wait, t.rand)
+	if hasDeadline && !now.Add(wait).Before(deadline) {
+		return wait, false, stopDeadline
 	}
-	if deadline, ok := r.req.Context().Deadline(); ok && !now.Add(wait).Before(deadline) {
-		return wait, fromServer, stopDeadline
-	}
-	return wait, fromServer, stopNone
+	return wait, false, stopNone
 }
 
 // report describes the current attempt, as observers and WithBeforeRetry
@@ -146,6 +150,9 @@ func (t *Transport) explain(r *run, s stopReason) string {
 		if errors.As(r.st.bodyErr, &re) {
 			return "not retried: " + re.Error()[len("retryhttp: "):]
 		}
+		if r.body != nil {
+			return "not retried: the request body cannot be sent again: reading it failed: " + r.st.bodyErr.Error()
+		}
 		return "not retried: the request body cannot be sent again: GetBody failed: " + r.st.bodyErr.Error()
 	case stopRetryAfter:
 		return "not retried: the server asked for a wait above MaxRetryAfter (" + r.p.MaxRetryAfter.String() + ")"
@@ -167,7 +174,7 @@ func (t *Transport) explain(r *run, s stopReason) string {
 		}
 		return "the host's quota is spent until after the context's deadline or MaxRetryAfter (" + r.p.MaxRetryAfter.String() + ")"
 	case stopExhausted:
-		return "all " + strconv.Itoa(r.p.MaxAttempts) + " attempts the Policy allows were made"
+		return "exhausted: all the attempts the Policy allows"
 	case stopPermanent:
 		return "not retried: the error is not one a retry can fix"
 	}

@@ -54,7 +54,7 @@ func (e *Error) Error() string {
 			s += "s"
 		}
 	}
-	if e.detail != "" && !e.Waiting && e.Reason != ReasonExhausted && e.Reason != ReasonPermanent {
+	if e.detail != "" && !e.Waiting {
 		s += " (" + e.detail + ")"
 	}
 	if e.Err == nil {

@@ -310,7 +310,6 @@ func mustNewRequest(method, url string, body io.Reader) *http.Request {
 	return req
 }
 
-
 // A server that says its quota is spent holds its whole host: a request
 // that cannot wait until the quota refills (here, its deadline is sooner)
 // is not sent at all, and its error says until when.

@@ -3,6 +3,9 @@ package retryhttp
 import (
 	"errors"
 	"net/http"
+	"net/url"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -39,9 +42,43 @@ const (
 // quota window may be: resets come in whole seconds.
 const windowSlack = time.Second
 
-// hostKey names a host as a request's URL does: scheme, and host with its
-// port. Hosts are matched as written (the Go URL parser keeps their case).
+// quotaPoll is how long a request waits, when a new window's quota is taken
+// by the requests in flight, before it looks again: their answers announce
+// the window.
+const quotaPoll = 20 * time.Millisecond
+
+// hostKey names a host: scheme, host and port, with the host in lower case
+// and the scheme's default port left out, so that every spelling of one
+// host is one key.
 type hostKey struct{ scheme, host string }
+
+// hostKeyOf returns the key of the host u names. It allocates only for a
+// host written with upper-case letters.
+func hostKeyOf(u *url.URL) hostKey {
+	scheme, host := u.Scheme, u.Host
+	if hasUpper(scheme) {
+		scheme = strings.ToLower(scheme)
+	}
+	if hasUpper(host) {
+		host = strings.ToLower(host)
+	}
+	switch {
+	case scheme == "http" && strings.HasSuffix(host, ":80"):
+		host = host[:len(host)-len(":80")]
+	case scheme == "https" && strings.HasSuffix(host, ":443"):
+		host = host[:len(host)-len(":443")]
+	}
+	return hostKey{scheme, host}
+}
+
+func hasUpper(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if 'A' <= s[i] && s[i] <= 'Z' {
+			return true
+		}
+	}
+	return false
+}
 
 // hosts is what a Transport knows of the quotas of the hosts it talks to:
 // the hosts whose responses said their quota is spent, or announced how
@@ -76,8 +113,10 @@ func (hs *hosts) get(k hostKey) *hostState {
 }
 
 // getOrAdd returns the state of the host named by k, adding it when it is
-// not there. When maxHosts are known, hosts with nothing pending are
-// forgotten first, then the one heard from least recently.
+// not there. When maxHosts are known, an eighth of them are forgotten at
+// once (so that the copy of the map is paid once per many new hosts):
+// those with nothing pending first, then those not held, heard from least
+// recently, and a held host only when every host is held.
 func (hs *hosts) getOrAdd(k hostKey, now time.Time) *hostState {
 	if h := hs.get(k); h != nil {
 		return h
@@ -93,19 +132,10 @@ func (hs *hosts) getOrAdd(k hostKey, now time.Time) *hostState {
 	}
 	next := make(map[hostKey]*hostState, len(old)+1)
 	for key, h := range old {
-		if len(old) < maxHosts || !h.idle(now) {
-			next[key] = h
-		}
+		next[key] = h
 	}
 	if len(next) >= maxHosts {
-		var oldest hostKey
-		var at time.Time
-		for key, h := range next {
-			if s := h.lastSeen(); at.IsZero() || s.Before(at) {
-				oldest, at = key, s
-			}
-		}
-		delete(next, oldest)
+		evictHosts(next, maxHosts/8, now)
 	}
 	h := &hostState{remaining: -1, limit: -1, seen: now}
 	next[k] = h
@@ -114,18 +144,37 @@ func (hs *hosts) getOrAdd(k hostKey, now time.Time) *hostState {
 	return h
 }
 
-func (h *hostState) lastSeen() time.Time {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.seen
-}
-
-// idle reports whether h holds nothing back any more: no hold, no window,
-// nothing in flight.
-func (h *hostState) idle(now time.Time) bool {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return !now.Before(h.holdUntil) && !now.Before(h.reset) && h.inFlight == 0
+// evictHosts deletes n hosts from m, those that matter least first: idle
+// ones, then ones not held (least recently heard from first), then held
+// ones (the soonest released first).
+func evictHosts(m map[hostKey]*hostState, n int, now time.Time) {
+	type candidate struct {
+		key  hostKey
+		rank int       // 0 idle, 1 not held, 2 held
+		at   time.Time // when last heard from, or when released
+	}
+	all := make([]candidate, 0, len(m))
+	for key, h := range m {
+		h.mu.Lock()
+		c := candidate{key: key, at: h.seen}
+		switch {
+		case now.Before(h.holdUntil):
+			c.rank, c.at = 2, h.holdUntil
+		case now.Before(h.reset) || h.inFlight > 0:
+			c.rank = 1
+		}
+		h.mu.Unlock()
+		all = append(all, c)
+	}
+	slices.SortFunc(all, func(a, b candidate) int {
+		if a.rank != b.rank {
+			return a.rank - b.rank
+		}
+		return a.at.Compare(b.at)
+	})
+	for _, c := range all[:min(n, len(all))] {
+		delete(m, c.key)
+	}
 }
 
 // admit lets a request go to the host, counting it in flight, or says until
@@ -138,8 +187,13 @@ func (h *hostState) admit(now time.Time) (until time.Time, ok bool) {
 	if now.Before(h.holdUntil) {
 		return h.holdUntil, false
 	}
-	if h.remaining >= 0 && !h.reset.IsZero() && h.remaining-h.inFlight <= 0 {
-		return h.reset, false
+	if h.remaining >= 0 && h.remaining-h.inFlight <= 0 {
+		switch {
+		case !h.reset.IsZero():
+			return h.reset, false
+		case h.inFlight > 0: // a new window, of unknown end: the answers in flight will say
+			return now.Add(quotaPoll), false
+		} // nothing in flight to learn from: this request will
 	}
 	h.inFlight++
 	return time.Time{}, true
@@ -189,12 +243,19 @@ func (h *hostState) answered(admitted bool, s *signals, hold time.Time, now time
 		if s.limit >= 0 {
 			h.limit = s.limit
 		}
-		if s.remaining == 0 && reset.After(h.holdUntil) {
+		if s.remaining == 0 && hold.IsZero() && reset.After(h.holdUntil) {
 			h.holdUntil = reset
 		}
 	}
-	if hold.After(h.holdUntil) {
-		h.holdUntil = hold
+	if !hold.IsZero() {
+		// The wait the response asked for, in the order of precedence
+		// (Retry-After first), is when the quota refills.
+		if hold.After(h.holdUntil) {
+			h.holdUntil = hold
+		}
+		if s.quota && h.reset.After(hold) {
+			h.reset = hold
+		}
 	}
 }
 
@@ -205,7 +266,7 @@ func (h *hostState) answered(admitted bool, s *signals, hold time.Time, now time
 // holds only its own request: it often concerns one backend behind a
 // shared host.
 func hostHold(resp *http.Response, s *signals, now time.Time) time.Time {
-	if s.hasWait && (resp.StatusCode == http.StatusTooManyRequests || (resp.StatusCode == http.StatusForbidden && s.spent())) {
+	if s.hasWait && (resp.StatusCode == http.StatusTooManyRequests || throttled(resp)) {
 		return now.Add(min(s.wait, maxHold))
 	}
 	return time.Time{}
@@ -245,7 +306,7 @@ func (t *Transport) admit(r *run) (stopReason, error) {
 		return stopNone, nil
 	}
 	u := r.out.URL
-	h := t.hosts.get(hostKey{u.Scheme, u.Host})
+	h := t.hosts.get(hostKeyOf(u))
 	if h == nil {
 		return stopNone, nil
 	}
@@ -258,11 +319,12 @@ func (t *Transport) admit(r *run) (stopReason, error) {
 			r.admitted = true
 			return stopNone, nil
 		}
-		wait := retryAfterWait(until.Sub(now), r.p.BaseDelay, t.rand)
+		asked := until.Sub(now)
 		deadline, hasDeadline := ctx.Deadline()
-		if r.p.MaxAttempts == 1 || wait > r.p.MaxRetryAfter || (hasDeadline && !now.Add(wait).Before(deadline)) {
+		if r.p.MaxAttempts == 1 || asked > r.p.MaxRetryAfter || (hasDeadline && !until.Before(deadline)) {
 			return stopThrottled, &ThrottledError{Host: u.Scheme + "://" + u.Host, Until: until}
 		}
+		wait := jitteredBefore(asked, r.p.BaseDelay, t.rand, now, deadline, hasDeadline)
 		if r.held == 0 {
 			t.metrics.held(r.method)
 		}
@@ -301,7 +363,7 @@ func (t *Transport) learn(r *run, resp *http.Response) {
 	h := r.host
 	if h == nil {
 		u := r.out.URL
-		h = t.hosts.getOrAdd(hostKey{u.Scheme, u.Host}, now)
+		h = t.hosts.getOrAdd(hostKeyOf(u), now)
 	}
 	h.answered(r.admitted, &s, hold, now)
 	r.admitted = false

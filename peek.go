@@ -29,10 +29,14 @@ func PeekBody(resp *http.Response, n int) ([]byte, error) {
 	if resp.Body == nil {
 		resp.Body = http.NoBody
 	}
-	pb, ok := resp.Body.(*peekedBody)
+	pb, ok := peekable(resp.Body)
 	if !ok {
 		pb = &peekedBody{src: resp.Body}
-		resp.Body = pb
+		if w, isWriter := resp.Body.(io.Writer); isWriter {
+			resp.Body = peekedWriteBody{pb, w}
+		} else {
+			resp.Body = pb
+		}
 	}
 	err := pb.fill(n)
 	return slices.Clone(pb.buf[pb.off:min(pb.off+n, len(pb.buf))]), err
@@ -40,11 +44,32 @@ func PeekBody(resp *http.Response, n int) ([]byte, error) {
 
 // peekedBody is a response body some of which was read ahead by PeekBody.
 type peekedBody struct {
-	src io.ReadCloser
-	buf []byte // read from src ahead of the caller
-	off int    // how much of buf the caller has read
-	eof bool   // src is at its end
-	err error  // src failed while peeking: sticky
+	src    io.ReadCloser
+	buf    []byte // read from src ahead of the caller
+	off    int    // how much of buf the caller has read
+	eof    bool   // src is at its end
+	err    error  // src failed while peeking: sticky
+	closed bool
+}
+
+// peekedWriteBody is a peekedBody whose original is also an io.Writer: the
+// body of a 101 Switching Protocols response.
+type peekedWriteBody struct {
+	*peekedBody
+	w io.Writer
+}
+
+func (b peekedWriteBody) Write(p []byte) (int, error) { return b.w.Write(p) }
+
+// peekable returns the peekedBody behind body, if it is one.
+func peekable(body io.ReadCloser) (*peekedBody, bool) {
+	switch b := body.(type) {
+	case *peekedBody:
+		return b, true
+	case peekedWriteBody:
+		return b.peekedBody, true
+	}
+	return nil, false
 }
 
 // fill reads from src until n bytes past off are buffered, or src ends.
@@ -86,5 +111,11 @@ func (b *peekedBody) Read(p []byte) (int, error) {
 	return b.src.Read(p)
 }
 
-// Close closes the original body.
-func (b *peekedBody) Close() error { return b.src.Close() }
+// Close closes the original body, once.
+func (b *peekedBody) Close() error {
+	if b.closed {
+		return nil
+	}
+	b.closed = true
+	return b.src.Close()
+}

@@ -52,9 +52,30 @@ func isDigits(s string) bool {
 	return true
 }
 
+// jitteredBefore returns retryAfterWait's wait for asked, with its jitter
+// kept within half of what is left before the deadline (the caller made
+// sure that asked itself ends before it), so that the requests told one
+// instant still come back spread out, and still have time to be answered.
+func jitteredBefore(asked, base time.Duration, r *rand.Rand, now, deadline time.Time, hasDeadline bool) time.Duration {
+	spread := retryAfterSpread(asked, base)
+	if hasDeadline {
+		spread = max(0, min(spread, deadline.Sub(now.Add(asked))/2))
+	}
+	if asked > math.MaxInt64-spread {
+		return math.MaxInt64
+	}
+	return asked + uniform(r, 0, spread)
+}
+
 // maxRetryAfterExtra caps the floor of the random extra added to a
 // Retry-After wait, so a large BaseDelay does not stretch a short asked wait.
 const maxRetryAfterExtra = time.Second
+
+// retryAfterSpread is how much later than asked a retry may come back: a
+// tenth of asked, and at least min(base, 1s).
+func retryAfterSpread(asked, base time.Duration) time.Duration {
+	return max(asked/10, min(base, maxRetryAfterExtra))
+}
 
 // retryAfterWait returns the wait before a retry that the server asked to
 // come back after asked: the asked wait plus a uniform random extra in
@@ -62,10 +83,7 @@ const maxRetryAfterExtra = time.Second
 // HTTP-date, or "Retry-After: 0" to a whole fleet) then come back spread out
 // rather than in lockstep, and none comes back early. It never overflows.
 func retryAfterWait(asked, base time.Duration, r *rand.Rand) time.Duration {
-	spread := min(base, maxRetryAfterExtra)
-	if asked/10 > spread {
-		spread = asked / 10
-	}
+	spread := retryAfterSpread(asked, base)
 	if asked > math.MaxInt64-spread {
 		return math.MaxInt64
 	}

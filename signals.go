@@ -80,7 +80,7 @@ func readSignals(h http.Header, full bool, now time.Time) (s signals) {
 	if !full {
 		return s
 	}
-	if v, ok := h[hRetryAfter]; ok && len(v) > 0 {
+	if v, ok := h[hRetryAfter]; ok && len(v) == 1 {
 		s.wait, s.hasWait = parseRetryAfter(v[0], now)
 		s.retryAfter = s.hasWait
 	}
@@ -127,7 +127,7 @@ func (s *signals) readRateLimit(values, policy []string) {
 		reset := scaled(t, time.Second)
 		if !s.quota || r < s.remaining || (r == s.remaining && reset > s.reset) {
 			s.quota, s.remaining, s.reset = true, r, reset
-			name, _ = item.Value.(string)
+			name = policyName(item.Value)
 		}
 	}
 	if !s.quota || len(policy) == 0 {
@@ -138,12 +138,23 @@ func (s *signals) readRateLimit(values, policy []string) {
 		return
 	}
 	for _, m := range policies {
-		if item, ok := m.(httpsfv.Item); ok && item.Params != nil && item.Value == name {
+		if item, ok := m.(httpsfv.Item); ok && item.Params != nil && policyName(item.Value) == name {
 			if q, ok := nonNegative(item.Params.Get("q")); ok {
 				s.limit = q
 			}
 		}
 	}
+}
+
+// policyName returns a policy's name, a String or a Token.
+func policyName(v any) string {
+	switch n := v.(type) {
+	case string:
+		return n
+	case httpsfv.Token:
+		return string(n)
+	}
+	return ""
 }
 
 // readLegacy reads a Remaining/Reset/Limit triple: GitHub's X-RateLimit-*
@@ -170,11 +181,11 @@ func (s *signals) readLegacy(h http.Header, remaining, reset, limit string, epoc
 }
 
 // plainInt returns the field name of h as a plain non-negative integer:
-// decimal digits only, around optional white space. A number too large
-// saturates.
+// decimal digits only, around optional white space, on one field line (two
+// lines make "1, 30", which is not one). A number too large saturates.
 func plainInt(h http.Header, name string) (int64, bool) {
 	v, ok := h[name]
-	if !ok || len(v) == 0 {
+	if !ok || len(v) != 1 {
 		return 0, false
 	}
 	s := trimOWS(v[0])

@@ -15,7 +15,7 @@ fi
 
 for module in . monitoring bench chaos; do
   echo "--- go test -race ($module)"
-  (cd "$module" && go test -race -count=1 ./...)
+  (cd "$module" && go test -race -count=1 -parallel 16 ./...)
 done
 
 echo "--- promtool test rules"

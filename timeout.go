@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptrace"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -25,19 +26,49 @@ func (e *attemptTimeoutError) Timeout() bool        { return true }
 func (e *attemptTimeoutError) Temporary() bool      { return true }
 func (e *attemptTimeoutError) Is(target error) bool { return target == ErrAttemptTimeout }
 
-// connWatch records, through httptrace, whether a connection was ever
-// assigned to an attempt. For a request that is not idempotent, an error
-// that says "the connection could not be made" (a refused dial, a timeout
-// while waiting for a connection) means the server never saw it only if
-// no connection was assigned before: net/http's HTTP/2 client resends a
-// request on its own after a PROTOCOL_ERROR reset, and if that resend finds
-// the server gone, its dial error is what comes back.
+// connWatch records, through httptrace, whether an attempt asked for a
+// connection and whether one was assigned to it. For a request that is not
+// idempotent, an error that says "the connection could not be made" means
+// the server never saw it only if no connection was assigned before:
+// net/http's HTTP/2 client resends a request on its own after a
+// PROTOCOL_ERROR reset, and if that resend finds the server gone, its dial
+// error is what comes back. And an attempt timeout means the same only
+// when the base said it was waiting for a connection and never got one: a
+// base that does not report connections (not net/http) gives no such
+// evidence, and its request may have been sent.
+//
+// Watches are pooled: a request that needs one (see watchesConn) pays only
+// for the trace's context and the request's copy that carries it.
 type connWatch struct {
-	got   atomic.Bool
-	trace httptrace.ClientTrace
+	asked, got atomic.Bool
+	trace      httptrace.ClientTrace
 }
 
-func (w *connWatch) gotConn(httptrace.GotConnInfo) { w.got.Store(true) }
+var connWatches = sync.Pool{New: func() any {
+	w := new(connWatch)
+	w.trace.GetConn = func(string) { w.asked.Store(true) }
+	w.trace.GotConn = func(httptrace.GotConnInfo) { w.got.Store(true) }
+	return w
+}}
+
+// newConnWatch returns a watch for an attempt with ctx, from the pool
+// (pooled is then true) unless ctx carries a trace of the caller's:
+// httptrace then composes the caller's hooks into the watch's, which makes
+// it that request's alone.
+func newConnWatch(ctx context.Context) (w *connWatch, pooled bool) {
+	if httptrace.ContextClientTrace(ctx) != nil {
+		w = connWatches.New().(*connWatch)
+		return w, false
+	}
+	w = connWatches.Get().(*connWatch)
+	w.asked.Store(false)
+	w.got.Store(false)
+	return w, true
+}
+
+// unsent reports whether the watch shows that no connection was assigned
+// although one was asked for.
+func (w *connWatch) unsent() bool { return w.asked.Load() && !w.got.Load() }
 
 // watchesConn reports whether the attempts of req need a connWatch: a
 // request that is not idempotent, which net/http may resend on its own
@@ -61,9 +92,9 @@ func (t *Transport) sendWatched(r *run) (resp *http.Response, err error) {
 	}
 	ctx := r.out.Context()
 	var watch *connWatch
+	pooled := false
 	if r.watchConn {
-		watch = new(connWatch)
-		watch.trace.GotConn = watch.gotConn
+		watch, pooled = newConnWatch(ctx)
 		ctx = httptrace.WithClientTrace(ctx, &watch.trace)
 	}
 	var bound *attemptBound
@@ -78,7 +109,16 @@ func (t *Transport) sendWatched(r *run) (resp *http.Response, err error) {
 	if bound != nil {
 		resp, err = bound.settle(r.req.Context(), resp, err)
 	}
-	r.sawConn = watch != nil && watch.got.Load()
+	r.sawConn, r.unsent = false, false
+	if watch != nil {
+		// The trace's hooks are called only while a connection is being
+		// found, which is over when RoundTrip returns: the watch may serve
+		// another request now.
+		r.sawConn, r.unsent = watch.got.Load(), watch.unsent()
+		if pooled {
+			connWatches.Put(watch)
+		}
+	}
 	if t.timed {
 		r.took = time.Since(start)
 	}
@@ -87,29 +127,43 @@ func (t *Transport) sendWatched(r *run) (resp *http.Response, err error) {
 
 // attemptBound is an attempt's timeout: a timer that cancels the attempt's
 // context, not a deadline, so that once the headers are in, the caller may
-// read the body for as long as the caller's own context allows.
+// read the body for as long as the caller's own context allows. Whichever
+// comes first, the timer or the base's answer, decides: an answer that
+// came in time is never taken for a timeout.
 type attemptBound struct {
 	timer   *time.Timer
 	cancel  context.CancelCauseFunc
 	timeout *attemptTimeoutError
+	state   atomic.Int32 // boundWaiting, then boundAnswered or boundTimedOut
 }
+
+const (
+	boundWaiting = iota
+	boundAnswered
+	boundTimedOut
+)
 
 // boundAttempt returns a context for an attempt that must have its response
 // headers within d.
 func boundAttempt(ctx context.Context, d time.Duration) (context.Context, *attemptBound) {
 	b := &attemptBound{timeout: &attemptTimeoutError{after: d}}
 	ctx, b.cancel = context.WithCancelCause(ctx)
-	b.timer = time.AfterFunc(d, func() { b.cancel(b.timeout) })
+	b.timer = time.AfterFunc(d, func() {
+		if b.state.CompareAndSwap(boundWaiting, boundTimedOut) {
+			b.cancel(b.timeout)
+		}
+	})
 	return ctx, b
 }
 
 // settle settles what an attempt with a timeout returned: when the timer
-// fired before the headers came, the attempt's error is the timeout,
+// fired before the base answered, the attempt's error is the timeout,
 // whatever came back (unless the caller's context ended first); otherwise
 // the attempt's context lives on with the response's body, and is released
 // when that is closed.
 func (b *attemptBound) settle(caller context.Context, resp *http.Response, err error) (*http.Response, error) {
-	if b.timer.Stop() { // the headers (or an error) came in time
+	if b.state.CompareAndSwap(boundWaiting, boundAnswered) { // in time
+		b.timer.Stop()
 		if resp == nil {
 			b.cancel(nil)
 			return nil, err
@@ -120,7 +174,6 @@ func (b *attemptBound) settle(caller context.Context, resp *http.Response, err e
 	if resp != nil { // the timer fired: whatever came back is cut off by now
 		resp.Body.Close()
 	}
-	b.cancel(b.timeout)
 	if caller.Err() != nil && err != nil {
 		return nil, err // the caller's context ended first: not the attempt's timeout
 	}

@@ -141,6 +141,7 @@ type run struct {
 
 	watchConn bool // the attempts watch whether a connection was assigned (see connWatch)
 	sawConn   bool // the current attempt got a connection
+	unsent    bool // the current attempt asked for a connection and got none
 	admitted  bool // the current attempt counts in its host's requests in flight
 
 	hedge      bool // the request may be hedged
@@ -289,7 +290,11 @@ func (t *Transport) await(r *run, resp *http.Response, err error) (stopReason, e
 	}
 	// The functions may change the next request's Header and URL: give it
 	// its own, so no other request sees the changes.
-	r.st.next.Header = r.st.next.Header.Clone()
+	if r.st.next.Header != nil {
+		r.st.next.Header = r.st.next.Header.Clone()
+	} else {
+		r.st.next.Header = http.Header{} // a request built by hand may have none
+	}
 	if r.st.next.URL != nil {
 		u := *r.st.next.URL
 		r.st.next.URL = &u

@@ -1,0 +1,426 @@
+package seam_test
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-cleanhttp"
+	"github.com/retryhttp/retryhttp"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// The acceptance test: a hung first attempt with AttemptTimeout 200ms is
+// retried, the request succeeds well within the caller's 2 s deadline, and
+// no goroutine is left behind.
+func TestHungFirstAttemptIsRetriedWithinTheDeadline(t *testing.T) {
+	for _, proto := range []string{"h1", "h2"} {
+		t.Run(proto, func(t *testing.T) {
+			time.Sleep(50 * time.Millisecond)
+			before := settleGoroutines(0, 200*time.Millisecond)
+			func() {
+				var n atomic.Int32
+				release := make(chan struct{})
+				srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					if n.Add(1) == 1 {
+						select { // hang
+						case <-release:
+						case <-r.Context().Done():
+						}
+						return
+					}
+					_, _ = io.WriteString(w, "ok")
+				}))
+				var base *http.Transport
+				if proto == "h2" {
+					srv.EnableHTTP2 = true
+					srv.StartTLS()
+					base = srv.Client().Transport.(*http.Transport).Clone()
+				} else {
+					srv.Start()
+					base = cleanhttp.DefaultPooledTransport()
+				}
+				defer srv.Close()
+				defer close(release)
+				defer base.CloseIdleConnections()
+				rec := &recorder{}
+				rt := retryhttp.New(base, retryhttp.WithPolicy(retryhttp.Policy{AttemptTimeout: 200 * time.Millisecond}),
+					retryhttp.WithObserver(rec.observe))
+				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+				defer cancel()
+				req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL, nil)
+				start := time.Now()
+				resp, err := rt.RoundTrip(req)
+				require.NoError(t, err)
+				b, err := io.ReadAll(resp.Body)
+				require.NoError(t, err)
+				resp.Body.Close()
+				took := time.Since(start)
+				assert.Equal(t, "ok", string(b))
+				assert.Less(t, took, 700*time.Millisecond)
+				as := rec.all()
+				require.Len(t, as, 2)
+				assert.True(t, as[0].Retry)
+				assert.Equal(t, "timeout", as[0].Reason)
+				assert.ErrorIs(t, as[0].Err, retryhttp.ErrAttemptTimeout)
+				assert.InDelta(t, 200*time.Millisecond, as[0].Duration, float64(100*time.Millisecond))
+				if proto == "h2" {
+					assert.Equal(t, 2, resp.ProtoMajor)
+				}
+			}()
+			after := settleGoroutines(before, 2*time.Second)
+			assert.LessOrEqual(t, after, before, goroutineDump())
+		})
+	}
+}
+
+// The timeout ends with the headers: a slow body (HTTP/1 and HTTP/2) is
+// read whole, long after AttemptTimeout.
+func TestAttemptTimeoutNeverCutsASlowBody(t *testing.T) {
+	for _, proto := range []string{"h1", "h2"} {
+		t.Run(proto, func(t *testing.T) {
+			srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.WriteHeader(200)
+				w.(http.Flusher).Flush()
+				for i := range 8 {
+					time.Sleep(60 * time.Millisecond)
+					fmt.Fprintf(w, "chunk%d;", i)
+					w.(http.Flusher).Flush()
+				}
+			}))
+			var base *http.Transport
+			if proto == "h2" {
+				srv.EnableHTTP2 = true
+				srv.StartTLS()
+				base = srv.Client().Transport.(*http.Transport).Clone()
+			} else {
+				srv.Start()
+				base = cleanhttp.DefaultPooledTransport()
+			}
+			t.Cleanup(srv.Close)
+			t.Cleanup(base.CloseIdleConnections)
+			for _, opts := range [][]retryhttp.Option{
+				nil,
+				{retryhttp.WithObserver(func(retryhttp.Attempt) {}), retryhttp.WithClassifier(always(retryhttp.UseDefault))},
+				// A classifier that peeks at the first bytes (the timer is
+				// already stopped, the body must still be whole).
+				{retryhttp.WithClassifier(func(r *http.Request, resp *http.Response, err error) retryhttp.Decision {
+					if resp != nil {
+						_, _ = retryhttp.PeekBody(resp, 3)
+					}
+					return retryhttp.UseDefault
+				})},
+			} {
+				rt := retryhttp.New(base, append(opts, retryhttp.WithPolicy(retryhttp.Policy{AttemptTimeout: 100 * time.Millisecond}))...)
+				req, _ := http.NewRequestWithContext(ctxTimeout(t, 5*time.Second), http.MethodGet, srv.URL, nil)
+				resp, err := rt.RoundTrip(req)
+				require.NoError(t, err)
+				b, err := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				require.NoError(t, err)
+				assert.Equal(t, "chunk0;chunk1;chunk2;chunk3;chunk4;chunk5;chunk6;chunk7;", string(b))
+			}
+		})
+	}
+}
+
+// A 101 Switching Protocols body stays an io.ReadWriteCloser, and is not
+// cut when AttemptTimeout passes while the connection is in use.
+func TestAttemptTimeoutKeeps101BodiesWritableAndAlive(t *testing.T) {
+	s := newH1Server(t, func(n int, c *net.TCPConn, br *bufio.Reader, r *http.Request) bool {
+		_, _ = io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
+		// echo lines
+		for {
+			line, err := br.ReadString('\n')
+			if err != nil {
+				return false
+			}
+			if _, err := io.WriteString(c, "echo:"+line); err != nil {
+				return false
+			}
+		}
+	})
+	for _, opts := range [][]retryhttp.Option{
+		nil,
+		{retryhttp.WithObserver(func(retryhttp.Attempt) {})},
+	} {
+		rt := newRT(t, nil, append(opts, retryhttp.WithPolicy(retryhttp.Policy{AttemptTimeout: 100 * time.Millisecond}))...)
+		req := newReq(t, http.MethodGet, s.url, nil)
+		req.Header.Set("Connection", "Upgrade")
+		req.Header.Set("Upgrade", "echo")
+		resp, err := rt.RoundTrip(req)
+		require.NoError(t, err)
+		require.Equal(t, 101, resp.StatusCode)
+		rwc, ok := resp.Body.(io.ReadWriteCloser)
+		require.True(t, ok, "the 101 body %T is not an io.ReadWriteCloser", resp.Body)
+		br := bufio.NewReader(rwc)
+		for i := range 3 {
+			time.Sleep(150 * time.Millisecond) // past AttemptTimeout each time
+			_, err := fmt.Fprintf(rwc, "hello %d\n", i)
+			require.NoError(t, err)
+			line, err := br.ReadString('\n')
+			require.NoError(t, err)
+			assert.Equal(t, fmt.Sprintf("echo:hello %d\n", i), line)
+		}
+		require.NoError(t, rwc.Close())
+	}
+}
+
+// The earlier of AttemptTimeout and the context's deadline bounds an attempt.
+func TestTheEarlierOfAttemptTimeoutAndTheDeadlineBounds(t *testing.T) {
+	hang := newH1Server(t, func(n int, c *net.TCPConn, br *bufio.Reader, r *http.Request) bool {
+		time.Sleep(3 * time.Second)
+		return false
+	})
+	t.Run("deadline first", func(t *testing.T) {
+		rt := newRT(t, nil, retryhttp.WithPolicy(retryhttp.Policy{AttemptTimeout: 2 * time.Second}))
+		req := newReq(t, http.MethodGet, hang.url, nil).WithContext(ctxTimeout(t, 150*time.Millisecond))
+		start := time.Now()
+		_, err := rt.RoundTrip(req)
+		took := time.Since(start)
+		require.Error(t, err)
+		assert.ErrorIs(t, err, context.DeadlineExceeded)
+		assert.NotErrorIs(t, err, retryhttp.ErrAttemptTimeout)
+		assert.Less(t, took, 400*time.Millisecond)
+	})
+	t.Run("AttemptTimeout first", func(t *testing.T) {
+		rec := &recorder{}
+		rt := newRT(t, nil, retryhttp.WithPolicy(retryhttp.Policy{MaxAttempts: 2, AttemptTimeout: 100 * time.Millisecond, BaseDelay: time.Millisecond, MaxDelay: time.Millisecond}),
+			retryhttp.WithObserver(rec.observe))
+		req := newReq(t, http.MethodGet, hang.url, nil).WithContext(ctxTimeout(t, 2*time.Second))
+		start := time.Now()
+		_, err := rt.RoundTrip(req)
+		took := time.Since(start)
+		require.Error(t, err)
+		assert.ErrorIs(t, err, retryhttp.ErrAttemptTimeout)
+		var ne net.Error
+		require.ErrorAs(t, err, &ne)
+		assert.True(t, ne.Timeout())
+		var re *retryhttp.Error
+		require.ErrorAs(t, err, &re)
+		assert.Equal(t, 2, re.Attempts)
+		assert.Equal(t, retryhttp.ReasonExhausted, re.Reason)
+		assert.Less(t, took, 600*time.Millisecond)
+		assert.GreaterOrEqual(t, took, 200*time.Millisecond)
+		assert.Equal(t, retryhttp.ReasonExhausted, rec.last(t).Reason)
+	})
+}
+
+// A POST is sent again after its attempt timed out only if its connection
+// was never made.
+func TestPOSTAfterATimeoutIsResentOnlyIfNeverConnected(t *testing.T) {
+	t.Run("server saw it", func(t *testing.T) {
+		for _, withBody := range []string{"none", "GetBody", "stream"} {
+			s := newH1Server(t, func(n int, c *net.TCPConn, br *bufio.Reader, r *http.Request) bool {
+				_, _ = io.Copy(io.Discard, r.Body)
+				time.Sleep(time.Second)
+				return false
+			})
+			rec := &recorder{}
+			rt := newRT(t, nil, retryhttp.WithPolicy(retryhttp.Policy{MaxAttempts: 3, AttemptTimeout: 100 * time.Millisecond, BaseDelay: time.Millisecond, MaxDelay: time.Millisecond}),
+				retryhttp.WithClassifier(always(retryhttp.Retry)), retryhttp.WithObserver(rec.observe))
+			var req *http.Request
+			switch withBody {
+			case "none":
+				req = newReq(t, http.MethodPost, s.url, nil)
+			case "GetBody":
+				req, _ = http.NewRequest(http.MethodPost, s.url, strings.NewReader("pay"))
+			case "stream":
+				req = newReq(t, http.MethodPost, s.url, newCountingBody([]byte("pay")))
+			}
+			_, err := rt.RoundTrip(req)
+			require.Error(t, err)
+			assert.ErrorIs(t, err, retryhttp.ErrAttemptTimeout)
+			assert.Equal(t, int32(1), s.requests.Load(), withBody)
+			assert.Equal(t, retryhttp.ReasonMethod, rec.last(t).Reason, withBody)
+		}
+	})
+	t.Run("HTTP/2 server saw it", func(t *testing.T) {
+		s := newH2Server(t, firstThen(10, h2Action{kind: h2Silent}))
+		rt := newRT(t, s.client, retryhttp.WithPolicy(retryhttp.Policy{MaxAttempts: 3, AttemptTimeout: 100 * time.Millisecond, BaseDelay: time.Millisecond, MaxDelay: time.Millisecond}),
+			retryhttp.WithClassifier(always(retryhttp.Retry)))
+		req, _ := http.NewRequest(http.MethodPost, s.url, strings.NewReader("pay"))
+		_, err := rt.RoundTrip(req)
+		require.ErrorIs(t, err, retryhttp.ErrAttemptTimeout)
+		heads, _, _ := s.stats()
+		assert.Equal(t, 1, heads)
+	})
+	t.Run("never connected", func(t *testing.T) {
+		srv, n := statusServer(t)
+		var dials atomic.Int32
+		base := cleanhttp.DefaultPooledTransport()
+		t.Cleanup(base.CloseIdleConnections)
+		d := &net.Dialer{}
+		base.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			if dials.Add(1) == 1 {
+				<-ctx.Done() // a dial that hangs
+				return nil, ctx.Err()
+			}
+			return d.DialContext(ctx, network, addr)
+		}
+		rt := newRT(t, base, retryhttp.WithPolicy(retryhttp.Policy{MaxAttempts: 3, AttemptTimeout: 150 * time.Millisecond, BaseDelay: time.Millisecond, MaxDelay: time.Millisecond}))
+		body := newCountingBody([]byte("pay"))
+		req := newReq(t, http.MethodPost, srv.URL, body).WithContext(ctxTimeout(t, 2*time.Second))
+		resp, err := rt.RoundTrip(req)
+		require.NoError(t, err)
+		resp.Body.Close()
+		assert.Equal(t, 200, resp.StatusCode)
+		assert.Equal(t, 1, n.get())
+		requireClosedOnce(t, body)
+	})
+}
+
+// A base RoundTripper that is not net/http's (an HTTP/3 client, an
+// in-process transport, a custom protocol) reports no httptrace events. A
+// POST that such a base delivered, and whose response then took longer than
+// AttemptTimeout, was seen by the server: it must not be sent again.
+func TestPOSTTimeoutThroughABaseWithoutHTTPTraceIsNotResent(t *testing.T) {
+	var delivered atomic.Int32
+	base := rtFunc(func(r *http.Request) (*http.Response, error) {
+		delivered.Add(1) // the server has the request now
+		select {
+		case <-time.After(time.Second): // and takes its time to answer
+			return resp(200, "created"), nil
+		case <-r.Context().Done():
+			return nil, r.Context().Err()
+		}
+	})
+	rt := newRT(t, base, retryhttp.WithPolicy(retryhttp.Policy{MaxAttempts: 3, AttemptTimeout: 100 * time.Millisecond, BaseDelay: time.Millisecond, MaxDelay: time.Millisecond}))
+	req := newReq(t, http.MethodPost, "http://payments.invalid/charge", nil)
+	_, err := rt.RoundTrip(req)
+	require.Error(t, err)
+	assert.Equal(t, int32(1), delivered.Load(), "a POST the base delivered was sent again after an attempt timeout: %v", err)
+}
+
+// A negative AttemptTimeout is a *PolicyError naming the field, from
+// Validate, from every RoundTrip, and per request.
+func TestNegativeAttemptTimeoutIsAPolicyError(t *testing.T) {
+	p := retryhttp.Policy{AttemptTimeout: -time.Second}
+	var pe *retryhttp.PolicyError
+	require.ErrorAs(t, p.Validate(), &pe)
+	assert.Equal(t, "AttemptTimeout", pe.Field)
+
+	var calls atomic.Int32
+	base := rtFunc(func(r *http.Request) (*http.Response, error) { calls.Add(1); return resp(200, ""), nil })
+	body := newCountingBody([]byte("x"))
+	_, err := retryhttp.New(base, retryhttp.WithPolicy(p)).RoundTrip(newReq(t, http.MethodPut, "http://x.invalid/", body))
+	require.ErrorAs(t, err, &pe)
+	assert.Equal(t, "AttemptTimeout", pe.Field)
+	assert.Equal(t, int32(1), body.closes.Load())
+
+	req := newReq(t, http.MethodGet, "http://x.invalid/", nil)
+	req = req.WithContext(retryhttp.ContextWithPolicy(req.Context(), p))
+	_, err = retryhttp.New(base).RoundTrip(req)
+	require.ErrorAs(t, err, &pe)
+	assert.Equal(t, "AttemptTimeout", pe.Field)
+	assert.Equal(t, int32(0), calls.Load())
+}
+
+// The attempt's resources are released when its body is closed, or when the
+// Transport discards it; not before, while the caller reads.
+func TestAttemptContextIsReleasedWithTheBody(t *testing.T) {
+	var mu sync.Mutex
+	var ctxs []context.Context
+	codes := []int{503, 200}
+	base := rtFunc(func(r *http.Request) (*http.Response, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		ctxs = append(ctxs, r.Context())
+		return resp(codes[len(ctxs)-1], "body"), nil
+	})
+	rt := newRT(t, base, retryhttp.WithPolicy(retryhttp.Policy{AttemptTimeout: 50 * time.Millisecond, BaseDelay: time.Millisecond, MaxDelay: time.Millisecond}))
+	resp, err := rt.RoundTrip(newReq(t, http.MethodGet, "http://x.invalid/", nil))
+	require.NoError(t, err)
+	require.Len(t, ctxs, 2)
+	assert.Error(t, ctxs[0].Err(), "the discarded attempt's context is still live")
+	time.Sleep(120 * time.Millisecond)
+	assert.NoError(t, ctxs[1].Err(), "the returned response's context was canceled before its body was closed")
+	_, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	assert.Error(t, ctxs[1].Err(), "the returned response's context lives on after its body was closed")
+}
+
+// Many requests with AttemptTimeout, timeouts, retries and bodies closed or
+// discarded, under a parent context that is not one of the standard
+// library's (so that every derived context costs a goroutine until it is
+// canceled): nothing is left behind.
+func TestAttemptTimeoutLeavesNoGoroutine(t *testing.T) {
+	time.Sleep(50 * time.Millisecond)
+	before := settleGoroutines(0, 200*time.Millisecond)
+	func() {
+		var n atomic.Int32
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			switch n.Add(1) % 4 {
+			case 1:
+				select {
+				case <-time.After(300 * time.Millisecond):
+				case <-r.Context().Done():
+				}
+				return
+			case 2:
+				w.WriteHeader(503)
+				_, _ = io.WriteString(w, strings.Repeat("z", 10000))
+				return
+			}
+			_, _ = io.WriteString(w, "ok")
+		}))
+		defer srv.Close()
+		base := cleanhttp.DefaultPooledTransport()
+		defer base.CloseIdleConnections()
+		rt := retryhttp.New(base, retryhttp.WithBudget(nil), retryhttp.WithPolicy(retryhttp.Policy{MaxAttempts: 5, AttemptTimeout: 80 * time.Millisecond, BaseDelay: time.Millisecond, MaxDelay: 2 * time.Millisecond}),
+			retryhttp.WithClassifier(always(retryhttp.UseDefault)), retryhttp.WithObserver(func(retryhttp.Attempt) {}))
+		parent, cancelParent := context.WithCancel(context.Background())
+		defer cancelParent()
+		var wg sync.WaitGroup
+		for i := range 40 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				ctx := customCtx{parent}
+				req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL, nil)
+				resp, err := rt.RoundTrip(req)
+				if err != nil {
+					return
+				}
+				if i%2 == 0 {
+					_, _ = io.ReadAll(resp.Body)
+				}
+				resp.Body.Close()
+			}()
+		}
+		wg.Wait()
+	}()
+	runtime.GC()
+	after := settleGoroutines(before, 3*time.Second)
+	assert.LessOrEqual(t, after, before, goroutineDump())
+}
+
+// customCtx hides the standard library's context type, as a tracing or
+// framework context does.
+type customCtx struct{ context.Context }
+
+func (c customCtx) Done() <-chan struct{} { return c.Context.Done() }
+
+// errors.Is(err, ErrAttemptTimeout) holds through an http.Client too.
+func TestAttemptTimeoutThroughAClient(t *testing.T) {
+	hang := newH1Server(t, func(n int, c *net.TCPConn, br *bufio.Reader, r *http.Request) bool {
+		time.Sleep(time.Second)
+		return false
+	})
+	client := &http.Client{Transport: newRT(t, nil, retryhttp.WithPolicy(retryhttp.Policy{MaxAttempts: 1, AttemptTimeout: 100 * time.Millisecond}))}
+	_, err := client.Get(hang.url)
+	require.Error(t, err)
+	assert.True(t, errors.Is(err, retryhttp.ErrAttemptTimeout), "%v", err)
+}

@@ -1,0 +1,97 @@
+package throttling_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/retryhttp/retryhttp"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// TestDeadlineAfterTIsHeldNotRefused: the contract refuses a request
+// whose deadline falls before T. One whose deadline falls 100 ms after T
+// can be held and sent; the client's own jitter must not make it fail.
+func TestDeadlineAfterTIsHeldNotRefused(t *testing.T) {
+	var tt atomic.Int64
+	up := newUpstream(t, func(n int, w http.ResponseWriter, r *http.Request) {
+		if n == 1 {
+			tt.Store(time.Now().Add(2 * time.Second).UnixNano())
+			w.Header().Set("Retry-After", "2")
+			w.WriteHeader(429)
+			return
+		}
+		w.WriteHeader(200)
+	})
+	tr := realTransport(t)
+	resp, err := tr.RoundTrip(get(t, retryhttp.ContextWithoutRetries(context.Background()), up.URL+"/a"))
+	require.NoError(t, err)
+	drain(resp)
+	T := time.Unix(0, tt.Load())
+	var wg sync.WaitGroup
+	var refused atomic.Int32
+	for range 10 {
+		wg.Go(func() {
+			ctx, cancel := context.WithDeadline(context.Background(), T.Add(100*time.Millisecond))
+			defer cancel()
+			resp, err := tr.RoundTrip(get(t, ctx, up.URL+"/b"))
+			if errors.Is(err, retryhttp.ErrThrottled) {
+				refused.Add(1)
+				return
+			}
+			if assert.NoError(t, err) {
+				drain(resp)
+			}
+		})
+	}
+	wg.Wait()
+	assert.Zero(t, refused.Load(), "requests whose deadline falls after T were refused with ErrThrottled")
+}
+
+// TestRefusedBodyWithGetBodyClosedOnce: a refused request whose Body and
+// GetBody bodies count their closes closes each exactly once.
+func TestRefusedBodyWithGetBodyClosedOnce(t *testing.T) {
+	base := newFakeBase(func(n int, r *http.Request) (int, http.Header) {
+		return 429, hdr("Retry-After", "30")
+	})
+	tr := retryhttp.New(base)
+	resp, err := tr.RoundTrip(get(t, retryhttp.ContextWithoutRetries(context.Background()), "http://example.test/"))
+	require.NoError(t, err)
+	drain(resp)
+	for _, ctx := range []context.Context{retryhttp.ContextWithoutRetries(context.Background()), retryhttp.ContextWithPolicy(context.Background(), retryhttp.Policy{MaxRetryAfter: time.Second})} {
+		first := &closeCounter{Reader: strings.NewReader("x")}
+		var made []*closeCounter
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPut, "http://example.test/", nil)
+		req.Body = first
+		req.ContentLength = 1
+		req.GetBody = func() (io.ReadCloser, error) {
+			c := &closeCounter{Reader: strings.NewReader("x")}
+			made = append(made, c)
+			return c, nil
+		}
+		_, err = tr.RoundTrip(req)
+		require.ErrorIs(t, err, retryhttp.ErrThrottled)
+		assert.Equal(t, int32(1), first.closes.Load())
+		for _, c := range made {
+			assert.Equal(t, int32(1), c.closes.Load())
+		}
+	}
+	assert.Equal(t, 1, int(base.n.Load()))
+}
+
+// TestRateLimitSplitOverFieldLines: RFC 8941 lists may be split over
+// several field lines; the most restrictive policy counts.
+func TestRateLimitSplitOverFieldLines(t *testing.T) {
+	h := http.Header{"Ratelimit": {`"burst";r=5;t=2`, `"day";r=0;t=9`}}
+	w, server, retried, _ := firstWait(t, 429, h, wide)
+	assert.True(t, retried)
+	assert.True(t, server)
+	assert.GreaterOrEqual(t, w, 9*time.Second)
+}
