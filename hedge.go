@@ -110,7 +110,7 @@ func (h *hedging) delayFor(k hostKey) time.Duration {
 // adaptive delay.
 func (h *hedging) observe(r *run, resp *http.Response) {
 	if h.latencies != nil && resp != nil {
-		h.latencies.observe(hostKey{r.sent.URL.Scheme, r.sent.URL.Host}, r.took)
+		h.latencies.observe(hostKeyOf(r.sent.URL), r.took)
 	}
 }
 
@@ -393,7 +393,7 @@ func (h *hedgeRound) collect(r *run, first *hedgeCopy) (*http.Response, error) {
 			c.cancel(nil) // release the hedge's context
 		}
 		if c.resp != nil && t.hedge.latencies != nil {
-			t.hedge.latencies.observe(hostKey{c.req.URL.Scheme, c.req.URL.Host}, c.took)
+			t.hedge.latencies.observe(hostKeyOf(c.req.URL), c.took)
 		}
 		t.metrics.attempt(h.method, c.resp)
 		if t.watched {

@@ -327,3 +327,19 @@ func TestHedgingOptionsAreValidated(t *testing.T) {
 		assert.Contains(t, perr.Field, "Hedging.")
 	}
 }
+
+func TestHedgingWithAnAttemptTimeout(t *testing.T) {
+	// The first copy hangs; its hedge, sent after 30 ms, answers; the
+	// attempt timeout of the first copy (200 ms) does not cut the
+	// hedge's answer, nor the body the caller reads.
+	up := newSlowFirst(t, 5*time.Second, ok)
+	var seen []Attempt
+	tr := realTransport(t, WithHedging(Hedging{Delay: 30 * time.Millisecond}),
+		WithPolicy(Policy{AttemptTimeout: 200 * time.Millisecond}),
+		WithObserver(func(a Attempt) { seen = append(seen, a) }))
+	resp, err := tr.RoundTrip(mustRequest(t, http.MethodGet, up.URL, nil))
+	require.NoError(t, err)
+	time.Sleep(300 * time.Millisecond) // past both attempt timeouts
+	assert.Equal(t, "copy 2", readAll(t, resp))
+	require.Len(t, seen, 2)
+}

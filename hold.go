@@ -7,7 +7,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 )
 
@@ -84,11 +83,7 @@ func hasUpper(s string) bool {
 // the hosts whose responses said their quota is spent, or announced how
 // much is left. A Transport with no such host pays one atomic load per
 // request for it, and nothing else.
-type hosts struct {
-	n  atomic.Int32                           // len of the map: 0 on the happy path
-	m  atomic.Pointer[map[hostKey]*hostState] // copied on write, so reads take no lock
-	mu sync.Mutex                             // serializes writers of m
-}
+type hosts struct{ hostMap[hostState] }
 
 // hostState is one host's quota, as its responses announce it.
 type hostState struct {
@@ -101,47 +96,15 @@ type hostState struct {
 	seen      time.Time // when a response last said something
 }
 
-// get returns the state of the host named by k, or nil.
-func (hs *hosts) get(k hostKey) *hostState {
-	if hs.n.Load() == 0 {
-		return nil
-	}
-	if m := hs.m.Load(); m != nil {
-		return (*m)[k]
-	}
-	return nil
-}
-
 // getOrAdd returns the state of the host named by k, adding it when it is
 // not there. When maxHosts are known, an eighth of them are forgotten at
 // once (so that the copy of the map is paid once per many new hosts):
 // those with nothing pending first, then those not held, heard from least
 // recently, and a held host only when every host is held.
 func (hs *hosts) getOrAdd(k hostKey, now time.Time) *hostState {
-	if h := hs.get(k); h != nil {
-		return h
-	}
-	hs.mu.Lock()
-	defer hs.mu.Unlock()
-	old := map[hostKey]*hostState{}
-	if m := hs.m.Load(); m != nil {
-		if h := (*m)[k]; h != nil {
-			return h
-		}
-		old = *m
-	}
-	next := make(map[hostKey]*hostState, len(old)+1)
-	for key, h := range old {
-		next[key] = h
-	}
-	if len(next) >= maxHosts {
-		evictHosts(next, maxHosts/8, now)
-	}
-	h := &hostState{remaining: -1, limit: -1, seen: now}
-	next[k] = h
-	hs.m.Store(&next)
-	hs.n.Store(int32(len(next)))
-	return h
+	return hs.hostMap.getOrAdd(k, maxHosts,
+		func() *hostState { return &hostState{remaining: -1, limit: -1, seen: now} },
+		func(m map[hostKey]*hostState) { evictHosts(m, maxHosts/8, now) })
 }
 
 // evictHosts deletes n hosts from m, those that matter least first: idle
