@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"net/url"
 	"sync"
 	"time"
 )
@@ -98,12 +99,12 @@ type hedging struct {
 }
 
 // delayFor returns the delay before the first hedge of an attempt to the
-// host named by k, or 0 for none.
-func (h *hedging) delayFor(k hostKey) time.Duration {
+// host u names, or 0 for none.
+func (h *hedging) delayFor(u *url.URL) time.Duration {
 	if h.latencies == nil {
 		return h.delay
 	}
-	return h.latencies.delay(k)
+	return h.latencies.delay(hostKeyOf(u))
 }
 
 // observe records the latency of an attempt that got a response, for the
@@ -122,23 +123,32 @@ func hedgeable(req *http.Request, p *Policy) bool {
 
 // hedgeRound is one hedged attempt: its first copy, sent in the goroutine of
 // RoundTrip, and the hedges sent after it, each in a goroutine of its own.
+// Every hedged attempt makes one, and it is its only allocation when no
+// hedge is sent: the first copy's request and context live in it, and what
+// a race of copies needs is made when the first hedge is.
 type hedgeRound struct {
-	t       *Transport
-	first   hedgeCtx      // the first copy's context
-	firstC  hedgeCopy     // the first copy
-	base    *http.Request // what every copy is a copy of
-	caller  context.Context
-	p       *Policy
-	number  int // the first copy's attempt number
-	method  int
-	delay   time.Duration
-	timeout time.Duration // the Policy's AttemptTimeout
-	timer   *hedgeTimer
+	t        *Transport
+	first    hedgeCtx     // the first copy's context
+	firstReq http.Request // the first copy's request
+	base     *http.Request
+	caller   context.Context
+	p        *Policy
+	number   int // the first copy's attempt number
+	method   int
+	delay    time.Duration
+	timer    *hedgeTimer
 
-	mu        sync.Mutex
+	mu   sync.Mutex
+	over bool       // the first copy answered: no more hedges
+	race *hedgeRace // made with the first hedge
+}
+
+// hedgeRace is what a hedged attempt needs once a hedge is sent; guarded by
+// hedgeRound.mu.
+type hedgeRace struct {
+	first     hedgeCopy    // the first copy, once it answered
 	hedges    []*hedgeCopy // sent so far
 	inFlight  int          // hedges not answered yet
-	over      bool         // the first copy answered: no more hedges
 	throttled bool         // a copy's response asked for a wait: no more hedges
 	winner    *hedgeCopy   // the first copy with a final response
 	answered  int          // copies that answered so far
@@ -164,30 +174,34 @@ type hedgeCopy struct {
 // number of attempts sent and the one whose outcome it returns. The copies
 // that are not returned are reported to observers here.
 func (t *Transport) sendHedged(r *run, delay time.Duration) (*http.Response, error) {
-	h := &hedgeRound{t: t, base: r.out, caller: r.req.Context(), p: r.p, number: r.attempt, method: r.method,
-		delay: delay, timeout: r.p.AttemptTimeout}
+	h := &hedgeRound{t: t, base: r.out, caller: r.req.Context(), p: r.p, number: r.attempt, method: r.method, delay: delay}
 	h.first.parent = r.out.Context()
-	first := &h.firstC
-	first.number, first.req = r.attempt, r.out.WithContext(&h.first)
+	h.firstReq = *r.out.WithContext(&h.first)
 	armHedgeTimer(h, delay)
-	start := time.Now()
-	first.resp, first.err = t.sendCopy(first.req, h.caller, r.p.AttemptTimeout)
-	first.took = time.Since(start)
+	var start time.Time
+	if t.timed {
+		start = time.Now()
+	}
+	resp, err := t.sendCopy(&h.firstReq, h.caller, r.p.AttemptTimeout)
+	var took time.Duration
+	if t.timed {
+		took = time.Since(start)
+	}
 	h.timer.disarm()
 
 	h.mu.Lock()
 	h.over = true
-	hedged := len(h.hedges) > 0
+	race := h.race
 	h.mu.Unlock()
-	if !hedged { // the common end: it answered before any hedge was sent
-		r.sent, r.took = first.req, first.took
-		first.resp = h.first.releaseWith(first.resp)
-		if first.resp != nil && first.resp.StatusCode >= 400 && readSignals(first.resp.Header, true, t.now()).hasWait {
+	if race == nil { // the common end: it answered before any hedge was sent
+		r.sent, r.took = &h.firstReq, took
+		resp = h.first.releaseWith(resp)
+		if resp != nil && resp.StatusCode >= 400 && readSignals(resp.Header, true, t.now()).hasWait {
 			r.noHedge = true // asked to wait: no hedges for this request
 		}
-		return first.resp, first.err
+		return resp, err
 	}
-	return h.collect(r, first)
+	return h.collect(r, resp, err, took)
 }
 
 // sendCopy sends one copy, within the attempt timeout when there is one.
@@ -208,11 +222,14 @@ func (h *hedgeRound) timeUp() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	t := h.t
-	if h.over || h.throttled || h.winner != nil || h.inFlight >= t.hedge.maxHedges ||
-		h.number+len(h.hedges) >= h.p.MaxAttempts {
-		return
+	sent, inFlight := 0, 0
+	if x := h.race; x != nil {
+		if x.throttled || x.winner != nil {
+			return
+		}
+		sent, inFlight = len(x.hedges), x.inFlight
 	}
-	if h.caller.Err() != nil {
+	if h.over || inFlight >= t.hedge.maxHedges || h.number+sent >= h.p.MaxAttempts || h.caller.Err() != nil {
 		return
 	}
 	var paid receipt
@@ -223,19 +240,20 @@ func (h *hedgeRound) timeUp() {
 			return
 		}
 	}
-	c, err := h.newCopy(h.number + len(h.hedges) + 1)
+	c, err := h.newCopy(h.number + sent + 1)
 	if err != nil {
 		t.budget.refund(paid) // GetBody failed: the hedge is not sent
 		return
 	}
-	h.hedges = append(h.hedges, c)
-	h.inFlight++
-	if h.wake == nil {
-		h.wake = make(chan struct{}, 1)
+	if h.race == nil {
+		h.race = &hedgeRace{wake: make(chan struct{}, 1)}
 	}
+	x := h.race
+	x.hedges = append(x.hedges, c)
+	x.inFlight++
 	t.metrics.hedged(h.method)
 	go h.send(c)
-	if h.inFlight < t.hedge.maxHedges && h.number+len(h.hedges) < h.p.MaxAttempts {
+	if x.inFlight < t.hedge.maxHedges && h.number+len(x.hedges) < h.p.MaxAttempts {
 		h.timer.again(h.delay)
 	}
 }
@@ -262,12 +280,13 @@ func (h *hedgeRound) newCopy(n int) (*hedgeCopy, error) {
 // RoundTrip: it wins when its response is final and no copy won before.
 func (h *hedgeRound) send(c *hedgeCopy) {
 	start := time.Now()
-	resp, err := h.t.sendCopy(c.req, h.caller, h.timeout)
+	resp, err := h.t.sendCopy(c.req, h.caller, h.p.AttemptTimeout)
 	took := time.Since(start)
 	final := resp != nil && h.final(c.req, resp)
 	h.mu.Lock()
-	h.inFlight--
-	if h.decided { // RoundTrip is gone: a late answer is nobody's
+	x := h.race
+	x.inFlight--
+	if x.decided { // RoundTrip is gone: a late answer is nobody's
 		h.mu.Unlock()
 		if resp != nil {
 			resp.Body.Close()
@@ -276,16 +295,16 @@ func (h *hedgeRound) send(c *hedgeCopy) {
 		return
 	}
 	c.resp, c.err, c.took, c.done = resp, err, took, true
-	h.answered++
-	c.order = h.answered
-	if final && h.winner == nil {
-		h.winner = c
+	x.answered++
+	c.order = x.answered
+	if final && x.winner == nil {
+		x.winner = c
 		h.cancelOthersLocked(c)
 	}
 	h.learnLocked(resp)
 	h.mu.Unlock()
 	select {
-	case h.wake <- struct{}{}:
+	case x.wake <- struct{}{}:
 	default:
 	}
 }
@@ -308,51 +327,48 @@ func (h *hedgeRound) cancelOthersLocked(w *hedgeCopy) {
 	if w.number != h.number {
 		h.first.cancel(ErrHedgeLost)
 	}
-	for _, c := range h.hedges {
+	for _, c := range h.race.hedges {
 		if c != w {
 			c.cancel(ErrHedgeLost)
 		}
 	}
 }
 
-// learn notes whether a response asks for a wait: then no more hedges.
-func (h *hedgeRound) learn(resp *http.Response) {
-	h.mu.Lock()
-	h.learnLocked(resp)
-	h.mu.Unlock()
-}
-
+// learnLocked notes whether a response asks for a wait: then no more
+// hedges.
 func (h *hedgeRound) learnLocked(resp *http.Response) {
 	if resp != nil && resp.StatusCode >= 400 && readSignals(resp.Header, true, h.t.now()).hasWait {
-		h.throttled = true
+		h.race.throttled = true
 	}
 }
 
 // collect waits for the hedges of an attempt whose first copy answered
-// (with first's outcome), until a copy wins or every copy has answered. It
-// returns the winner's outcome or, when all failed, the outcome of the last
-// to answer, and reports every other copy to observers: one that lost the
-// race with ErrHedgeLost.
-func (h *hedgeRound) collect(r *run, first *hedgeCopy) (*http.Response, error) {
+// (with resp, err after took), until a copy wins or every copy has
+// answered. It returns the winner's outcome or, when all failed, the
+// outcome of the last to answer, and reports every other copy to
+// observers: one that lost the race with ErrHedgeLost.
+func (h *hedgeRound) collect(r *run, resp *http.Response, err error, took time.Duration) (*http.Response, error) {
 	t := h.t
-	final := first.resp != nil && h.final(first.req, first.resp)
+	final := resp != nil && h.final(&h.firstReq, resp)
 	h.mu.Lock()
-	first.done = true
-	h.answered++
-	first.order = h.answered
-	if final && h.winner == nil {
-		h.winner = first
+	x := h.race
+	first := &x.first
+	first.number, first.req, first.resp, first.err, first.took, first.done = h.number, &h.firstReq, resp, err, took, true
+	x.answered++
+	first.order = x.answered
+	if final && x.winner == nil {
+		x.winner = first
 		h.cancelOthersLocked(first)
 	}
-	h.learnLocked(first.resp)
-	for h.winner == nil && h.inFlight > 0 {
+	h.learnLocked(resp)
+	for x.winner == nil && x.inFlight > 0 {
 		h.mu.Unlock()
-		<-h.wake
+		<-x.wake
 		h.mu.Lock()
 	}
-	h.decided = true
-	copies := append([]*hedgeCopy{first}, h.hedges...)
-	result := h.winner
+	x.decided = true
+	copies := append([]*hedgeCopy{first}, x.hedges...)
+	result := x.winner
 	if result == nil { // every copy failed: the last to answer decides
 		for _, c := range copies {
 			if result == nil || c.order > result.order {
@@ -360,16 +376,16 @@ func (h *hedgeRound) collect(r *run, first *hedgeCopy) (*http.Response, error) {
 			}
 		}
 	}
-	throttled := h.throttled
+	throttled, won := x.throttled, x.winner != nil
 	h.mu.Unlock()
 
 	r.noHedge = r.noHedge || throttled
-	r.attempt = h.number + len(h.hedges)
+	r.attempt = h.number + len(copies) - 1
 	r.shown, r.shownHedge, r.sent, r.took = result.number, result != first, result.req, result.took
 	if result == first {
 		result.resp = h.first.releaseWith(result.resp)
 	} else {
-		if result == h.winner {
+		if won {
 			t.metrics.hedgeWon(h.method)
 		}
 		h.first.cancel(nil)
@@ -386,7 +402,7 @@ func (h *hedgeRound) collect(r *run, first *hedgeCopy) (*http.Response, error) {
 		if c.done && c.resp != nil {
 			c.resp.Body.Close() // an answer nobody will read
 		}
-		if !c.done || (h.winner != nil && c.err != nil) {
+		if !c.done || (won && c.err != nil) {
 			c.resp, c.err = nil, ErrHedgeLost // canceled when another copy won
 		}
 		if c != first {

@@ -20,8 +20,8 @@ type Attempt struct {
 	// reported too, with Retry false and no Reason: one that was canceled
 	// because another copy won has Err ErrHedgeLost.
 	Hedge bool
-	Retry    bool          // another attempt follows
-	Wait     time.Duration // the wait before it, when Retry
+	Retry bool          // another attempt follows
+	Wait  time.Duration // the wait before it, when Retry
 	// ServerWait says, when Retry, that Wait is what the server asked
 	// for (Retry-After, retry-after-ms, or the reset of a spent rate
 	// limit), plus a little jitter, rather than the Policy's backoff.

@@ -223,7 +223,7 @@ func (t *Transport) roundTrip(req *http.Request, p *Policy) (*http.Response, err
 func (t *Transport) send(r *run) (*http.Response, error) {
 	if r.hedge {
 		r.shown, r.shownHedge = 0, false
-		if d := t.hedge.delayFor(hostKeyOf(r.out.URL)); d > 0 && !r.noHedge {
+		if d := t.hedge.delayFor(r.out.URL); d > 0 && !r.noHedge {
 			resp, err := t.sendHedged(r, d)
 			t.hedge.observe(r, resp)
 			return resp, err

@@ -73,6 +73,11 @@ var Libs = []Lib{
 				return retryhttp.UseDefault
 			}))...)
 	}},
+	{"retryhttp+hedging", func(base http.RoundTripper, backoff time.Duration) http.RoundTripper {
+		// Hedging on, with a delay no request here reaches: what every
+		// request pays when no hedge is sent.
+		return retryhttp.New(base, append(retryhttpOptions(backoff), retryhttp.WithHedging(retryhttp.Hedging{Delay: time.Minute}))...)
+	}},
 	{"retryablehttp", func(base http.RoundTripper, backoff time.Duration) http.RoundTripper {
 		c := retryablehttp.NewClient()
 		c.HTTPClient = &http.Client{Transport: base}

@@ -158,6 +158,10 @@ func Dashboard() (dashboard.Dashboard, error) {
 			query(rate("", "retryhttp_budget_refusals_total", ""), "refusals"))).
 		WithPanel(seriesPanel("Retries available", "Retries the budgets would allow right now: 20% of the last 10 s of requests plus a floor of 10 per second, less the retries spent.", "short",
 			query("sum(retryhttp_budget_retries_available{"+sel+"})", "available"))).
+		WithRow(dashboard.NewRowBuilder("Hedging")).
+		WithPanel(seriesPanel("Hedges", "Hedges sent per second (extra copies of slow idempotent requests) and hedges whose answer won the race. Hedges are paid for from the retry budget; a high rate of wins means the first copies are often slow.", "reqps",
+			query(rate("", "retryhttp_hedges_total", ""), "hedges sent"),
+			query(rate("", "retryhttp_hedge_wins_total", ""), "hedges that won"))).
 		WithRow(dashboard.NewRowBuilder("Throttling")).
 		WithPanel(seriesPanel("Held requests", "Attempts held back per second because their host said its quota was spent (a 429 with Retry-After or a rate-limit reset, GitHub's 403, RateLimit r=0), until it refilled: requests that would otherwise have met a certain 429.", "reqps",
 			query(rate(" by (method)", "retryhttp_held_requests_total", ""), "{{method}}"))).

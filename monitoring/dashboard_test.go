@@ -108,8 +108,8 @@ func TestDashboardQueriesReadTheLibrarysSeries(t *testing.T) {
 			}
 		}
 	}
-	assert.Equal(t, 18, queries)
-	for _, want := range []string{"Requests by outcome", "Retries by reason", "Amplification", "Give-up ratio", "Retry wait quantiles", "Retry wait distribution", "Budget refusals", "Retries available", "Held requests", "Throttled requests"} {
+	assert.Equal(t, 20, queries)
+	for _, want := range []string{"Requests by outcome", "Retries by reason", "Amplification", "Give-up ratio", "Retry wait quantiles", "Retry wait distribution", "Budget refusals", "Retries available", "Held requests", "Throttled requests", "Hedges"} {
 		assert.True(t, hasPanel(d.Panels, want), "missing panel %q", want)
 	}
 }

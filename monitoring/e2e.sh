@@ -48,9 +48,10 @@ go build -o "$work/promcheck" ./cmd/promcheck
 # Retry-After, resets). The first has the default retry budget, which
 # refuses retries (the budget alert); the second has none and sends about 2
 # attempts per request (the retry storm alert). Both give up on about a
-# quarter of their requests (the give-up alert).
+# quarter of their requests (the give-up alert). 5% of answers take 100 ms,
+# which both hedge after 10 ms (the hedging panel).
 demo_args=(-duration 3m -clients 4 -progress 1m -error-rate 0.5 -throttle-rate 0.1 -retry-after 0s
-  -reset-rate 0.02 -latency 1ms -base-delay 5ms -max-delay 50ms)
+  -reset-rate 0.02 -latency 1ms -base-delay 5ms -max-delay 50ms -slow-rate 0.05 -slow-latency 100ms -hedge 10ms)
 "$work/retryhttp" demo -metrics-addr 127.0.0.1:0 "${demo_args[@]}" >"$work/demo.log" 2>&1 &
 pids+=($!)
 "$work/retryhttp" demo -metrics-addr 127.0.0.1:0 -budget=false "${demo_args[@]}" >"$work/storm.log" 2>&1 &

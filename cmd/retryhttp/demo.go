@@ -28,6 +28,8 @@ type demoConfig struct {
 	policy      retryhttp.Policy
 	progress    time.Duration // 0: by whether stdout is a terminal
 	budget      bool
+	hedge       string // "", a delay, or "adaptive"
+	tail        bool   // the hedging comparison against a slow tail instead
 }
 
 func runDemo(args []string, _ io.Reader, stdout, stderr io.Writer) int {
@@ -47,6 +49,10 @@ func runDemo(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	fs.DurationVar(&c.faults.quotaWindow, "quota-window", time.Second, "embedded upstream: the window of -quota (whole seconds)")
 	fs.DurationVar(&c.progress, "progress", 0, "progress line interval (default: 250ms on a terminal, 5s otherwise)")
 	fs.BoolVar(&c.budget, "budget", true, "limit retries with the default retry budget; -budget=false shows a retry storm")
+	fs.Float64Var(&c.faults.slowRate, "slow-rate", 0, "embedded upstream: share of requests answered after -slow-latency instead of -latency (a slow tail)")
+	fs.DurationVar(&c.faults.slowLatency, "slow-latency", 300*time.Millisecond, "embedded upstream: the latency of the slow tail")
+	fs.StringVar(&c.hedge, "hedge", "", "hedge slow requests: a delay such as 20ms, or 'adaptive' (the 95th percentile of the latencies seen)")
+	fs.BoolVar(&c.tail, "tail", false, "show what hedging does to the tail: p50, p99 and p99.9 of the requests without hedging, then with -hedge (default adaptive), against an upstream where 2% of requests take 300 ms (-slow-rate, -slow-latency)")
 	var pf policyFlags
 	pf.register(fs)
 	if code, done := parse(fs, args); done {
@@ -70,6 +76,9 @@ func runDemo(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	case c.pause < 0 || c.progress < 0:
 		return usageError(fs, "-pause and -progress must not be negative")
 	}
+	if _, err := parseHedge(c.hedge); err != nil {
+		return usageError(fs, "%v", err)
+	}
 	if c.upstream != "" {
 		if !isHTTPURL(c.upstream) {
 			return usageError(fs, "-upstream %q is not an http or https URL", c.upstream)
@@ -85,6 +94,9 @@ func runDemo(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 }
 
 func demo(ctx context.Context, c demoConfig, stdout io.Writer) error {
+	if c.tail {
+		return tailDemo(ctx, c, stdout)
+	}
 	reg := prometheus.NewRegistry()
 	metrics, err := retryhttp.NewMetrics(reg)
 	if err != nil {
@@ -127,6 +139,9 @@ func demo(ctx context.Context, c demoConfig, stdout io.Writer) error {
 	opts := []retryhttp.Option{retryhttp.WithPolicy(c.policy), retryhttp.WithMetrics(metrics)}
 	if !c.budget {
 		opts = append(opts, retryhttp.WithBudget(nil))
+	}
+	if h, _ := parseHedge(c.hedge); h != nil {
+		opts = append(opts, retryhttp.WithHedging(*h))
 	}
 	tr := retryhttp.New(nil, opts...)
 	defer tr.CloseIdleConnections()

@@ -83,6 +83,7 @@ func runDo(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	key := fs.String("idempotency-key", "", "send this Idempotency-Key on every attempt ('auto': a random one), so a POST may be retried")
 	verbose := fs.Bool("v", false, "print one line per attempt to standard error")
 	startJitter := fs.Duration("start-jitter", 0, "sleep a random time in [0, D) before the first attempt, so hosts sharing a crontab do not all call at once")
+	hedge := fs.Duration("hedge", 0, "send a second copy of an idempotent request that has no response headers after this delay, and take the first answer (0: no hedging)")
 	var pf policyFlags
 	pf.register(fs)
 	if code, done := parse(fs, args); done {
@@ -101,6 +102,9 @@ func runDo(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	if *timeout < 0 || *startJitter < 0 {
 		return usageError(fs, "-timeout and -start-jitter must not be negative")
+	}
+	if *hedge < 0 {
+		return usageError(fs, "-hedge: %v is negative; give the delay after which to send a second copy", *hedge)
 	}
 	var h http.Header = http.Header{}
 	for _, line := range hdrs {
@@ -171,7 +175,11 @@ func runDo(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if *verbose {
 		rt = &attemptPrinter{next: base, w: stderr}
 	}
-	client := &http.Client{Transport: retryhttp.New(rt, retryhttp.WithPolicy(policy))}
+	opts := []retryhttp.Option{retryhttp.WithPolicy(policy)}
+	if *hedge > 0 { // a single request has no latencies to adapt to: the delay is required
+		opts = append(opts, retryhttp.WithHedging(retryhttp.Hedging{Delay: *hedge}))
+	}
+	client := &http.Client{Transport: retryhttp.New(rt, opts...)}
 	resp, err := client.Do(req)
 	if err != nil {
 		fmt.Fprintln(stderr, "retryhttp do:", err)

@@ -20,7 +20,9 @@ type faults struct {
 	retryAfter   time.Duration // the Retry-After of the 429s
 	resetRate    float64       // connection reset before any response
 	latency      time.Duration // time to answer
-	quota        int           // requests allowed per quotaWindow (0: no quota), announced with RateLimit
+	slowRate     float64       // share of requests answered after slowLatency instead: a slow tail
+	slowLatency  time.Duration
+	quota        int // requests allowed per quotaWindow (0: no quota), announced with RateLimit
 	quotaWindow  time.Duration
 }
 
@@ -28,7 +30,7 @@ func (f faults) validate() error {
 	for _, r := range []struct {
 		name string
 		v    float64
-	}{{"-error-rate", f.errorRate}, {"-throttle-rate", f.throttleRate}, {"-reset-rate", f.resetRate}} {
+	}{{"-error-rate", f.errorRate}, {"-throttle-rate", f.throttleRate}, {"-reset-rate", f.resetRate}, {"-slow-rate", f.slowRate}} {
 		if !(r.v >= 0 && r.v <= 1) {
 			return fmt.Errorf("%s: %v is not between 0 and 1", r.name, r.v)
 		}
@@ -36,8 +38,8 @@ func (f faults) validate() error {
 	if sum := f.errorRate + f.throttleRate + f.resetRate; sum > 1 {
 		return fmt.Errorf("-error-rate, -throttle-rate and -reset-rate add up to %v, more than 1", sum)
 	}
-	if f.retryAfter < 0 || f.latency < 0 {
-		return fmt.Errorf("-retry-after and -latency must not be negative")
+	if f.retryAfter < 0 || f.latency < 0 || f.slowLatency < 0 {
+		return fmt.Errorf("-retry-after, -latency and -slow-latency must not be negative")
 	}
 	if f.quota < 0 {
 		return fmt.Errorf("-quota: %d is negative (0: no quota)", f.quota)
@@ -103,11 +105,15 @@ func (f faults) handler() http.HandlerFunc {
 			http.Error(w, "quota spent", http.StatusTooManyRequests)
 			return
 		}
-		if f.latency > 0 {
-			t := time.NewTimer(f.latency)
+		latency := f.latency
+		if f.slowRate > 0 && rand.Float64() < f.slowRate {
+			latency = f.slowLatency
+		}
+		if latency > 0 {
+			t := time.NewTimer(latency)
 			select {
 			case <-t.C:
-			case <-r.Context().Done():
+			case <-r.Context().Done(): // a hedge won, or the client gave up
 				t.Stop()
 				return
 			}
