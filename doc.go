@@ -64,6 +64,12 @@
 // attempt, the last Attempt's Reason, one log record and the *Error say
 // why.
 //
+// WithHedging cuts the latency tail: a slow idempotent request whose body
+// can be sent twice at once gets a second copy after a fixed delay or the
+// 95th percentile of its host's recent latencies, the first final answer
+// wins, and the other copies are canceled. Hedges are paid for from the
+// retry budget like retries.
+//
 // WithMetrics counts requests, attempts, retries, waits and budget refusals
 // in Prometheus series (see Metrics); WithLogger writes one record per
 // retry. Per request, ContextWithPolicy and ContextWithoutRetries override

@@ -149,3 +149,43 @@ func ExamplePolicy_Validate() {
 	fmt.Println(err)
 	// Output: retryhttp: invalid Policy.MaxDelay: 1ms is below BaseDelay 1s
 }
+
+// A hedge cuts the wait for a slow copy short. The server here holds the
+// first request until it is canceled and answers the second at once: the
+// hedge, sent 10 ms after the first copy, wins, and the first copy is
+// canceled. An observer sees both copies.
+func ExampleWithHedging() {
+	var n atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if n.Add(1) == 1 {
+			<-r.Context().Done() // a slow server: only the cancellation ends this one
+			return
+		}
+		_, _ = io.WriteString(w, "fast")
+	}))
+	defer srv.Close()
+
+	client := &http.Client{Transport: retryhttp.New(nil,
+		retryhttp.WithHedging(retryhttp.Hedging{Delay: 10 * time.Millisecond}),
+		retryhttp.WithObserver(func(a retryhttp.Attempt) {
+			switch {
+			case errors.Is(a.Err, retryhttp.ErrHedgeLost):
+				fmt.Printf("copy %d (hedge: %t): canceled, another copy won\n", a.Number, a.Hedge)
+			case a.Err == nil:
+				fmt.Printf("copy %d (hedge: %t): %s\n", a.Number, a.Hedge, a.Response.Status)
+			}
+		}))}
+
+	resp, err := client.Get(srv.URL)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	fmt.Println(string(body))
+	// Output:
+	// copy 1 (hedge: false): canceled, another copy won
+	// copy 2 (hedge: true): 200 OK
+	// fast
+}

@@ -75,13 +75,15 @@ func (c *hedgeCtx) cancel(cause error) {
 }
 
 // releaseWith releases the context's resources, if it holds any, when the
-// body of its copy's response is closed, or now when there is none.
+// body of its copy's response is closed, or now when there is none. A
+// cancelable context made from a parent that is never canceled holds
+// nothing to release: nothing refers to it but its own children.
 func (c *hedgeCtx) releaseWith(resp *http.Response) *http.Response {
 	c.mu.Lock()
 	release := c.cancelFn
 	c.mu.Unlock()
 	switch {
-	case release == nil:
+	case release == nil, c.parent.Done() == nil:
 	case resp != nil:
 		resp.Body = cancelOnClose(resp.Body, release)
 	default:
