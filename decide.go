@@ -43,6 +43,9 @@ func (t *Transport) decide(r *run, resp *http.Response, err error) stopReason {
 		var ok bool
 		if r.st.paid, ok = t.budget.spend(t.now()); !ok {
 			t.metrics.refused()
+			if t.recorders != nil {
+				t.recordOther(EventBudgetRefusal, r.req.Context(), r.method, 0)
+			}
 			return stopBudget
 		}
 	}
@@ -119,16 +122,13 @@ func (t *Transport) nextWait(r *run, resp *http.Response) (wait time.Duration, f
 func (r *run) report(resp *http.Response, err error, s stopReason) Attempt {
 	a := Attempt{
 		Request:  r.sent,
-		Number:   r.attempt,
+		Number:   r.number(),
 		Response: resp,
 		Err:      err,
 		Duration: r.took,
 		Held:     r.held,
 		Hedge:    r.shownHedge,
 		Retry:    s == stopNone,
-	}
-	if r.shown != 0 {
-		a.Number = r.shown
 	}
 	if a.Retry {
 		a.Wait, a.ServerWait, a.Reason = r.st.wait, r.st.retryAfter, r.st.f.reason()

@@ -237,6 +237,9 @@ func (h *hedgeRound) timeUp() {
 		var ok bool
 		if paid, ok = t.budget.spend(t.now()); !ok {
 			t.metrics.refused()
+			if t.recorders != nil {
+				t.recordOther(EventBudgetRefusal, h.caller, h.method, 0)
+			}
 			return
 		}
 	}
@@ -252,6 +255,9 @@ func (h *hedgeRound) timeUp() {
 	x.hedges = append(x.hedges, c)
 	x.inFlight++
 	t.metrics.hedged(h.method)
+	if t.recorders != nil {
+		t.recordOther(EventHedge, h.caller, h.method, c.number)
+	}
 	go h.send(c)
 	if x.inFlight < t.hedge.maxHedges && h.number+len(x.hedges) < h.p.MaxAttempts {
 		h.timer.again(h.delay)
@@ -387,6 +393,9 @@ func (h *hedgeRound) collect(r *run, resp *http.Response, err error, took time.D
 	} else {
 		if won {
 			t.metrics.hedgeWon(h.method)
+			if t.recorders != nil {
+				t.recordOther(EventHedgeWon, h.caller, h.method, result.number)
+			}
 		}
 		h.first.cancel(nil)
 		if result.resp != nil {
@@ -412,6 +421,9 @@ func (h *hedgeRound) collect(r *run, resp *http.Response, err error, took time.D
 			t.hedge.latencies.observe(hostKeyOf(c.req.URL), c.took)
 		}
 		t.metrics.attempt(h.method, c.resp)
+		if t.recorders != nil {
+			t.recordAttempt(h.caller, h.method, c.resp, c.number)
+		}
 		if t.watched {
 			t.observeCopy(c, c.number != h.number)
 		}

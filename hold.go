@@ -290,6 +290,9 @@ func (t *Transport) admit(r *run) (stopReason, error) {
 		wait := jitteredBefore(asked, r.p.BaseDelay, t.rand, now, deadline, hasDeadline)
 		if r.held == 0 {
 			t.metrics.held(r.method)
+			if t.recorders != nil {
+				t.recordOther(EventHeld, ctx, r.method, r.attempt)
+			}
 		}
 		t.logHold(r, until, wait)
 		if err := t.sleep(ctx, wait); err != nil {

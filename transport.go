@@ -39,6 +39,7 @@ type Transport struct {
 	metrics     *Metrics   // nil: no metrics
 	classifier  Classifier // nil: the Transport's own rules
 	observers   []func(Attempt)
+	recorders   []func(Event)
 	watched     bool     // a logger or observers want each attempt
 	timed       bool     // attempts are timed: for observers, or the adaptive hedging delay
 	hedge       *hedging // nil: no hedging
@@ -113,6 +114,9 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	t.once.Do(t.init)
 	if req == nil {
 		t.metrics.request(numMethods-1, outcomeNotRetryable)
+		if t.recorders != nil {
+			t.recordRequest(context.Background(), numMethods-1, stopPermanent, 0)
+		}
 		return nil, errors.New("retryhttp: nil *http.Request")
 	}
 	p, err := t.policyFor(req)
@@ -122,6 +126,9 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if err != nil {
 		closeBody(req)
 		t.metrics.request(methodIndex(req.Method), outcomeNotRetryable)
+		if t.recorders != nil {
+			t.recordRequest(req.Context(), methodIndex(req.Method), stopPermanent, 0)
+		}
 		return nil, err
 	}
 	return t.roundTrip(req, p)
@@ -152,6 +159,15 @@ type run struct {
 	host *hostState    // the quota of the current attempt's host, when it has one
 	held time.Duration // how long the current attempt waited for its host
 	st   *step         // the step to the next attempt, from the first retry on
+}
+
+// number returns the number of the attempt whose outcome RoundTrip has:
+// the current one's, or the copy's of a hedged attempt that decided it.
+func (r *run) number() int {
+	if r.shown != 0 {
+		return r.shown
+	}
+	return r.attempt
 }
 
 // step is what decide fills in when an attempt is retried: the wait before
@@ -186,6 +202,9 @@ func (t *Transport) roundTrip(req *http.Request, p *Policy) (*http.Response, err
 		}
 		resp, err := t.send(&r)
 		t.metrics.attempt(r.method, resp)
+		if t.recorders != nil {
+			t.recordAttempt(r.req.Context(), r.method, resp, r.number())
+		}
 		if resp != nil && r.sent != req {
 			resp.Request = req
 		}
@@ -200,6 +219,9 @@ func (t *Transport) roundTrip(req *http.Request, p *Policy) (*http.Response, err
 		if s != stopNone {
 			if resp != nil && r.body == nil { // the common end, kept short
 				t.metrics.request(r.method, s.outcome())
+				if t.recorders != nil {
+					t.recordRequest(r.req.Context(), r.method, s, r.attempt)
+				}
 				return resp, nil
 			}
 			return t.finish(&r, resp, err, s)
@@ -212,6 +234,9 @@ func (t *Transport) roundTrip(req *http.Request, p *Policy) (*http.Response, err
 			return nil, t.abandon(&r, s, cause)
 		}
 		t.metrics.retry(r.method, r.st.f, r.st.wait, r.st.retryAfter)
+		if t.recorders != nil {
+			t.recordRetry(&r)
+		}
 		r.out = r.st.next
 	}
 }
@@ -267,6 +292,9 @@ func (t *Transport) finish(r *run, resp *http.Response, err error, s stopReason)
 		r.body.finish(resp != nil)
 	}
 	t.metrics.request(r.method, s.outcome())
+	if t.recorders != nil {
+		t.recordRequest(r.req.Context(), r.method, s, r.attempt)
+	}
 	if resp != nil {
 		return resp, nil
 	}
@@ -324,6 +352,9 @@ func (t *Transport) refuse(r *run, s stopReason, cause error) error {
 		closeBody(r.req)
 	}
 	t.metrics.request(r.method, s.outcome())
+	if t.recorders != nil {
+		t.recordRequest(r.req.Context(), r.method, s, 0)
+	}
 	r.sent = r.out
 	if t.watched {
 		t.observe(r, nil, cause, s)
@@ -343,6 +374,9 @@ func (t *Transport) abandon(r *run, s stopReason, cause error) error {
 		r.body.finish(false)
 	}
 	t.metrics.request(r.method, s.outcome())
+	if t.recorders != nil {
+		t.recordRequest(r.req.Context(), r.method, s, r.attempt)
+	}
 	t.logGiveUp(r, nil, cause, s)
 	return &Error{Attempts: r.attempt, Err: cause, Waiting: s == stopCanceled || s == stopDeadlinePassed, Reason: s.reason(), detail: t.explain(r, s)}
 }
