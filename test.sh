@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Runs every test of the project: each Go module with the race detector (the
 # chaos suite runs about 15 s; SOAK=10m in its folder runs it longer), the
-# alert rules' unit tests (promtool), and the end-to-end test of the dashboard
-# and alerts against a real Prometheus. Installs Debian's prometheus package
+# alert rules' unit tests (promtool), the end-to-end test of the dashboard
+# and alerts against a real Prometheus, and the end-to-end test of the otel
+# module against a real OpenTelemetry Collector (built once and cached: see
+# otel/e2e.sh). Installs Debian's prometheus package
 # (for promtool and the end-to-end test) when it is missing.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -13,7 +15,7 @@ if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null; then
   apt-get install -y -qq --no-install-recommends prometheus >/dev/null
 fi
 
-for module in . monitoring bench chaos; do
+for module in . monitoring bench chaos otel otel/e2e; do
   echo "--- go test -race ($module)"
   (cd "$module" && go test -race -count=1 -parallel 16 ./...)
 done
@@ -24,3 +26,6 @@ promtool test rules monitoring/prometheus/alerts_test.yml
 
 echo "--- end to end: dashboard and alerts against a real Prometheus"
 monitoring/e2e.sh
+
+echo "--- end to end: traces and metrics through a real OpenTelemetry Collector"
+otel/e2e.sh
