@@ -2,16 +2,17 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	mrand "math/rand/v2"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -21,11 +22,58 @@ import (
 	"github.com/retryhttp/retryhttp"
 )
 
+// The defaults of retryhttp do, sized for scripts and cron jobs rather
+// than for an interactive caller: with them a server that refuses
+// connections for a few seconds (a restart) is reached, since the waits
+// before the sixth attempt add up to at least 15.5 s; and a dead server is
+// given up on within two minutes: the waits add up to at most 31 s, and
+// each of the 6 attempts takes at most the connect timeout, 10 s, when its
+// host does not answer at all. A server that accepts connections and never
+// answers is bounded only by -attempt-timeout or -timeout.
+const (
+	doAttempts       = 6
+	doBaseDelay      = time.Second
+	doMaxDelay       = 30 * time.Second
+	doJitter         = "equal"
+	doConnectTimeout = 10 * time.Second
+	doMaxRedirects   = 10
+)
+
 // headers collects repeated -H flags.
 type headers []string
 
 func (h *headers) String() string     { return strings.Join(*h, ", ") }
 func (h *headers) Set(v string) error { *h = append(*h, v); return nil }
+
+// strs collects a repeated string flag.
+type strs []string
+
+func (s *strs) String() string     { return strings.Join(*s, "&") }
+func (s *strs) Set(v string) error { *s = append(*s, v); return nil }
+
+// seconds is a duration flag that also takes a bare number of seconds, as
+// curl's -m does: "5", "0.5", "2m".
+type seconds time.Duration
+
+func (s *seconds) String() string { return time.Duration(*s).String() }
+func (s *seconds) Set(v string) error {
+	if f, err := strconv.ParseFloat(v, 64); err == nil {
+		if f < 0 || f > float64(1<<62)/float64(time.Second) {
+			return fmt.Errorf("%v seconds is out of range", v)
+		}
+		*s = seconds(f * float64(time.Second))
+		return nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		return fmt.Errorf("%q is neither seconds (5, 0.5) nor a duration (2m, 500ms)", v)
+	}
+	if d < 0 {
+		return fmt.Errorf("%v is negative", d)
+	}
+	*s = seconds(d)
+	return nil
+}
 
 // policyFlags are the flags that mirror retryhttp.Policy.
 type policyFlags struct {
@@ -36,15 +84,27 @@ type policyFlags struct {
 	maxRetryAfter time.Duration
 }
 
-func (p *policyFlags) register(fs interface {
-	IntVar(*int, string, int, string)
-	DurationVar(*time.Duration, string, time.Duration, string)
-	StringVar(*string, string, string, string)
-}) {
-	fs.IntVar(&p.attempts, "attempts", retryhttp.DefaultMaxAttempts, "attempts in all, the first included; 1 disables retries")
-	fs.DurationVar(&p.baseDelay, "base-delay", retryhttp.DefaultBaseDelay, "first backoff step")
-	fs.DurationVar(&p.maxDelay, "max-delay", retryhttp.DefaultMaxDelay, "cap on one backoff wait")
-	fs.StringVar(&p.jitter, "jitter", "full", "backoff jitter: full, equal, decorrelated or none")
+// policyDefaults are the defaults a command gives the policy flags.
+type policyDefaults struct {
+	attempts            int
+	baseDelay, maxDelay time.Duration
+	jitter              string
+}
+
+// libraryDefaults are the library's own.
+var libraryDefaults = policyDefaults{retryhttp.DefaultMaxAttempts, retryhttp.DefaultBaseDelay, retryhttp.DefaultMaxDelay, "full"}
+
+// register adds the policy flags to fs, with the library's defaults unless
+// others are given.
+func (p *policyFlags) register(fs *flag.FlagSet, defaults ...policyDefaults) {
+	d := libraryDefaults
+	if len(defaults) > 0 {
+		d = defaults[0]
+	}
+	fs.IntVar(&p.attempts, "attempts", d.attempts, "attempts in all, the first included; 1 disables retries")
+	fs.DurationVar(&p.baseDelay, "base-delay", d.baseDelay, "first backoff step")
+	fs.DurationVar(&p.maxDelay, "max-delay", d.maxDelay, "cap on one backoff wait")
+	fs.StringVar(&p.jitter, "jitter", d.jitter, "backoff jitter: full, equal, decorrelated or none")
 	fs.DurationVar(&p.maxRetryAfter, "max-retry-after", retryhttp.DefaultMaxRetryAfter, "longest Retry-After wait honored; longer ones end the request")
 }
 
@@ -72,182 +132,403 @@ func (p *policyFlags) policy() (retryhttp.Policy, error) {
 	return pol, nil
 }
 
+// doFlags are the flags of retryhttp do.
+type doFlags struct {
+	method         string
+	headers        headers
+	data           strs
+	dataBinary     string
+	output         string
+	include        bool
+	head           bool
+	user           string
+	writeOut       string
+	verbose        bool
+	errorBody      bool
+	timeout        seconds
+	attemptTimeout seconds
+	connectTimeout seconds
+	maxRedirects   int
+	key            string
+	startJitter    time.Duration
+	hedge          time.Duration
+	policy         policyFlags
+}
+
+const doSynopsis = `[flags] URL [flags]
+
+Sends one HTTP request, retrying what is safe to retry, like curl --retry
+but with exponential backoff and jitter, Retry-After honored, and POSTs
+never sent twice without an idempotency key. The body of a final response
+below 400 goes to standard output (or -o, written whole or not at all);
+on a final failure nothing goes to standard output but -w's line, and one
+line on standard error says what failed and why retrying stopped.
+
+The defaults are sized for scripts and cron: 6 attempts, the waits between
+them doubling with equal jitter from 0.5-1 s (at least 15.5 s in all, at
+most 31 s), and a 10 s connect timeout: a server that restarts within
+seconds is reached, a dead one is given up on within two minutes.`
+
+func (f *doFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&f.method, "X", "", "request method (default GET, POST with -d, HEAD with -I)")
+	fs.Var(&f.headers, "H", "request header 'Name: value' (repeatable)")
+	fs.Var(&f.data, "d", "form data, as curl: text, @file or @- (standard input), read whole with CR and LF removed; repeated -d are joined with &; Content-Type application/x-www-form-urlencoded unless -H sets one")
+	fs.StringVar(&f.dataBinary, "data-binary", "", "request body exactly as given: text, @file (streamed, and read again for each retry) or @- (streamed; retried only while it fits the 64 KiB replay buffer)")
+	fs.StringVar(&f.output, "o", "", "write the body to this file instead of standard output: to a temporary file beside it, renamed over it on success; on a failure the file is left as it was")
+	fs.BoolVar(&f.include, "i", false, "print the status line and the headers before the body")
+	fs.BoolVar(&f.head, "I", false, "send HEAD and print the status line and the headers")
+	fs.StringVar(&f.user, "u", "", "basic authentication 'user:password'")
+	fs.StringVar(&f.writeOut, "w", "", "print this after the transfer, also on a failure: %{http_code}, %{num_attempts}, %{time_total} (seconds), %{url_effective}, %{num_redirects}, %{size_download}, %{exitcode}, %{reason} (why retrying stopped); \\n and \\t are escapes")
+	fs.BoolVar(&f.verbose, "v", false, "print each attempt to standard error, with the wait after it and whether the server asked for it (Retry-After) or the backoff chose it")
+	fs.BoolVar(&f.errorBody, "error-body", false, "on a final failure, print the whole response body to standard error (without it: its first line, when it is text)")
+	f.timeout = 0
+	fs.Var(&f.timeout, "timeout", "limit for the whole request: attempts, waits and the body, in seconds (5, 0.5) or a duration (2m); 0: none; -start-jitter does not count")
+	fs.Var(&f.attemptTimeout, "attempt-timeout", "limit for each attempt to get its response headers, then retried (seconds or a duration; 0: none)")
+	f.connectTimeout = seconds(doConnectTimeout)
+	fs.Var(&f.connectTimeout, "connect-timeout", "limit for each connection to be made, TLS included (seconds or a duration; 0: none)")
+	fs.IntVar(&f.maxRedirects, "max-redirects", doMaxRedirects, "redirects to follow; 0 does not follow them (a 3xx is then the final response)")
+	fs.StringVar(&f.key, "idempotency-key", "", "send this Idempotency-Key on every attempt ('auto': a random one), so a POST may be retried")
+	fs.DurationVar(&f.startJitter, "start-jitter", 0, "sleep a random time in [0, D) before the first attempt, so hosts sharing a crontab do not all call at once; it counts toward nothing else (not -timeout)")
+	fs.DurationVar(&f.hedge, "hedge", 0, "send a second copy of an idempotent request that has no response headers after this delay, and take the first answer (0: no hedging)")
+	f.policy.register(fs, policyDefaults{doAttempts, doBaseDelay, doMaxDelay, doJitter})
+}
+
 func runDo(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	fs := newFlagSet("do", "[flags] URL", stderr)
-	method := fs.String("X", "", "request method (default GET, or POST with -d)")
-	var hdrs headers
-	fs.Var(&hdrs, "H", "request header 'Name: value' (repeatable)")
-	data := fs.String("d", "", "request body: text, @file, or @- for standard input")
-	output := fs.String("o", "", "write the response body to this file instead of standard output")
-	timeout := fs.Duration("timeout", 0, "limit for the whole request, retries and waits included (0: none)")
-	key := fs.String("idempotency-key", "", "send this Idempotency-Key on every attempt ('auto': a random one), so a POST may be retried")
-	verbose := fs.Bool("v", false, "print one line per attempt to standard error")
-	startJitter := fs.Duration("start-jitter", 0, "sleep a random time in [0, D) before the first attempt, so hosts sharing a crontab do not all call at once")
-	hedge := fs.Duration("hedge", 0, "send a second copy of an idempotent request that has no response headers after this delay, and take the first answer (0: no hedging)")
-	var pf policyFlags
-	pf.register(fs)
-	if code, done := parse(fs, args); done {
+	fs := newFlagSet("do", doSynopsis, stderr)
+	usage := fs.Usage
+	fs.Usage = func() { usage(); fmt.Fprintln(fs.Output(), "\n"+exitCodeHelp) }
+	var f doFlags
+	f.register(fs)
+	positional, code, done := parseArgs(fs, args, stdout)
+	if done {
 		return code
 	}
-	if fs.NArg() != 1 {
-		return usageError(fs, "want exactly one URL, got %d arguments", fs.NArg())
-	}
-	target := fs.Arg(0)
-	if !isHTTPURL(target) {
-		return usageError(fs, "%q is not an http or https URL", target)
-	}
-	policy, err := pf.policy()
+	req, err := f.check(fs, positional)
 	if err != nil {
 		return usageError(fs, "%v", err)
 	}
-	if *timeout < 0 || *startJitter < 0 {
-		return usageError(fs, "-timeout and -start-jitter must not be negative")
-	}
-	if *hedge < 0 {
-		return usageError(fs, "-hedge: %v is negative; give the delay after which to send a second copy", *hedge)
-	}
-	var h http.Header = http.Header{}
-	for _, line := range hdrs {
-		name, value, ok := strings.Cut(line, ":")
-		if !ok || strings.TrimSpace(name) == "" {
-			return usageError(fs, "-H %q is not 'Name: value'", line)
-		}
-		h.Add(strings.TrimSpace(name), strings.TrimSpace(value))
-	}
-	if *key != "" {
-		k := *key
-		if k == "auto" {
-			k = randomKey()
-		}
-		h.Set("Idempotency-Key", k)
-	}
-	if *method == "" {
-		*method = http.MethodGet
-		if *data != "" {
-			*method = http.MethodPost
-		}
-	}
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	body, getBody, length, closeData, err := requestBody(*data, stdin)
+	ctx, signaled := interruptible()
+	defer signaled.stop()
+	body, err := f.body(stdin)
 	if err != nil {
 		fmt.Fprintln(stderr, "retryhttp do:", err)
 		return exitFailed
 	}
-	defer closeData()
+	defer body.close()
+	out, err := openOutput(f.output, stdout)
+	if err != nil {
+		fmt.Fprintln(stderr, "retryhttp do:", err)
+		return exitFailed
+	}
+	defer out.discard() // unless committed
 
-	if *startJitter > 0 {
-		wait := time.Duration(mrand.Int64N(int64(*startJitter)))
-		if *verbose {
+	if f.startJitter > 0 {
+		wait := time.Duration(mrand.Int64N(int64(f.startJitter)))
+		if f.verbose {
 			fmt.Fprintf(stderr, "retryhttp: start jitter: waiting %v\n", wait.Round(time.Millisecond))
 		}
-		t := time.NewTimer(wait)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-			fmt.Fprintln(stderr, "retryhttp do: interrupted")
-			return exitFailed
+		if err := sleepCtx(ctx, wait); err != nil {
+			return signaled.code(stderr)
 		}
 	}
-	if *timeout > 0 { // the whole request: attempts, waits and the body
+	start := time.Now()
+	if f.timeout > 0 { // the whole request: attempts, waits and the body
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, *timeout)
+		ctx, cancel = context.WithTimeout(ctx, time.Duration(f.timeout))
 		defer cancel()
 	}
+	req = req.WithContext(ctx)
+	body.attach(req)
 
-	req, err := http.NewRequestWithContext(ctx, *method, target, body)
-	if err != nil {
-		return usageError(fs, "%v", err)
-	}
-	if host := h.Get("Host"); host != "" { // as curl does: -H 'Host: x' names the virtual host
-		req.Host = host
-		h.Del("Host")
-	}
-	req.Header = h
-	req.GetBody = getBody
-	req.ContentLength = length
-
-	base := cleanhttp.DefaultPooledTransport()
-	defer base.CloseIdleConnections()
-	var rt http.RoundTripper = base
-	if *verbose {
-		rt = &attemptPrinter{next: base, w: stderr}
-	}
-	opts := []retryhttp.Option{retryhttp.WithPolicy(policy)}
-	if *hedge > 0 { // a single request has no latencies to adapt to: the delay is required
-		opts = append(opts, retryhttp.WithHedging(retryhttp.Hedging{Delay: *hedge}))
-	}
-	client := &http.Client{Transport: retryhttp.New(rt, opts...)}
+	var story transcript
+	client := f.client(&story, stderr)
 	resp, err := client.Do(req)
+	r := outcome{start: start, story: &story, url: req.URL.String()}
 	if err != nil {
-		fmt.Fprintln(stderr, "retryhttp do:", err)
-		return exitFailed
+		r.err = err
+		r.code = exitCodeOf(err)
+		if c := signaled.code(nil); c != 0 {
+			r.code = c
+		}
+		fmt.Fprintln(stderr, "retryhttp do:", failureLine(req, nil, err, &story, &f))
+		f.printWriteOut(stdout, &r)
+		return r.code
 	}
 	defer resp.Body.Close()
-
-	out := stdout
-	if *output != "" {
-		f, err := os.Create(*output)
-		if err != nil {
-			fmt.Fprintln(stderr, "retryhttp do:", err)
-			return exitFailed
+	r.resp = resp
+	r.url = resp.Request.URL.String()
+	if resp.StatusCode >= 400 {
+		r.code = exitHTTP
+		fmt.Fprintln(stderr, "retryhttp do:", failureLine(req, resp, nil, &story, &f))
+		showErrorBody(stderr, resp, f.errorBody)
+		f.printWriteOut(stdout, &r)
+		return r.code
+	}
+	if f.include || f.head {
+		writeHead(out, resp)
+	}
+	n, err := io.Copy(out, resp.Body)
+	r.size = n
+	if err == nil {
+		err = out.commit()
+	}
+	if err != nil {
+		r.err = err
+		r.code = exitCodeOf(err)
+		if r.code == exitFailed || r.code == exitConnect || r.code == exitResolve {
+			r.code = exitPartial
 		}
-		defer f.Close()
-		out = f
-	}
-	if _, err := io.Copy(out, resp.Body); err != nil {
-		fmt.Fprintln(stderr, "retryhttp do: reading the response:", err)
-		return exitFailed
-	}
-	if f, ok := out.(*os.File); ok && *output != "" {
-		if err := f.Close(); err != nil {
-			fmt.Fprintln(stderr, "retryhttp do:", err)
-			return exitFailed
+		var we *writeError
+		if errors.As(err, &we) {
+			r.code = exitFailed
 		}
+		if c := signaled.code(nil); c != 0 {
+			r.code = c
+		}
+		fmt.Fprintf(stderr, "retryhttp do: %s %s: %s: %v\n", req.Method, redact(r.url), resp.Status, trimPrefix(err))
+		f.printWriteOut(stdout, &r)
+		return r.code
 	}
-	if resp.StatusCode < 200 || resp.StatusCode > 399 {
-		fmt.Fprintf(stderr, "retryhttp do: %s %s: %s\n", *method, redact(target), resp.Status)
-		return exitFailed
-	}
+	f.printWriteOut(stdout, &r)
 	return exitOK
 }
 
-// requestBody returns the body for -d: nil for none, the text itself, a file
-// (reopened for each retry, so it streams and replays), or standard input
-// (streamed; a retry replays it only while it fits the Transport's replay
-// buffer, 64 KiB).
-func requestBody(data string, stdin io.Reader) (body io.Reader, getBody func() (io.ReadCloser, error), length int64, closeFn func(), err error) {
-	closeFn = func() {}
-	switch {
-	case data == "":
-		return nil, nil, 0, closeFn, nil
-	case data == "@-":
-		return io.NopCloser(stdin), nil, -1, closeFn, nil
-	case strings.HasPrefix(data, "@"):
-		name := data[1:]
-		f, err := os.Open(name)
-		if err != nil {
-			return nil, nil, 0, closeFn, err
-		}
-		info, err := f.Stat()
-		if err != nil {
-			f.Close()
-			return nil, nil, 0, closeFn, err
-		}
-		reopen := func() (io.ReadCloser, error) { return os.Open(name) }
-		return f, reopen, info.Size(), func() { f.Close() }, nil
+// check validates the flags and the URL, and returns the request they
+// describe, without a body or a context yet.
+func (f *doFlags) check(fs *flag.FlagSet, positional []string) (*http.Request, error) {
+	if len(positional) != 1 {
+		return nil, fmt.Errorf("want exactly one URL, got %d arguments", len(positional))
 	}
-	r := strings.NewReader(data)
-	return r, func() (io.ReadCloser, error) { return io.NopCloser(strings.NewReader(data)), nil }, int64(len(data)), closeFn, nil
+	target := positional[0]
+	if !isHTTPURL(target) {
+		return nil, fmt.Errorf("%q is not an http or https URL", target)
+	}
+	if _, err := f.policy.policy(); err != nil {
+		return nil, err
+	}
+	switch {
+	case f.startJitter < 0:
+		return nil, errors.New("-start-jitter must not be negative")
+	case f.hedge < 0:
+		return nil, fmt.Errorf("-hedge: %v is negative; give the delay after which to send a second copy", f.hedge)
+	case f.maxRedirects < 0:
+		return nil, fmt.Errorf("-max-redirects: %d is negative (0 does not follow redirects)", f.maxRedirects)
+	case len(f.data) > 0 && f.dataBinary != "":
+		return nil, errors.New("give -d or -data-binary, not both")
+	case f.head && (len(f.data) > 0 || f.dataBinary != ""):
+		return nil, errors.New("-I sends HEAD, which has no body: drop -d or -data-binary")
+	case f.head && f.method != "" && f.method != http.MethodHead:
+		return nil, fmt.Errorf("-I sends HEAD, not %s", f.method)
+	case f.user != "" && !strings.Contains(f.user, ":"):
+		return nil, errors.New("-u wants 'user:password' (the command never prompts)")
+	}
+	if err := checkWriteOut(f.writeOut); err != nil {
+		return nil, fmt.Errorf("-w: %v", err)
+	}
+	method := f.method
+	switch {
+	case f.head:
+		method = http.MethodHead
+	case method == "" && (len(f.data) > 0 || f.dataBinary != ""):
+		method = http.MethodPost
+	case method == "":
+		method = http.MethodGet
+	}
+	req, err := http.NewRequest(method, target, nil)
+	if err != nil {
+		return nil, err
+	}
+	for _, line := range f.headers {
+		name, value, ok := strings.Cut(line, ":")
+		if !ok || strings.TrimSpace(name) == "" {
+			return nil, fmt.Errorf("-H %q is not 'Name: value'", line)
+		}
+		req.Header.Add(strings.TrimSpace(name), strings.TrimSpace(value))
+	}
+	if host := req.Header.Get("Host"); host != "" { // as curl does: -H 'Host: x' names the virtual host
+		req.Host = host
+		req.Header.Del("Host")
+	}
+	if f.key != "" {
+		k := f.key
+		if k == "auto" {
+			k = randomKey()
+		}
+		req.Header.Set("Idempotency-Key", k)
+	}
+	if f.user != "" {
+		user, pass, _ := strings.Cut(f.user, ":")
+		req.SetBasicAuth(user, pass)
+	}
+	return req, nil
 }
 
-// randomKey returns a random idempotency key: 128 bits in hex.
-func randomKey() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
+// errTooManyRedirects ends a request that was redirected more than
+// -max-redirects times.
+var errTooManyRedirects = errors.New("too many redirects")
+
+// client returns the http.Client that sends the request: a retryhttp
+// Transport with the flags' Policy over a base with the connect timeout,
+// following at most -max-redirects redirects, and telling story about
+// every attempt (and stderr too, with -v).
+func (f *doFlags) client(story *transcript, stderr io.Writer) *http.Client {
+	base := cleanhttp.DefaultPooledTransport()
+	if ct := time.Duration(f.connectTimeout); ct > 0 {
+		base.DialContext = (&net.Dialer{Timeout: ct, KeepAlive: 30 * time.Second}).DialContext
+		base.TLSHandshakeTimeout = ct
+	}
+	policy, _ := f.policy.policy() // checked
+	policy.AttemptTimeout = time.Duration(f.attemptTimeout)
+	opts := []retryhttp.Option{retryhttp.WithPolicy(policy), retryhttp.WithObserver(story.observe)}
+	if f.verbose {
+		story.verbose = stderr
+	}
+	if f.hedge > 0 { // a single request has no latencies to adapt to: the delay is required
+		opts = append(opts, retryhttp.WithHedging(retryhttp.Hedging{Delay: f.hedge}))
+	}
+	maxRedirects := f.maxRedirects
+	return &http.Client{
+		Transport: retryhttp.New(base, opts...),
+		CheckRedirect: func(req *http.Request, via []*http.Request) error {
+			if maxRedirects == 0 {
+				return http.ErrUseLastResponse
+			}
+			if len(via) > maxRedirects {
+				return errTooManyRedirects
+			}
+			story.redirected(req)
+			return nil
+		},
+	}
+}
+
+// transcript is what the attempts of a request told their observer: how
+// many there were, the last one, and the redirects; with -v it prints each.
+type transcript struct {
+	verbose io.Writer // nil: quiet
+
+	mu        sync.Mutex
+	attempts  int // sent, over every redirect
+	redirects int
+	last      retryhttp.Attempt
+}
+
+func (s *transcript) observe(a retryhttp.Attempt) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if a.Err == nil || !errors.Is(a.Err, retryhttp.ErrThrottled) {
+		s.attempts++
+	}
+	last := a
+	last.Response = nil // not kept past the call
+	last.Request = nil
+	s.last = last
+	if s.verbose == nil {
+		return
+	}
+	line := fmt.Sprintf("retryhttp: attempt %d", a.Number)
+	if a.Hedge {
+		line += " (hedge)"
+	}
+	line += fmt.Sprintf(": %s %s: ", a.Request.Method, redact(a.Request.URL.String()))
+	if a.Response != nil {
+		line += a.Response.Status
+	} else {
+		line += fmt.Sprint(trimPrefix(unwrapURLError(a.Err)))
+	}
+	line += " in " + a.Duration.Round(100*time.Microsecond).String()
+	if a.Held > 0 {
+		line += fmt.Sprintf(" (held %v for the host's quota)", a.Held.Round(time.Millisecond))
+	}
+	if a.Retry {
+		source := "backoff"
+		if a.ServerWait {
+			source = "Retry-After"
+		}
+		line += fmt.Sprintf("; retrying in %v (%s)", a.Wait.Round(time.Millisecond), source)
+	}
+	fmt.Fprintln(s.verbose, line)
+}
+
+func (s *transcript) redirected(req *http.Request) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.redirects++
+	if s.verbose != nil {
+		fmt.Fprintf(s.verbose, "retryhttp: redirected to %s\n", redact(req.URL.String()))
+	}
+}
+
+func (s *transcript) counts() (attempts, redirects int, last retryhttp.Attempt) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.attempts, s.redirects, s.last
+}
+
+// signals turns SIGINT and SIGTERM into the cancellation of a context, and
+// remembers which came, for the shell's exit status (128 + its number).
+type signals struct {
+	ch     chan os.Signal
+	cancel context.CancelFunc
+	mu     sync.Mutex
+	got    os.Signal
+	done   chan struct{}
+}
+
+func interruptible() (context.Context, *signals) {
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &signals{ch: make(chan os.Signal, 1), cancel: cancel, done: make(chan struct{})}
+	signal.Notify(s.ch, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		select {
+		case sig := <-s.ch:
+			s.mu.Lock()
+			s.got = sig
+			s.mu.Unlock()
+			cancel()
+		case <-s.done:
+		}
+	}()
+	return ctx, s
+}
+
+func (s *signals) stop() {
+	signal.Stop(s.ch)
+	close(s.done)
+	s.cancel()
+}
+
+// code returns the exit status for the signal that came (130, 143), after
+// saying so on w when it is not nil; 0 when none came.
+func (s *signals) code(w io.Writer) int {
+	s.mu.Lock()
+	sig := s.got
+	s.mu.Unlock()
+	code := 0
+	switch sig {
+	case os.Interrupt:
+		code = exitSIGINT
+	case syscall.SIGTERM:
+		code = exitSIGTERM
+	default:
+		return 0
+	}
+	if w != nil {
+		fmt.Fprintf(w, "retryhttp do: %v: stopped\n", sig)
+	}
+	return code
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // isHTTPURL reports whether s is an absolute http or https URL with a host.
@@ -264,44 +545,4 @@ func redact(raw string) string {
 	}
 	u.User, u.RawQuery, u.Fragment = nil, "", ""
 	return u.String()
-}
-
-// attemptPrinter prints one line per attempt: its number, the wait before
-// it, and how it ended. It sits under the retrying Transport, so it sees
-// every attempt.
-type attemptPrinter struct {
-	next http.RoundTripper
-	w    io.Writer
-
-	mu    sync.Mutex
-	n     int
-	ended time.Time // when the previous attempt ended
-}
-
-func (p *attemptPrinter) RoundTrip(req *http.Request) (*http.Response, error) {
-	p.mu.Lock()
-	p.n++
-	n, prev := p.n, p.ended
-	p.mu.Unlock()
-	after := ""
-	if !prev.IsZero() {
-		after = fmt.Sprintf(" (after %v)", time.Since(prev).Round(time.Millisecond))
-	}
-	start := time.Now()
-	resp, err := p.next.RoundTrip(req)
-	took := time.Since(start).Round(100 * time.Microsecond)
-	p.mu.Lock()
-	p.ended = time.Now()
-	p.mu.Unlock()
-	switch {
-	case err != nil:
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err
-		}
-		fmt.Fprintf(p.w, "retryhttp: attempt %d%s: %s %s: %v in %v\n", n, after, req.Method, redact(req.URL.String()), err, took)
-	default:
-		fmt.Fprintf(p.w, "retryhttp: attempt %d%s: %s %s: %s in %v\n", n, after, req.Method, redact(req.URL.String()), resp.Status, took)
-	}
-	return resp, err
 }

@@ -4,11 +4,9 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -78,14 +76,18 @@ func TestHelpAndUsage(t *testing.T) {
 		noStderr bool
 	}{
 		{"help", []string{"help"}, 0, "Commands:", "", true},
-		{"-h", []string{"-h"}, 0, "Exit codes: 0 success, 1 the request failed, 2 usage error.", "", true},
+		{"-h", []string{"-h"}, 0, "Exit codes: 0 success, 2 usage error, 1 failure", "", true},
 		{"no command", nil, 2, "", "Usage: retryhttp <command>", false},
-		{"unknown command", []string{"fetch"}, 2, "", `retryhttp: unknown command "fetch"`, false},
+		{"unknown command", []string{"fetch"}, 2, "", `retryhttp: unknown command "fetch" (see retryhttp help)`, false},
 		{"help do", []string{"help", "do"}, 0, "-start-jitter", "", true},
 		{"help unknown", []string{"help", "nope"}, 2, "", `unknown command "nope"`, false},
-		{"do -h", []string{"do", "-h"}, 0, "", "-idempotency-key", false},
+		{"do -h", []string{"do", "-h"}, 0, "-idempotency-key", "", true},
+		{"do -h has the exit codes", []string{"do", "-h"}, 0, "47   more redirects than -max-redirects", "", true},
+		{"do -h has the defaults", []string{"do", "-attempts", "2", "-h"}, 0, "(default 6)", "", true},
 		{"demo -h", []string{"demo", "-h"}, 0, "", "-metrics-addr", false},
 		{"sim -h", []string{"sim", "-h"}, 0, "", "-clients", false},
+		{"version", []string{"version"}, 0, "retryhttp ", "", true},
+		{"-version", []string{"-version"}, 0, "retryhttp ", "", true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -115,7 +117,15 @@ func TestBadInputIsAUsageError(t *testing.T) {
 		{"unknown flag", []string{"do", "-frobnicate", "http://a/"}, "flag provided but not defined: -frobnicate"},
 		{"bad jitter", []string{"do", "-jitter", "random", "http://a/"}, `-jitter: "random" is not full, equal, decorrelated or none`},
 		{"zero attempts", []string{"do", "-attempts", "0", "http://a/"}, "-attempts: 0 is less than 1"},
-		{"bad duration", []string{"do", "-timeout", "soon", "http://a/"}, `invalid value "soon" for flag -timeout`},
+		{"bad duration", []string{"do", "-timeout", "soon", "http://a/"}, `invalid value "soon" for flag -timeout: "soon" is neither seconds`},
+		{"negative timeout", []string{"do", "-timeout", "-1", "http://a/"}, `invalid value "-1" for flag -timeout`},
+		{"flag after the URL", []string{"do", "http://a/", "-attempts", "0"}, "-attempts: 0 is less than 1"},
+		{"two bodies", []string{"do", "-d", "a", "-data-binary", "b", "http://a/"}, "give -d or -data-binary, not both"},
+		{"HEAD with a body", []string{"do", "-I", "-d", "a", "http://a/"}, "-I sends HEAD, which has no body"},
+		{"user without password", []string{"do", "-u", "alice", "http://a/"}, "-u wants 'user:password'"},
+		{"unknown -w variable", []string{"do", "-w", "%{nope}", "http://a/"}, "unknown variable %{nope}"},
+		{"unclosed -w variable", []string{"do", "-w", "%{http_code", "http://a/"}, "unclosed"},
+		{"negative redirects", []string{"do", "-max-redirects", "-1", "http://a/"}, "-max-redirects: -1 is negative"},
 		{"max delay below base", []string{"do", "-base-delay", "1s", "-max-delay", "1ms", "http://a/"}, "Policy.MaxDelay"},
 		{"bad header", []string{"do", "-H", "NoColon", "http://a/"}, `-H "NoColon" is not 'Name: value'`},
 		{"bad method", []string{"do", "-X", "GE T", "http://a/"}, "invalid method"},
@@ -139,7 +149,9 @@ func TestBadInputIsAUsageError(t *testing.T) {
 			r := runCmd(t, "", tt.args...)
 			assert.Equal(t, 2, r.code)
 			assert.Contains(t, r.stderr, tt.want)
-			assert.Contains(t, r.stderr, "Usage: retryhttp", "the usage follows the message")
+			assert.Equal(t, 1, strings.Count(r.stderr, "\n"), "one line: %q", r.stderr)
+			assert.Contains(t, r.stderr, " -h)", "with a hint")
+			assert.NotContains(t, r.stderr, "retryhttp do: retryhttp:", "no doubled prefix")
 			assert.NotContains(t, r.stderr, "panic")
 			assert.Empty(t, r.stdout)
 		})
@@ -155,6 +167,7 @@ type server struct {
 	keys     []string
 	headers  []http.Header
 	hosts    []string
+	methods  []string
 }
 
 func newServer(t *testing.T, handle func(n int, w http.ResponseWriter, r *http.Request)) *server {
@@ -168,6 +181,7 @@ func newServer(t *testing.T, handle func(n int, w http.ResponseWriter, r *http.R
 		s.keys = append(s.keys, r.Header.Get("Idempotency-Key"))
 		s.headers = append(s.headers, r.Header.Clone())
 		s.hosts = append(s.hosts, r.Host)
+		s.methods = append(s.methods, r.Method)
 		s.mu.Unlock()
 		handle(n, w, r)
 	}))
@@ -191,148 +205,6 @@ var fast = []string{"-base-delay", "1ms", "-max-delay", "5ms"}
 func do(t *testing.T, stdin string, args ...string) result {
 	t.Helper()
 	return runCmd(t, stdin, append(append([]string{"do"}, fast...), args...)...)
-}
-
-func TestDoRetriesAndPrintsTheBody(t *testing.T) {
-	t.Parallel()
-	s := newServer(t, failing(2, http.StatusServiceUnavailable))
-	r := do(t, "", "-v", s.URL+"/x?token=secret")
-	assert.Equal(t, 0, r.code, r.stderr)
-	assert.Equal(t, "hello", r.stdout)
-	assert.Equal(t, int32(3), s.attempts.Load())
-	lines := strings.Split(strings.TrimSpace(r.stderr), "\n")
-	require.Len(t, lines, 3, "one line per attempt:\n%s", r.stderr)
-	assert.Contains(t, lines[0], "attempt 1: GET "+s.URL+"/x: 503 Service Unavailable")
-	assert.Contains(t, lines[1], "attempt 2 (after ")
-	assert.Contains(t, lines[2], "attempt 3 (after ")
-	assert.Contains(t, lines[2], "200 OK")
-	assert.NotContains(t, r.stderr, "secret", "no query string in messages")
-}
-
-func TestDoExitCodes(t *testing.T) {
-	t.Parallel()
-	tests := []struct {
-		name       string
-		handler    func(int, http.ResponseWriter, *http.Request)
-		args       []string
-		code       int
-		attempts   int32
-		stderr     string
-		wantStdout string
-	}{
-		{"success", failing(0, 0), nil, 0, 1, "", "hello"},
-		{"redirect followed", func(n int, w http.ResponseWriter, r *http.Request) {
-			if r.URL.Path == "/old" {
-				http.Redirect(w, r, "/new", http.StatusFound)
-				return
-			}
-			_, _ = io.WriteString(w, "moved")
-		}, []string{"/old"}, 0, 2, "", "moved"},
-		{"final 503 after three attempts", failing(10, 503), nil, 1, 3, "503 Service Unavailable", "busy\n"},
-		{"404 is not retried", failing(10, 404), nil, 1, 1, "404 Not Found", "busy\n"},
-		{"five attempts", failing(4, 502), []string{"-attempts", "5"}, 0, 5, "", "hello"},
-		{"one attempt", failing(1, 502), []string{"-attempts", "1"}, 1, 1, "502 Bad Gateway", "busy\n"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			s := newServer(t, tt.handler)
-			args, path := tt.args, ""
-			if len(args) > 0 && strings.HasPrefix(args[0], "/") {
-				path, args = args[0], args[1:]
-			}
-			r := do(t, "", append(args, s.URL+path)...)
-			assert.Equal(t, tt.code, r.code, r.stderr)
-			assert.Equal(t, tt.attempts, s.attempts.Load())
-			assert.Contains(t, r.stderr, tt.stderr)
-			assert.Equal(t, tt.wantStdout, r.stdout, "the body goes to stdout, as curl does")
-		})
-	}
-}
-
-func TestDoTransportErrors(t *testing.T) {
-	t.Parallel()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	addr := ln.Addr().String()
-	ln.Close()
-	r := do(t, "", "http://"+addr+"/")
-	assert.Equal(t, 1, r.code)
-	assert.Contains(t, r.stderr, "after 3 attempts")
-	assert.Contains(t, r.stderr, "connection refused")
-
-	hang := newServer(t, func(int, http.ResponseWriter, *http.Request) { time.Sleep(2 * time.Second) })
-	start := time.Now()
-	r = do(t, "", "-timeout", "300ms", hang.URL)
-	assert.Equal(t, 1, r.code)
-	assert.Contains(t, r.stderr, "deadline exceeded")
-	assert.Less(t, time.Since(start), 10*time.Second)
-}
-
-func TestDoBodiesAndIdempotencyKeys(t *testing.T) {
-	t.Parallel()
-	file := filepath.Join(t.TempDir(), "payload.json")
-	payload := strings.Repeat(`{"item":1}`, 5000)
-	require.NoError(t, os.WriteFile(file, []byte(payload), 0o600))
-
-	tests := []struct {
-		name     string
-		args     []string
-		stdin    string
-		attempts int
-		body     string
-		key      string // "" none, "*" any non-empty and the same on every attempt
-	}{
-		{"POST without a key is sent once", []string{"-d", "a=1"}, "", 1, "a=1", ""},
-		{"POST with a key is retried", []string{"-d", "a=1", "-idempotency-key", "k-42"}, "", 3, "a=1", "k-42"},
-		{"auto key, the same on every attempt", []string{"-d", "a=1", "-idempotency-key", "auto"}, "", 3, "a=1", "*"},
-		{"PUT from a file", []string{"-X", "PUT", "-d", "@" + file}, "", 3, payload, ""},
-		{"PUT from stdin", []string{"-X", "PUT", "-d", "@-"}, "streamed", 3, "streamed", ""},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			s := newServer(t, failing(2, http.StatusServiceUnavailable))
-			r := do(t, tt.stdin, append(tt.args, s.URL)...)
-			assert.Equal(t, int32(tt.attempts), s.attempts.Load(), r.stderr)
-			s.mu.Lock()
-			defer s.mu.Unlock()
-			for i := range s.bodies {
-				assert.Equal(t, sha256.Sum256([]byte(tt.body)), sha256.Sum256([]byte(s.bodies[i])), "attempt %d carried the same body", i+1)
-				switch tt.key {
-				case "":
-					assert.Empty(t, s.keys[i])
-				case "*":
-					assert.Len(t, s.keys[i], 32)
-					assert.Equal(t, s.keys[0], s.keys[i])
-				default:
-					assert.Equal(t, tt.key, s.keys[i])
-				}
-			}
-		})
-	}
-}
-
-func TestDoHeadersOutputAndStartJitter(t *testing.T) {
-	t.Parallel()
-	s := newServer(t, failing(0, 0))
-	out := filepath.Join(t.TempDir(), "out.txt")
-	r := do(t, "", "-v", "-H", "Accept: text/plain", "-H", "X-Trace: abc", "-H", "Host: api.example", "-o", out, "-start-jitter", "200ms", s.URL)
-	require.Equal(t, 0, r.code, r.stderr)
-	assert.Empty(t, r.stdout, "with -o nothing goes to stdout")
-	b, err := os.ReadFile(out)
-	require.NoError(t, err)
-	assert.Equal(t, "hello", string(b))
-	s.mu.Lock()
-	assert.Equal(t, "text/plain", s.headers[0].Get("Accept"))
-	assert.Equal(t, "abc", s.headers[0].Get("X-Trace"))
-	assert.Equal(t, "api.example", s.hosts[0], "-H Host sets the virtual host, as in curl")
-	s.mu.Unlock()
-	assert.Contains(t, r.stderr, "start jitter: waiting ")
-
-	r = do(t, "", "-d", "@/nonexistent/file", s.URL)
-	assert.Equal(t, 1, r.code)
-	assert.Contains(t, r.stderr, "no such file or directory")
 }
 
 func TestDemoRunsServesMetricsAndSummarizes(t *testing.T) {
@@ -394,8 +266,11 @@ func TestSimReproducesTheJitterFindings(t *testing.T) {
 	t.Parallel()
 	r := runCmd(t, "", "sim", "-json", "-clients", "50,100")
 	require.Equal(t, 0, r.code, r.stderr)
-	var rows []simResult
-	require.NoError(t, json.Unmarshal([]byte(r.stdout), &rows))
+	var out simOutput
+	require.NoError(t, json.Unmarshal([]byte(r.stdout), &out))
+	assert.Equal(t, simParameters{Seed: 1, Runs: 10, Clients: []int{50, 100}, BaseMS: 5, CapMS: 2000, DelayMS: 10, DelayStddevMS: 2},
+		out.Parameters, "the parameters are recorded with the results")
+	rows := out.Results
 	require.Len(t, rows, 8)
 	at := map[string]simResult{}
 	for _, row := range rows {
@@ -411,7 +286,15 @@ func TestSimReproducesTheJitterFindings(t *testing.T) {
 	assert.InEpsilon(t, float64(full.Calls), float64(equal.Calls), 0.1, "full and equal jitter make similar numbers of calls")
 	assert.Greater(t, equal.CompletionMS, full.CompletionMS, "equal jitter completes later than full")
 	assert.Greater(t, none.CompletionMS, full.CompletionMS)
-	assert.Greater(t, decorrelated.Calls, full.Calls/2)
+	assert.Greater(t, decorrelated.Calls, full.Calls, "at 100 clients decorrelated jitter makes more calls than full")
+	assert.Less(t, decorrelated.CompletionMS, full.CompletionMS, "and finishes sooner")
+	at50 := map[string]simResult{}
+	for _, row := range rows {
+		if row.Clients == 50 {
+			at50[row.Jitter] = row
+		}
+	}
+	assert.Less(t, at50["decorrelated"].Calls, at50["full"].Calls, "at 50 clients decorrelated jitter makes fewer calls than full")
 
 	again := runCmd(t, "", "sim", "-json", "-clients", "50,100")
 	assert.Equal(t, r.stdout, again.stdout, "the same seed gives the same results")

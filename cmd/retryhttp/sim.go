@@ -34,6 +34,30 @@ type simResult struct {
 	CompletionMS float64 `json:"completion_ms"`
 }
 
+// simOutput is what -json prints: the parameters of the run, so that the
+// results can be reproduced and compared, and the results.
+type simOutput struct {
+	Parameters simParameters `json:"parameters"`
+	Results    []simResult   `json:"results"`
+}
+
+// simParameters are a run's parameters, durations in milliseconds.
+type simParameters struct {
+	Seed          uint64  `json:"seed"`
+	Runs          int     `json:"runs"`
+	Clients       []int   `json:"clients"`
+	BaseMS        float64 `json:"base_ms"`
+	CapMS         float64 `json:"cap_ms"`
+	DelayMS       float64 `json:"network_delay_ms"`
+	DelayStddevMS float64 `json:"network_delay_stddev_ms"`
+}
+
+func (c simConfig) parameters() simParameters {
+	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+	return simParameters{Seed: c.seed, Runs: c.runs, Clients: c.clients, BaseMS: ms(c.base), CapMS: ms(c.cap),
+		DelayMS: ms(c.delay), DelayStddevMS: ms(c.stddev)}
+}
+
 // simJitters are the modes compared, in output order.
 var simJitters = []retryhttp.Jitter{retryhttp.NoJitter, retryhttp.FullJitter, retryhttp.EqualJitter, retryhttp.DecorrelatedJitter}
 
@@ -79,7 +103,7 @@ func runSim(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
-		if err := enc.Encode(results); err != nil {
+		if err := enc.Encode(simOutput{Parameters: c.parameters(), Results: results}); err != nil {
 			fmt.Fprintln(stderr, "retryhttp sim:", err)
 			return exitFailed
 		}

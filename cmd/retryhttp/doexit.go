@@ -1,0 +1,237 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/retryhttp/retryhttp"
+)
+
+// outcome is how retryhttp do's request went, for -w.
+type outcome struct {
+	start time.Time
+	story *transcript
+	url   string
+	resp  *http.Response
+	err   error
+	size  int64
+	code  int
+}
+
+// exitCodeOf returns curl's exit code for a failed request: 6 (the host
+// name could not be resolved), 7 (no connection), 28 (a timeout), 47 (too
+// many redirects), or 1.
+func exitCodeOf(err error) int {
+	var dns *net.DNSError
+	var op *net.OpError
+	var nerr net.Error
+	switch {
+	case errors.Is(err, errTooManyRedirects):
+		return exitRedirects
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, retryhttp.ErrAttemptTimeout):
+		return exitTimeout
+	case errors.As(err, &dns):
+		return exitResolve
+	case errors.As(err, &nerr) && nerr.Timeout():
+		return exitTimeout
+	case errors.As(err, &op) && op.Op == "dial":
+		return exitConnect
+	}
+	return exitFailed
+}
+
+// failureLine says what failed and why retrying stopped: the request, the
+// final status or error, the attempts, and the reason in words.
+func failureLine(req *http.Request, resp *http.Response, err error, story *transcript, f *doFlags) string {
+	attempts, _, last := story.counts()
+	reason := last.Reason
+	var rerr *retryhttp.Error
+	if errors.As(err, &rerr) {
+		reason = rerr.Reason
+		attempts = max(attempts, rerr.Attempts)
+	}
+	what := ""
+	switch {
+	case resp != nil:
+		what = resp.Status
+		req = resp.Request
+	case rerr != nil && rerr.Err != nil:
+		what = fmt.Sprint(trimPrefix(unwrapURLError(rerr.Err)))
+	default:
+		what = fmt.Sprint(trimPrefix(unwrapURLError(err)))
+	}
+	line := fmt.Sprintf("%s %s: %s", req.Method, redact(req.URL.String()), what)
+	if attempts > 0 {
+		line += fmt.Sprintf(" after %d %s", attempts, plural(attempts, "attempt", "attempts"))
+	}
+	if why := whyStopped(reason, req, resp, err, f); why != "" {
+		line += "; " + why
+	}
+	return line
+}
+
+// whyStopped says in words why retrying stopped.
+func whyStopped(reason string, req *http.Request, resp *http.Response, err error, f *doFlags) string {
+	switch reason {
+	case retryhttp.ReasonExhausted:
+		return fmt.Sprintf("gave up: all %d attempts failed (-attempts)", f.policy.attempts)
+	case retryhttp.ReasonMethod:
+		return fmt.Sprintf("not retried: %s is not idempotent and the server may have seen it (add -idempotency-key auto to let it be retried)", req.Method)
+	case retryhttp.ReasonRetryAfter:
+		asked := ""
+		if resp != nil && resp.Header.Get("Retry-After") != "" {
+			asked = " (Retry-After: " + resp.Header.Get("Retry-After") + ")"
+		}
+		return fmt.Sprintf("not retried: the server asked for a longer wait%s than -max-retry-after %v", asked, f.policy.maxRetryAfter)
+	case retryhttp.ReasonDeadline:
+		return fmt.Sprintf("not retried: the next wait would pass -timeout %v", time.Duration(f.timeout))
+	case retryhttp.ReasonBody:
+		return "not retried: the body could not be sent again (standard input is kept for retries only up to 64 KiB; give a file with -data-binary @file, which is read again)"
+	case retryhttp.ReasonBudget:
+		return "not retried: the retry budget refused"
+	case retryhttp.ReasonPermanent:
+		return "not retried: no retry fixes this error"
+	case retryhttp.ReasonCanceled:
+		return "stopped: interrupted"
+	case retryhttp.ReasonThrottled:
+		return "not sent: the host's quota is spent for longer than -max-retry-after"
+	case "":
+		if resp != nil && resp.StatusCode >= 400 {
+			return fmt.Sprintf("not retried: %d is final (only 408, 429, 500, 502, 503, 504 and failed connections are retried)", resp.StatusCode)
+		}
+		if errors.Is(err, errTooManyRedirects) {
+			return fmt.Sprintf("more than -max-redirects %d", f.maxRedirects)
+		}
+		return ""
+	}
+	return "stopped: " + reason
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
+}
+
+// unwrapURLError returns the error inside http.Client's *url.Error, which
+// repeats the method and URL that the message already names.
+func unwrapURLError(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
+}
+
+// trimPrefix drops the library's "retryhttp: " prefix from an error's
+// message, which the command's own prefix would double.
+func trimPrefix(err error) string {
+	if err == nil {
+		return ""
+	}
+	return strings.TrimPrefix(err.Error(), "retryhttp: ")
+}
+
+// writeOutVars are the -w variables, curl's names where curl has one.
+var writeOutVars = map[string]func(r *outcome) string{
+	"http_code":     func(r *outcome) string { return fmt.Sprintf("%03d", statusOf(r)) },
+	"response_code": func(r *outcome) string { return fmt.Sprintf("%03d", statusOf(r)) },
+	"num_attempts": func(r *outcome) string {
+		n, _, _ := r.story.counts()
+		return strconv.Itoa(n)
+	},
+	"time_total":    func(r *outcome) string { return strconv.FormatFloat(time.Since(r.start).Seconds(), 'f', 6, 64) },
+	"url_effective": func(r *outcome) string { return r.url },
+	"num_redirects": func(r *outcome) string {
+		_, n, _ := r.story.counts()
+		return strconv.Itoa(n)
+	},
+	"size_download": func(r *outcome) string { return strconv.FormatInt(r.size, 10) },
+	"exitcode":      func(r *outcome) string { return strconv.Itoa(r.code) },
+	"reason": func(r *outcome) string {
+		var rerr *retryhttp.Error
+		if errors.As(r.err, &rerr) {
+			return rerr.Reason
+		}
+		_, _, last := r.story.counts()
+		return last.Reason
+	},
+}
+
+func statusOf(r *outcome) int {
+	if r.resp == nil {
+		return 0
+	}
+	return r.resp.StatusCode
+}
+
+// checkWriteOut reports an error for a -w format with an unknown variable
+// or an unclosed %{.
+func checkWriteOut(format string) error {
+	_, err := expandWriteOut(format, nil)
+	return err
+}
+
+// expandWriteOut expands a -w format: %{name} for the variables, %% for %,
+// and the escapes \n, \r, \t and \\. With a nil r it only checks it.
+func expandWriteOut(format string, r *outcome) (string, error) {
+	var b strings.Builder
+	for i := 0; i < len(format); i++ {
+		c := format[i]
+		switch {
+		case c == '%' && strings.HasPrefix(format[i:], "%{"):
+			end := strings.IndexByte(format[i:], '}')
+			if end < 0 {
+				return "", fmt.Errorf("%q has an unclosed %%{", format)
+			}
+			name := format[i+2 : i+end]
+			v, ok := writeOutVars[name]
+			if !ok {
+				return "", fmt.Errorf("unknown variable %%{%s} (known: http_code, response_code, num_attempts, time_total, url_effective, num_redirects, size_download, exitcode, reason)", name)
+			}
+			if r != nil {
+				b.WriteString(v(r))
+			}
+			i += end
+		case c == '%' && strings.HasPrefix(format[i:], "%%"):
+			b.WriteByte('%')
+			i++
+		case c == '\\' && i+1 < len(format):
+			switch format[i+1] {
+			case 'n':
+				b.WriteByte('\n')
+			case 'r':
+				b.WriteByte('\r')
+			case 't':
+				b.WriteByte('\t')
+			case '\\':
+				b.WriteByte('\\')
+			default:
+				b.WriteByte(c)
+				continue
+			}
+			i++
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return b.String(), nil
+}
+
+// printWriteOut writes -w's line to w, after the body or in place of it.
+func (f *doFlags) printWriteOut(w io.Writer, r *outcome) {
+	if f.writeOut == "" {
+		return
+	}
+	s, _ := expandWriteOut(f.writeOut, r) // checked with the flags
+	_, _ = io.WriteString(w, s)
+}
