@@ -10,9 +10,16 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null; then
+  how="apt-get install -y --no-install-recommends prometheus"
+  if [[ $(id -u) -ne 0 ]] || ! command -v apt-get >/dev/null; then
+    echo "test.sh: prometheus and promtool are missing; install Debian's prometheus package ($how, as root), or run ./test.sh as root on Debian to let it install them" >&2
+    exit 1
+  fi
   echo "test.sh: installing prometheus (Debian package) for promtool and the end-to-end test"
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+  if ! { apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }; then
+    echo "test.sh: could not install Debian's prometheus package (apt-get's error is above); install it ($how) and run ./test.sh again" >&2
+    exit 1
+  fi
 fi
 
 for module in . monitoring bench chaos otel otel/e2e; do
