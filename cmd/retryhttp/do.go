@@ -281,7 +281,7 @@ func runDo(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		}
 		var we *writeError
 		if errors.As(err, &we) {
-			r.code = exitFailed
+			r.code = exitWrite
 		}
 		if c := signaled.code(nil); c != 0 {
 			r.code = c

@@ -183,6 +183,22 @@ func TestDoOutputFileIsWrittenWholeOrNotAtAll(t *testing.T) {
 	require.NoError(t, err)
 	assert.Len(t, entries, 1, "no temporary file left behind: %v", entries)
 
+	// A reader that goes away (retryhttp do URL | head -c 100): SIGPIPE
+	// ends the command, as it ends cat, and the shell sees 141.
+	big := newServer(t, func(_ int, w http.ResponseWriter, _ *http.Request) {
+		_, _ = w.Write(make([]byte, 4<<20))
+	})
+	cmd := exec.Command(binary, "do", big.URL)
+	pipe, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	require.NoError(t, cmd.Start())
+	_, _ = io.ReadFull(pipe, make([]byte, 100))
+	pipe.Close()
+	_ = cmd.Wait()
+	status, ok := cmd.ProcessState.Sys().(syscall.WaitStatus)
+	require.True(t, ok)
+	assert.True(t, status.Signaled() && status.Signal() == syscall.SIGPIPE, "ended by SIGPIPE: %v", cmd.ProcessState)
+
 	unsent := newServer(t, failing(0, 0))
 	r = do(t, "", "-o", filepath.Join(dir, "missing", "x"), unsent.URL)
 	assert.Equal(t, 1, r.code)

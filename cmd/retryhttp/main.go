@@ -28,6 +28,7 @@ const (
 	exitResolve   = 6  // the host name could not be resolved
 	exitConnect   = 7  // no connection could be made
 	exitPartial   = 18 // the body was cut short
+	exitWrite     = 23 // the body could not be written
 	exitHTTP      = 22 // the final status was 400 or more
 	exitTimeout   = 28 // -timeout, -attempt-timeout or -connect-timeout passed
 	exitRedirects = 47 // more redirects than -max-redirects
@@ -43,6 +44,8 @@ const exitCodeHelp = `Exit codes (curl's numbers where curl has one):
   6    the host name could not be resolved
   7    no connection could be made (refused, unreachable)
   18   the response body was cut short
+  23   the body could not be written (-o's disk full; a closed pipe on
+       standard output ends the command with SIGPIPE instead, as it ends cat)
   22   the final status was 400 or more (the body is not printed; -w is)
   28   -timeout, -attempt-timeout or -connect-timeout passed
   47   more redirects than -max-redirects
