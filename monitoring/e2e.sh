@@ -49,8 +49,10 @@ go build -o "$work/promcheck" ./cmd/promcheck
 # refuses retries (the budget alert); the second has none and sends about 2
 # attempts per request (the retry storm alert). Both give up on about a
 # quarter of their requests (the give-up alert). 5% of answers take 100 ms,
-# which both hedge after 10 ms (the hedging panel).
-demo_args=(-duration 3m -clients 4 -progress 1m -error-rate 0.5 -throttle-rate 0.1 -retry-after 0s
+# which both hedge after 10 ms (the hedging panel). Every demo runs with
+# -outage=false: the failures its flags describe, for the whole run, rather
+# than the default story of steady failures, an outage and recovery.
+demo_args=(-duration 3m -outage=false -clients 4 -progress 1m -error-rate 0.5 -throttle-rate 0.1 -retry-after 0s
   -reset-rate 0.02 -latency 1ms -base-delay 5ms -max-delay 50ms -slow-rate 0.05 -slow-latency 100ms -hedge 10ms)
 "$work/retryhttp" demo -metrics-addr 127.0.0.1:0 "${demo_args[@]}" >"$work/demo.log" 2>&1 &
 pids+=($!)
@@ -60,7 +62,7 @@ pids+=($!)
 # announces it: the Transport holds its requests until the quota refills
 # (held requests), and those that may not wait that long (-max-retry-after
 # 1s) are not sent at all (outcome throttled).
-"$work/retryhttp" demo -metrics-addr 127.0.0.1:0 -duration 3m -clients 4 -progress 1m -error-rate 0 \
+"$work/retryhttp" demo -metrics-addr 127.0.0.1:0 -duration 3m -outage=false -clients 4 -progress 1m -error-rate 0 \
   -throttle-rate 0 -reset-rate 0 -latency 1ms -quota 20 -quota-window 2s -max-retry-after 1s >"$work/quota.log" 2>&1 &
 pids+=($!)
 demo_addr=$(metrics_addr "$work/demo.log" "${pids[0]}")

@@ -30,6 +30,7 @@ type demoConfig struct {
 	budget      bool
 	hedge       string // "", a delay, or "adaptive"
 	tail        bool   // the hedging comparison against a slow tail instead
+	outage      bool   // embedded upstream: steady failures, an outage, recovery
 }
 
 func runDemo(args []string, _ io.Reader, stdout, stderr io.Writer) int {
@@ -40,8 +41,8 @@ func runDemo(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	fs.DurationVar(&c.pause, "pause", 20*time.Millisecond, "pause between one client's requests")
 	fs.StringVar(&c.metricsAddr, "metrics-addr", "127.0.0.1:9464", "serve Prometheus metrics on this address at /metrics ('' turns it off)")
 	fs.StringVar(&c.upstream, "upstream", "", "send requests to this URL instead of the embedded flaky upstream")
-	fs.Float64Var(&c.faults.errorRate, "error-rate", 0.3, "embedded upstream: share of requests answered 503")
-	fs.Float64Var(&c.faults.throttleRate, "throttle-rate", 0.05, "embedded upstream: share answered 429 with Retry-After")
+	fs.Float64Var(&c.faults.errorRate, "error-rate", 0.1, "embedded upstream: share of requests answered 503")
+	fs.Float64Var(&c.faults.throttleRate, "throttle-rate", 0, "embedded upstream: share answered 429 with Retry-After, for which the Transport holds every request to the upstream")
 	fs.DurationVar(&c.faults.retryAfter, "retry-after", time.Second, "embedded upstream: the Retry-After of its 429s (whole seconds)")
 	fs.Float64Var(&c.faults.resetRate, "reset-rate", 0.02, "embedded upstream: share of connections reset before the response")
 	fs.DurationVar(&c.faults.latency, "latency", 5*time.Millisecond, "embedded upstream: time to answer")
@@ -53,6 +54,7 @@ func runDemo(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	fs.DurationVar(&c.faults.slowLatency, "slow-latency", 300*time.Millisecond, "embedded upstream: the latency of the slow tail")
 	fs.StringVar(&c.hedge, "hedge", "", "hedge slow requests: a delay such as 20ms, or 'adaptive' (the 95th percentile of the latencies seen)")
 	fs.BoolVar(&c.tail, "tail", false, "show what hedging does to the tail: p50, p99 and p99.9 of the requests without hedging, then with -hedge (default adaptive), against an upstream where 2% of requests take 300 ms (-slow-rate, -slow-latency)")
+	fs.BoolVar(&c.outage, "outage", true, "embedded upstream: run in three phases, the failures above (40% of -duration), an outage in which every request gets 503 (30%), and recovery (30%); -outage=false keeps the failures above throughout. With -upstream there are no phases")
 	var pf policyFlags
 	pf.register(fs)
 	if code, done := parse(fs, args); done {
@@ -93,6 +95,12 @@ func runDemo(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	return exitOK
 }
 
+// drainGrace is how long the requests in flight when -duration ends may
+// take to finish before they are canceled: long enough for the embedded
+// upstream's retries and Retry-After waits, so that the numbers count how
+// requests end, not that the demo stopped.
+const drainGrace = 5 * time.Second
+
 func demo(ctx context.Context, c demoConfig, stdout io.Writer) error {
 	if c.tail {
 		return tailDemo(ctx, c, stdout)
@@ -103,16 +111,13 @@ func demo(ctx context.Context, c demoConfig, stdout io.Writer) error {
 		return err
 	}
 	if c.metricsAddr != "" {
-		ln, err := net.Listen("tcp", c.metricsAddr)
+		closeMetrics, err := serveMetrics(c.metricsAddr, reg, stdout)
 		if err != nil {
-			return fmt.Errorf("metrics: %w (choose another -metrics-addr)", err)
+			return err
 		}
-		srv := &http.Server{Handler: metricsMux(reg), ReadHeaderTimeout: 5 * time.Second}
-		go func() { _ = srv.Serve(ln) }()
-		defer srv.Close()
-		fmt.Fprintf(stdout, "metrics: http://%s/metrics\n", ln.Addr())
+		defer closeMetrics()
 	}
-	target := c.upstream
+	target, phases := c.upstream, []phase{{length: c.duration}}
 	if target == "" {
 		up, err := startUpstream(c.faults)
 		if err != nil {
@@ -120,12 +125,12 @@ func demo(ctx context.Context, c demoConfig, stdout io.Writer) error {
 		}
 		defer up.Close()
 		target = up.URL
-		fmt.Fprintf(stdout, "upstream: %s (503 %.0f%%, 429 %.0f%% with Retry-After %v, resets %.0f%%, latency %v)\n",
-			target, 100*c.faults.errorRate, 100*c.faults.throttleRate, c.faults.retryAfter, 100*c.faults.resetRate, c.faults.latency)
+		fmt.Fprintf(stdout, "upstream: %s (%v)\n", target, c.faults)
 		if c.faults.quota > 0 {
 			fmt.Fprintf(stdout, "upstream quota: %d requests per %v, announced with RateLimit; the Transport holds the host when it is spent\n",
 				c.faults.quota, c.faults.quotaWindow)
 		}
+		phases = c.plan(up)
 	} else {
 		fmt.Fprintf(stdout, "upstream: %s\n", redact(target))
 	}
@@ -136,6 +141,35 @@ func demo(ctx context.Context, c demoConfig, stdout io.Writer) error {
 	fmt.Fprintf(stdout, "clients: %d for %v; policy: %d attempts, %s jitter, base %v, max %v; %s\n",
 		c.clients, c.duration, c.policy.MaxAttempts, c.policy.Jitter, c.policy.BaseDelay, c.policy.MaxDelay, budget)
 
+	tr := retryhttp.New(nil, c.options(metrics)...)
+	defer tr.CloseIdleConnections()
+	run := &demoRun{c: c, con: &console{w: stdout, tty: isTerminal(stdout)}, reg: reg}
+	run.gate.Lock() // the first phase opens it
+	run.start = time.Now()
+	done := run.startClients(ctx, &http.Client{Transport: tr}, target)
+	results := run.runPhases(ctx, phases, done)
+	<-done
+	run.con.println("")
+	report{total: collect(reg), phases: results, elapsed: time.Since(run.start),
+		maxAttempts: c.policy.MaxAttempts, budget: c.budget}.printSummary(stdout)
+	return nil
+}
+
+// serveMetrics serves reg's metrics on addr at /metrics and prints where;
+// the function it returns stops serving.
+func serveMetrics(addr string, reg *prometheus.Registry, stdout io.Writer) (func(), error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("metrics: %w (choose another -metrics-addr)", err)
+	}
+	srv := &http.Server{Handler: metricsMux(reg), ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	fmt.Fprintf(stdout, "metrics: http://%s/metrics\n", ln.Addr())
+	return func() { _ = srv.Close() }, nil
+}
+
+// options returns the Transport's options for the demo's flags.
+func (c demoConfig) options(metrics *retryhttp.Metrics) []retryhttp.Option {
 	opts := []retryhttp.Option{retryhttp.WithPolicy(c.policy), retryhttp.WithMetrics(metrics)}
 	if !c.budget {
 		opts = append(opts, retryhttp.WithBudget(nil))
@@ -143,25 +177,198 @@ func demo(ctx context.Context, c demoConfig, stdout io.Writer) error {
 	if h, _ := parseHedge(c.hedge); h != nil {
 		opts = append(opts, retryhttp.WithHedging(*h))
 	}
-	tr := retryhttp.New(nil, opts...)
-	defer tr.CloseIdleConnections()
-	client := &http.Client{Transport: tr}
+	return opts
+}
 
-	runCtx, cancel := context.WithTimeout(ctx, c.duration)
-	defer cancel()
-	start := time.Now()
+// phase is one stretch of a demo run, in which the embedded upstream
+// fails in one way.
+type phase struct {
+	name   string        // "" in a run without phases
+	length time.Duration // the last phase lasts until the requests under way at its end have finished
+	about  string        // what happens in it, announced when it starts
+	begin  func()        // switches the upstream to the phase's failures; nil: nothing to switch
+}
+
+// phaseShares are the shares of -duration of the steady, outage and
+// recovery phases.
+var phaseShares = [3]float64{0.4, 0.3, 0.3}
+
+// plan returns the phases of a run against the embedded upstream u: with
+// -outage, the failures of the flags (steady), a total outage, and the
+// failures of the flags again (recovery); without, one phase without a
+// name.
+func (c demoConfig) plan(u *upstream) []phase {
+	if !c.outage {
+		return []phase{{length: c.duration}}
+	}
+	steady, outage := u.handler(), c.faults.outage().handler()
+	budget := fmt.Sprintf("the retry budget (%.0f%% of the requests plus %d per second) limits the retries, which would otherwise make every request try all %d attempts",
+		100*retryhttp.DefaultBudgetRatio, retryhttp.DefaultBudgetMinPerSecond, c.policy.MaxAttempts)
+	refill := "; the retry budget, spent in the outage, refills as new requests earn it"
+	switch {
+	case c.policy.MaxAttempts == 1:
+		budget, refill = "nothing is retried (-attempts 1)", ""
+	case !c.budget:
+		budget, refill = fmt.Sprintf("with no retry budget, every request makes all %d attempts", c.policy.MaxAttempts), ""
+	}
+	lengths := [3]time.Duration{}
+	for i, share := range phaseShares[:2] {
+		lengths[i] = time.Duration(share * float64(c.duration))
+	}
+	lengths[2] = c.duration - lengths[0] - lengths[1]
+	return []phase{
+		{name: "steady", length: lengths[0], begin: func() { u.serve(steady) },
+			about: fmt.Sprintf("the upstream fails now and then (%v); the Transport retries the failures", c.faults)},
+		{name: "outage", length: lengths[1], begin: func() { u.serve(outage) },
+			about: "the upstream answers every request 503; " + budget},
+		{name: "recovery", length: lengths[2], begin: func() { u.serve(steady) },
+			about: "the upstream is back to failing now and then" + refill},
+	}
+}
+
+// demoRun is one run of the demo's clients through its phases.
+type demoRun struct {
+	c     demoConfig
+	con   *console
+	reg   prometheus.Gatherer
+	start time.Time
+	// gate is held (read) by every request under way, and taken (write)
+	// between two phases, so that each request falls wholly in one phase
+	// and the phases' numbers are the requests' own.
+	gate sync.RWMutex
+}
+
+// startClients starts -clients clients that send requests to target until
+// -duration has passed, and returns a channel that closes when they have
+// all stopped. A request under way at the end may finish within
+// drainGrace; ctx ending (Ctrl-C) cancels the requests at once.
+func (r *demoRun) startClients(ctx context.Context, client *http.Client, target string) <-chan struct{} {
+	reqCtx, stopRequests := context.WithCancel(ctx)
+	runCtx, cancel := context.WithTimeout(ctx, r.c.duration)
 	var wg sync.WaitGroup
-	for range c.clients {
-		wg.Go(func() { drive(runCtx, client, target, c.pause) })
+	for range r.c.clients {
+		wg.Go(func() { r.drive(runCtx, reqCtx, client, target) })
 	}
 	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
-	showProgress(runCtx, done, stdout, reg, start, c.progress)
-	<-done
+	go func() {
+		wg.Wait()
+		cancel()
+		stopRequests()
+		close(done)
+	}()
+	go func() {
+		<-runCtx.Done()
+		t := time.NewTimer(drainGrace)
+		defer t.Stop()
+		select {
+		case <-done:
+		case <-t.C:
+			stopRequests()
+		}
+	}()
+	return done
+}
 
-	fmt.Fprintln(stdout)
-	printSummary(stdout, collect(reg), time.Since(start))
-	return nil
+// drive sends GET requests, each with the context req, until run ends.
+func (r *demoRun) drive(run, req context.Context, client *http.Client, target string) {
+	for r.send(run, req, client, target) {
+		if r.c.pause > 0 {
+			t := time.NewTimer(r.c.pause)
+			select {
+			case <-t.C:
+			case <-run.Done():
+				t.Stop()
+			}
+		}
+	}
+}
+
+// send sends one request through the gate, and reports false instead when
+// run has ended.
+func (r *demoRun) send(run, req context.Context, client *http.Client, target string) bool {
+	r.gate.RLock()
+	defer r.gate.RUnlock()
+	if run.Err() != nil {
+		return false
+	}
+	rq, err := http.NewRequestWithContext(req, http.MethodGet, target, nil)
+	if err != nil {
+		return false
+	}
+	if resp, err := client.Do(rq); err == nil {
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	return true
+}
+
+// runPhases opens the gate and takes the run through its phases,
+// announcing each as it starts and printing its result as it ends, with
+// progress lines in between; it returns what the metrics counted in each.
+// A phase ends when its length is up and the requests under way have
+// ended; the last one when the clients have stopped (done). When ctx ends
+// (Ctrl-C), the phase under way is the last.
+func (r *demoRun) runPhases(ctx context.Context, phases []phase, done <-chan struct{}) []phaseResult {
+	tick := time.NewTicker(progressEvery(r.c.progress, r.con.tty))
+	defer tick.Stop()
+	progress := func() { r.con.progress(collect(r.reg).progressLine(time.Since(r.start))) }
+	results := make([]phaseResult, 0, len(phases))
+	before, from := collect(r.reg), r.start
+	measure := func(name string) {
+		now, after := time.Now(), collect(r.reg)
+		res := phaseResult{name: name, took: now.Sub(from), stats: after.minus(before)}
+		if name != "" {
+			r.con.println(res.resultLine())
+		}
+		results = append(results, res)
+		before, from = after, now
+	}
+	end := r.start
+	for i, p := range phases {
+		if i > 0 {
+			r.gate.Lock() // the requests under way have ended; new ones wait
+			measure(phases[i-1].name)
+			if ctx.Err() != nil {
+				r.gate.Unlock()
+				return results
+			}
+		}
+		if p.name != "" {
+			r.con.println(fmt.Sprintf("phase %d of %d, %s (%v): %s", i+1, len(phases), p.name, p.length.Round(100*time.Millisecond), p.about))
+		}
+		if p.begin != nil {
+			p.begin()
+		}
+		r.gate.Unlock()
+		end = end.Add(p.length)
+		var ends <-chan time.Time // the last phase ends when the clients stop
+		timer := time.NewTimer(time.Until(end))
+		if i < len(phases)-1 {
+			ends = timer.C
+		}
+		stopped := waitPhase(ends, done, tick.C, progress)
+		timer.Stop()
+		if stopped {
+			measure(p.name)
+			break
+		}
+	}
+	return results
+}
+
+// waitPhase calls progress on every tick until the phase ends (a nil ends
+// never does) or the clients have stopped, and reports whether they have.
+func waitPhase(ends <-chan time.Time, done <-chan struct{}, tick <-chan time.Time, progress func()) (stopped bool) {
+	for {
+		select {
+		case <-ends:
+			return false
+		case <-done:
+			return true
+		case <-tick:
+			progress()
+		}
+	}
 }
 
 func metricsMux(reg *prometheus.Registry) *http.ServeMux {
@@ -170,55 +377,44 @@ func metricsMux(reg *prometheus.Registry) *http.ServeMux {
 	return mux
 }
 
-// drive sends GET requests until ctx ends.
-func drive(ctx context.Context, client *http.Client, target string, pause time.Duration) {
-	for ctx.Err() == nil {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
-		if err != nil {
-			return
-		}
-		if resp, err := client.Do(req); err == nil {
-			_, _ = io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-		}
-		if pause > 0 {
-			t := time.NewTimer(pause)
-			select {
-			case <-t.C:
-			case <-ctx.Done():
-				t.Stop()
-			}
-		}
+// progressEvery returns the interval of the progress line: every, or by
+// default 250ms on a terminal and 5s otherwise.
+func progressEvery(every time.Duration, tty bool) time.Duration {
+	switch {
+	case every > 0:
+		return every
+	case tty:
+		return 250 * time.Millisecond
 	}
+	return 5 * time.Second
 }
 
-// showProgress prints the counts until ctx ends or done closes: refreshed in
-// place on a terminal, as plain periodic lines otherwise.
-func showProgress(ctx context.Context, done <-chan struct{}, w io.Writer, reg prometheus.Gatherer, start time.Time, every time.Duration) {
-	tty := isTerminal(w)
-	if every == 0 {
-		every = 5 * time.Second
-		if tty {
-			every = 250 * time.Millisecond
-		}
+// console writes the demo's lines. On a terminal the progress line is
+// redrawn in place, and a line written after it replaces it; otherwise
+// each progress line is a line of its own.
+type console struct {
+	w    io.Writer
+	tty  bool
+	live bool // a progress line is on the screen, with no newline after it
+}
+
+// progress shows a progress line.
+func (c *console) progress(line string) {
+	if !c.tty {
+		fmt.Fprintln(c.w, line)
+		return
 	}
-	tick := time.NewTicker(every)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-done:
-			return
-		case <-tick.C:
-		}
-		line := collect(reg).progressLine(time.Since(start))
-		if tty {
-			fmt.Fprint(w, "\r\x1b[K"+line)
-		} else {
-			fmt.Fprintln(w, line)
-		}
+	fmt.Fprint(c.w, "\r\x1b[K"+line)
+	c.live = true
+}
+
+// println writes a line, in place of the progress line on a terminal.
+func (c *console) println(line string) {
+	if c.live {
+		fmt.Fprint(c.w, "\r\x1b[K")
+		c.live = false
 	}
+	fmt.Fprintln(c.w, line)
 }
 
 // isTerminal reports whether w is a character device, such as a terminal.

@@ -20,6 +20,7 @@ type stats struct {
 	total      float64            // requests
 	allAttempt float64
 	held       float64 // attempts held for their host's quota
+	refusals   float64 // retries the budget refused
 }
 
 // collect reads the retryhttp series from reg.
@@ -53,6 +54,8 @@ func collect(reg prometheus.Gatherer) stats {
 				s.retries[label("reason")] += m.GetCounter().GetValue()
 			case "retryhttp_held_requests_total":
 				s.held += m.GetCounter().GetValue()
+			case "retryhttp_budget_refusals_total":
+				s.refusals += m.GetCounter().GetValue()
 			case "retryhttp_retry_delay_seconds":
 				s.waitCount[label("source")] += float64(m.GetHistogram().GetSampleCount())
 				s.waitSum[label("source")] += m.GetHistogram().GetSampleSum()
@@ -60,6 +63,26 @@ func collect(reg prometheus.Gatherer) stats {
 		}
 	}
 	return s
+}
+
+// minus returns what was counted after before was collected: the
+// difference of two collections of one registry.
+func (s stats) minus(before stats) stats {
+	diff := func(a, b map[string]float64) map[string]float64 {
+		d := make(map[string]float64, len(a))
+		for k, v := range a {
+			if v-b[k] != 0 {
+				d[k] = v - b[k]
+			}
+		}
+		return d
+	}
+	return stats{
+		requests: diff(s.requests, before.requests), attempts: diff(s.attempts, before.attempts),
+		retries: diff(s.retries, before.retries), waitCount: diff(s.waitCount, before.waitCount),
+		waitSum: diff(s.waitSum, before.waitSum), total: s.total - before.total,
+		allAttempt: s.allAttempt - before.allAttempt, held: s.held - before.held, refusals: s.refusals - before.refusals,
+	}
 }
 
 func sum(m map[string]float64) float64 {
@@ -82,6 +105,18 @@ func (s stats) amplification() float64 {
 	return s.allAttempt / s.total
 }
 
+// failedAttempts counts the attempts that failed in a way the Transport
+// retries: a transport error, a 429 or a 5xx.
+func (s stats) failedAttempts() float64 {
+	n := 0.0
+	for code, v := range s.attempts {
+		if code == "error" || code == "429" || strings.HasPrefix(code, "5") {
+			n += v
+		}
+	}
+	return n
+}
+
 func (s stats) progressLine(elapsed time.Duration) string {
 	line := fmt.Sprintf("%6.1fs  requests %d  ok %d  retries %d  give-ups %d  amplification %.2f",
 		elapsed.Seconds(), int(s.total), int(s.requests["ok"]), int(sum(s.retries)), int(s.giveUps()), s.amplification())
@@ -91,17 +126,50 @@ func (s stats) progressLine(elapsed time.Duration) string {
 	return line
 }
 
-// printSummary prints the final table.
-func printSummary(w io.Writer, s stats, elapsed time.Duration) {
+// phaseResult is what the metrics counted during one phase of the demo:
+// the difference of the registry between the phase's start and its end.
+type phaseResult struct {
+	name string // "" when the run had no phases
+	took time.Duration
+	stats
+}
+
+// resultLine is the line that ends a phase.
+func (p phaseResult) resultLine() string {
+	line := fmt.Sprintf("%s result: %d requests in %v, ok %s, retries %s of requests, amplification %.2f×, budget refusals %d",
+		p.name, int(p.total), p.took.Round(100*time.Millisecond), share(p.requests["ok"], p.total),
+		share(sum(p.retries), p.total), p.amplification(), int(p.refusals))
+	if p.held > 0 {
+		line += fmt.Sprintf(", held %d", int(p.held))
+	}
+	return line
+}
+
+// report is everything the summary at the end of a demo says.
+type report struct {
+	total       stats
+	phases      []phaseResult // one without a name when the run had no phases
+	elapsed     time.Duration
+	maxAttempts int
+	budget      bool // the Transport had a retry budget
+}
+
+// printSummary prints the final tables, what the outcomes mean, and what
+// happened in each phase.
+func (r report) printSummary(w io.Writer) {
+	s := r.total
 	row := func(label string, count, share any) {
 		fmt.Fprintln(w, strings.TrimRight(fmt.Sprintf("%-20s %8v %8v", label, count, share), " "))
 	}
-	fmt.Fprintf(w, "summary after %v\n\n", elapsed.Round(100*time.Millisecond))
+	fmt.Fprintf(w, "summary after %v\n\n", r.elapsed.Round(100*time.Millisecond))
 	row("requests", "count", "share")
 	for _, k := range sortedKeys(s.requests) {
 		row("  "+k, int(s.requests[k]), pct(s.requests[k], s.total))
 	}
 	row("  all", int(s.total), pct(s.total, s.total))
+	for _, line := range r.outcomeLines() {
+		fmt.Fprintln(w, line)
+	}
 	fmt.Fprintln(w)
 	row("attempts by code", "count", "share")
 	for _, k := range sortedKeys(s.attempts) {
@@ -127,12 +195,218 @@ func printSummary(w io.Writer, s stats, elapsed time.Duration) {
 		row("held for the quota", int(s.held), "")
 	}
 	fmt.Fprintf(w, "\namplification %.2f attempts per request; give-up ratio %s; %.0f requests/s\n",
-		s.amplification(), pct(s.giveUps(), s.total), s.total/elapsed.Seconds())
+		s.amplification(), pct(s.giveUps(), s.total), s.total/r.elapsed.Seconds())
+	if story := r.story(); len(story) > 0 {
+		fmt.Fprintln(w, "\nWhat happened:")
+		for _, line := range story {
+			fmt.Fprintln(w, "  "+line)
+		}
+	}
+}
+
+// outcomeOrder lists the outcomes of retryhttp_requests_total in the order
+// they are explained.
+var outcomeOrder = []string{"ok", "exhausted", "not_retryable", "too_late", "canceled", "budget", "throttled"}
+
+// outcomeMeaning says in words what an outcome means in the demo.
+func outcomeMeaning(outcome string, maxAttempts int) string {
+	switch outcome {
+	case "ok":
+		return "answered, on the first attempt or after retries (a status that is not retried, such as 404, counts too)"
+	case "exhausted":
+		return fmt.Sprintf("still failing after all %d attempts (-attempts); the last failure was returned", maxAttempts)
+	case "not_retryable":
+		return "failed in a way a retry cannot fix or may not repeat (the method, the body, a permanent error)"
+	case "too_late":
+		return "the server asked for a wait (Retry-After) longer than -max-retry-after; the failure was returned at once"
+	case "canceled":
+		return "still in flight when the demo stopped; its context was canceled"
+	case "budget":
+		return fmt.Sprintf("failed while the retry budget was spent: the failure was returned instead of retried, sparing the failing upstream the rest of the %d attempts", maxAttempts)
+	case "throttled":
+		return "not sent: the upstream's quota was spent for longer than -max-retry-after"
+	}
+	return ""
+}
+
+// outcomeLines explains each outcome that occurred, once, and for a
+// failure says in which phases it happened.
+func (r report) outcomeLines() []string {
+	var lines []string
+	for _, o := range outcomeOrder {
+		if r.total.requests[o] == 0 {
+			continue
+		}
+		line := fmt.Sprintf("  %s: %s", o, outcomeMeaning(o, r.maxAttempts))
+		if o != "ok" && len(r.phases) > 1 {
+			var in []string
+			for _, p := range r.phases {
+				if n := p.requests[o]; n > 0 {
+					in = append(in, fmt.Sprintf("%s %d", p.name, int(n)))
+				}
+			}
+			line += "; by phase: " + strings.Join(in, ", ")
+		}
+		lines = append(lines, line)
+	}
+	if len(lines) > 0 {
+		lines = append([]string{""}, lines...)
+	}
+	return lines
+}
+
+// story returns the sentences that end the summary: what each phase
+// showed, in the numbers the metrics counted.
+func (r report) story() []string {
+	var lines []string
+	for _, p := range r.phases {
+		if p.total == 0 {
+			continue
+		}
+		if p.name == "outage" {
+			lines = append(lines, r.outageStory(p))
+		} else {
+			lines = append(lines, r.failuresStory(p))
+		}
+	}
+	if line := r.giveUpsStory(); line != "" {
+		lines = append(lines, line)
+	}
+	return lines
+}
+
+// failuresStory tells what retries made of the transient failures of a
+// phase.
+func (r report) failuresStory(p phaseResult) string {
+	where := "In the " + p.name + " phase"
+	switch p.name {
+	case "":
+		where = "Over the run"
+	case "recovery":
+		where = "In recovery"
+	}
+	ended := "every request ended ok"
+	if p.requests["ok"] < p.total {
+		ended = fmt.Sprintf("%s of requests ended ok (%s)", share(p.requests["ok"], p.total), p.failures())
+	}
+	refused := "the budget refused no retry"
+	switch {
+	case !r.budget:
+		refused = "there was no retry budget"
+	case p.refusals > 0:
+		refused = "the budget refused " + counted(p.refusals, "retry", "retries")
+	}
+	return fmt.Sprintf("%s %s failed; with retries %s, at %.2f attempts per request; %s.",
+		where, p.failedShare(), ended, p.amplification(), refused)
+}
+
+// outageStory tells what the budget did in the outage, against what the
+// retries would have done without it.
+func (r report) outageStory(p phaseResult) string {
+	failed := "In the outage every attempt failed"
+	if n := p.allAttempt - p.failedAttempts(); n > 0 {
+		// The outage answers nothing but 503: the others were answered
+		// before it began, and counted after.
+		failed = fmt.Sprintf("In the outage all but %d of %d attempts failed (%s under way when it began)",
+			int(n), int(p.allAttempt), ifOne(n, "that one was", "those were"))
+	}
+	switch {
+	case r.maxAttempts == 1:
+		return failed + "; with -attempts 1 nothing was retried, so the upstream got one attempt per request."
+	case !r.budget:
+		return fmt.Sprintf("%s and, with no retry budget (-budget=false), each request made %.2f attempts (of at most %d): "+
+			"%d attempts for %d requests. The demo's clients wait for each answer, so waiting out the retries also slowed them down; "+
+			"requests that keep arriving, as users' do, would each bring %d attempts to the failing upstream.",
+			failed, p.amplification(), r.maxAttempts, int(p.allAttempt), int(p.total), r.maxAttempts)
+	}
+	return fmt.Sprintf("%s; the retry budget refused %s and held the load at %.2f× (%d attempts for %d requests). "+
+		"Without a budget, each request would have made all %d attempts: %d×, %d attempts for these %d requests.",
+		failed, counted(p.refusals, "retry", "retries"), p.amplification(), int(p.allAttempt), int(p.total),
+		r.maxAttempts, r.maxAttempts, r.maxAttempts*int(p.total), int(p.total))
+}
+
+// giveUpsStory tells where the give-ups of a run with an outage happened:
+// the give-up ratio of the whole run hides that they are the outage's.
+func (r report) giveUpsStory() string {
+	var outage *phaseResult
+	var others []string
+	var ok, requests float64 // in the other phases
+	for i, p := range r.phases {
+		if p.name == "outage" {
+			outage = &r.phases[i]
+			continue
+		}
+		others = append(others, p.name)
+		ok += p.requests["ok"]
+		requests += p.total
+	}
+	all := r.total.giveUps()
+	if outage == nil || all == 0 {
+		return ""
+	}
+	line := fmt.Sprintf("Of the %s above (the give-up ratio of %s), %d %s in the outage, where no retry could succeed",
+		counted(all, "give-up", "give-ups"), pct(all, r.total.total), int(outage.giveUps()), ifOne(outage.giveUps(), "was", "were"))
+	if requests == 0 {
+		return line + "."
+	}
+	return fmt.Sprintf("%s; in the %s %s %s of requests ended ok.", line,
+		strings.Join(others, " and "), ifOne(float64(len(others)), "phase", "phases"), share(ok, requests))
+}
+
+// failedShare says how many of the attempts failed, in words.
+func (s stats) failedShare() string {
+	failed := s.failedAttempts()
+	if failed == s.allAttempt {
+		return "every attempt"
+	}
+	return share(failed, s.allAttempt) + " of attempts"
+}
+
+// failures lists the outcomes other than ok, with their counts.
+func (s stats) failures() string {
+	var parts []string
+	for _, o := range outcomeOrder[1:] {
+		if n := s.requests[o]; n > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", int(n), o))
+		}
+	}
+	return strings.Join(parts, ", ")
+}
+
+// counted formats n with the noun for one or for many.
+func counted(n float64, one, many string) string {
+	return fmt.Sprintf("%d %s", int(n), ifOne(n, one, many))
+}
+
+// ifOne returns one when n is 1, and many otherwise.
+func ifOne(n float64, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
 }
 
 func pct(part, whole float64) string {
 	if whole == 0 {
 		return "-"
+	}
+	return fmt.Sprintf("%.1f%%", 100*part/whole)
+}
+
+// share is pct for sentences: it never rounds a part to all or none, so
+// that "100%" means every one.
+func share(part, whole float64) string {
+	switch {
+	case whole == 0:
+		return "-"
+	case part > 0 && part < whole && 100*part/whole >= 99.95:
+		return "99.9%"
+	case part > 0 && part < whole && 100*part/whole < 0.05:
+		return "under 0.1%"
+	case part == whole:
+		return "100%"
+	case part == 0:
+		return "0%"
 	}
 	return fmt.Sprintf("%.1f%%", 100*part/whole)
 }

@@ -9,7 +9,9 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -81,17 +83,68 @@ func (q *quotaKeeper) admit(w http.ResponseWriter) bool {
 	return left >= 0
 }
 
-// startUpstream starts the embedded flaky upstream on 127.0.0.1.
-func startUpstream(f faults) (*httptest.Server, error) {
+// outage returns the faults of a total outage: every request is answered
+// 503 after f's latency.
+func (f faults) outage() faults {
+	return faults{errorRate: 1, latency: f.latency}
+}
+
+// upstream is the embedded flaky upstream. What it does can change while it
+// runs: the demo's phases switch it from transient failures to an outage
+// and back.
+type upstream struct {
+	*httptest.Server
+	current atomic.Pointer[http.HandlerFunc]
+}
+
+// startUpstream starts the embedded flaky upstream on 127.0.0.1, failing
+// as f says.
+func startUpstream(f faults) (*upstream, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, fmt.Errorf("upstream: %w", err)
 	}
-	srv := httptest.NewUnstartedServer(f.handler())
-	srv.Listener.Close()
-	srv.Listener = ln
-	srv.Start()
-	return srv, nil
+	u := &upstream{}
+	u.serve(f.handler())
+	u.Server = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		(*u.current.Load())(w, r)
+	}))
+	u.Listener.Close()
+	u.Listener = ln
+	u.Start()
+	return u, nil
+}
+
+// serve makes h answer the requests that arrive from now on.
+func (u *upstream) serve(h http.HandlerFunc) { u.current.Store(&h) }
+
+// handler returns what answers the requests now.
+func (u *upstream) handler() http.HandlerFunc { return *u.current.Load() }
+
+// String describes the failures f makes, for the demo's output; rates of
+// zero are left out.
+func (f faults) String() string {
+	var parts []string
+	if f.errorRate > 0 {
+		parts = append(parts, fmt.Sprintf("503 %s", rate(f.errorRate)))
+	}
+	if f.throttleRate > 0 {
+		parts = append(parts, fmt.Sprintf("429 %s with Retry-After %v", rate(f.throttleRate), f.retryAfter))
+	}
+	if f.resetRate > 0 {
+		parts = append(parts, fmt.Sprintf("resets %s", rate(f.resetRate)))
+	}
+	parts = append(parts, fmt.Sprintf("latency %v", f.latency))
+	if f.slowRate > 0 {
+		parts = append(parts, fmt.Sprintf("%s take %v", rate(f.slowRate), f.slowLatency))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// rate formats a share as a percentage, to a thousandth of a percent and
+// with no more digits than it needs: 0.07 is "7%", not 7.000000000000001%.
+func rate(r float64) string {
+	return strconv.FormatFloat(math.Round(100_000*r)/1000, 'f', -1, 64) + "%"
 }
 
 func (f faults) handler() http.HandlerFunc {

@@ -1,0 +1,360 @@
+package main
+
+import (
+	"io"
+	"math"
+	"net/http"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// phaseNumbers are the numbers of a phase's result line.
+type phaseNumbers struct {
+	requests      int
+	ok, retries   float64 // percent of the requests
+	amplification float64
+	refusals      int
+}
+
+var resultLineRE = regexp.MustCompile(`(?m)^(\w+) result: (\d+) requests in \S+, ok (under 0\.1%|-|[\d.]+%), ` +
+	`retries (under 0\.1%|-|[\d.]+%) of requests, amplification ([\d.]+)×, budget refusals (\d+)`)
+
+// phaseResults reads the result lines of a demo's output, by phase name.
+func phaseResults(t *testing.T, out string) map[string]phaseNumbers {
+	t.Helper()
+	percent := func(s string) float64 {
+		switch s {
+		case "under 0.1%":
+			return 0.05
+		case "-":
+			return math.NaN()
+		}
+		v, err := strconv.ParseFloat(strings.TrimSuffix(s, "%"), 64)
+		require.NoError(t, err)
+		return v
+	}
+	got := map[string]phaseNumbers{}
+	for _, m := range resultLineRE.FindAllStringSubmatch(out, -1) {
+		requests, _ := strconv.Atoi(m[2])
+		amplification, _ := strconv.ParseFloat(m[5], 64)
+		refusals, _ := strconv.Atoi(m[6])
+		got[m[1]] = phaseNumbers{requests, percent(m[3]), percent(m[4]), amplification, refusals}
+	}
+	return got
+}
+
+// outcomesInTable returns the outcomes in the summary's requests table.
+func outcomesInTable(t *testing.T, out string) []string {
+	t.Helper()
+	_, table, ok := strings.Cut(out, "\nrequests                count    share\n")
+	require.True(t, ok, "the requests table:\n%s", out)
+	table, _, ok = strings.Cut(table, "\n  all ")
+	require.True(t, ok)
+	var outcomes []string
+	for line := range strings.Lines(table) {
+		outcomes = append(outcomes, strings.Fields(line)[0])
+	}
+	return outcomes
+}
+
+// assertOutcomesExplained checks that every outcome of the requests table
+// is explained once, and no other.
+func assertOutcomesExplained(t *testing.T, out string) {
+	t.Helper()
+	occurred := outcomesInTable(t, out)
+	require.NotEmpty(t, occurred)
+	for _, o := range outcomeOrder {
+		n := len(regexp.MustCompile(`(?m)^  `+o+`: \w`).FindAllString(out, -1))
+		if slices.Contains(occurred, o) {
+			assert.Equal(t, 1, n, "%s occurred: explained once", o)
+		} else {
+			assert.Zero(t, n, "%s did not occur: not explained", o)
+		}
+	}
+}
+
+func TestDemoTellsItsStoryInPhases(t *testing.T) {
+	t.Parallel()
+	r := runCmd(t, "", "demo", "-duration", "6s", "-metrics-addr", "")
+	require.Equal(t, 0, r.code, r.stderr)
+	out := r.stdout
+	assert.Empty(t, r.stderr)
+
+	// The story reads top to bottom: each phase is announced, then its
+	// result follows, before the next is announced.
+	var at []int
+	for i, name := range []string{"steady", "outage", "recovery"} {
+		announced := strings.Index(out, "phase "+strconv.Itoa(i+1)+" of 3, "+name+" (")
+		result := strings.Index(out, "\n"+name+" result: ")
+		require.Positive(t, announced, "%s is announced:\n%s", name, out)
+		require.Greater(t, result, announced, "%s's result follows its announcement:\n%s", name, out)
+		at = append(at, announced, result)
+	}
+	assert.IsIncreasing(t, at, "the phases in order:\n%s", out)
+	assert.Less(t, at[len(at)-1], strings.Index(out, "summary after"), "the summary comes last")
+	assert.Contains(t, out, "phase 1 of 3, steady (2.4s)", "40% of -duration")
+	assert.Contains(t, out, "phase 2 of 3, outage (1.8s)", "30%")
+	assert.Contains(t, out, "phase 3 of 3, recovery (1.8s)", "30%")
+
+	phases := phaseResults(t, out)
+	require.Len(t, phases, 3, out)
+	steady, outage, recovery := phases["steady"], phases["outage"], phases["recovery"]
+	for name, p := range phases {
+		assert.Positive(t, p.requests, name)
+	}
+	assert.GreaterOrEqual(t, steady.ok, 95.0, "retries recover the transient failures:\n%s", out)
+	assert.Positive(t, steady.retries)
+	assert.Zero(t, outage.ok, "nothing succeeds in the outage:\n%s", out)
+	assert.Positive(t, outage.refusals, "the budget refuses retries in the outage:\n%s", out)
+	assert.Greater(t, outage.amplification, 1.0, "some retries are let through")
+	assert.Less(t, outage.amplification, 3.0, "below MaxAttempts, what every request would make without a budget")
+	assert.GreaterOrEqual(t, recovery.ok, 90.0, "requests succeed again:\n%s", out)
+
+	assert.Regexp(t, `In the steady phase [\d.]+% of attempts failed; with retries (every request|[\d.]+% of requests) ended ok`, out)
+	assert.Regexp(t, `In the outage every attempt failed; the retry budget refused \d+ retr(y|ies) and held the load at \d\.\d\d× `+
+		`\(\d+ attempts for \d+ requests\)\. Without a budget, each request would have made all 3 attempts: 3×, \d+ attempts for these \d+ requests\.`, out)
+	assert.Regexp(t, `In recovery [\d.]+% of attempts failed`, out)
+	assert.Regexp(t, `Of the \d+ give-ups above \(the give-up ratio of [\d.]+%\), \d+ were in the outage`, out)
+	assert.Regexp(t, `(?m)^  budget: failed while the retry budget was spent.*; by phase: .*outage \d+`, out)
+	assertOutcomesExplained(t, out)
+}
+
+func TestDemoWithoutABudgetShowsTheStorm(t *testing.T) {
+	t.Parallel()
+	r := runCmd(t, "", "demo", "-duration", "5s", "-metrics-addr", "", "-budget=false")
+	require.Equal(t, 0, r.code, r.stderr)
+	outage, ok := phaseResults(t, r.stdout)["outage"]
+	require.True(t, ok, r.stdout)
+	assert.Zero(t, outage.refusals)
+	assert.InDelta(t, 3.0, outage.amplification, 0.001, "in a total outage every request makes all its attempts:\n%s", r.stdout)
+	assert.Contains(t, r.stdout, "with no retry budget, every request makes all 3 attempts")
+	assert.Regexp(t, `with no retry budget \(-budget=false\), each request made 3\.00 attempts \(of at most 3\): \d+ attempts for \d+ requests\.`, r.stdout)
+	assertOutcomesExplained(t, r.stdout)
+}
+
+func TestDemoWithoutPhases(t *testing.T) {
+	t.Parallel()
+	s := newServer(t, func(n int, w http.ResponseWriter, r *http.Request) {
+		if n%2 == 1 {
+			http.Error(w, "busy", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = io.WriteString(w, "ok")
+	})
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"-outage=false keeps the failures throughout", []string{"-outage=false"}, "Over the run "},
+		{"-upstream has no phases", []string{"-upstream", s.URL, "-base-delay", "1ms", "-max-delay", "2ms"}, "upstream: " + s.URL},
+		{"-tail has no phases", []string{"-tail"}, "without hedging"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			r := runCmd(t, "", append([]string{"demo", "-duration", "2s", "-metrics-addr", ""}, tt.args...)...)
+			require.Equal(t, 0, r.code, r.stderr)
+			assert.Contains(t, r.stdout, tt.want)
+			assert.NotRegexp(t, `(?m)^phase \d`, r.stdout, "no phase is announced")
+			assert.NotContains(t, r.stdout, " result: ")
+			assert.NotContains(t, r.stdout, "outage")
+		})
+	}
+}
+
+func TestDemoOutcomeExplanations(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name     string
+		requests map[string]float64
+		phases   []phaseResult
+		want     []string
+	}{
+		{"only ok", map[string]float64{"ok": 10}, nil, []string{"  ok: answered, on the first attempt or after retries"}},
+		{"ok and budget, by phase", map[string]float64{"ok": 10, "budget": 4},
+			[]phaseResult{{name: "steady", stats: stats{requests: map[string]float64{"ok": 6}}},
+				{name: "outage", stats: stats{requests: map[string]float64{"budget": 4}}},
+				{name: "recovery", stats: stats{requests: map[string]float64{"ok": 4}}}},
+			[]string{"  ok: ", "  budget: failed while the retry budget was spent: the failure was returned instead of retried, " +
+				"sparing the failing upstream the rest of the 5 attempts; by phase: outage 4"}},
+		{"every outcome", map[string]float64{"ok": 1, "exhausted": 1, "not_retryable": 1, "too_late": 1, "canceled": 1, "budget": 1, "throttled": 1}, nil,
+			[]string{"  ok: ", "  exhausted: still failing after all 5 attempts", "  not_retryable: ", "  too_late: ", "  canceled: ", "  budget: ", "  throttled: "}},
+		{"nothing", map[string]float64{}, nil, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			lines := report{total: stats{requests: tt.requests}, phases: tt.phases, maxAttempts: 5}.outcomeLines()
+			if tt.want == nil {
+				assert.Empty(t, lines)
+				return
+			}
+			require.Len(t, lines, len(tt.want)+1, "a blank line, then one line per outcome that occurred")
+			assert.Empty(t, lines[0])
+			for i, want := range tt.want {
+				assert.True(t, strings.HasPrefix(lines[i+1], want), "%q starts with %q", lines[i+1], want)
+			}
+		})
+	}
+}
+
+func TestDemoStory(t *testing.T) {
+	t.Parallel()
+	phase := func(name string, ok, budget, exhausted, attempts, failed, refusals float64) phaseResult {
+		req := map[string]float64{}
+		for k, v := range map[string]float64{"ok": ok, "budget": budget, "exhausted": exhausted} {
+			if v > 0 {
+				req[k] = v
+			}
+		}
+		return phaseResult{name: name, stats: stats{requests: req, total: ok + budget + exhausted,
+			attempts: map[string]float64{"200": attempts - failed, "503": failed}, allAttempt: attempts, refusals: refusals}}
+	}
+	steady := phase("steady", 1000, 0, 0, 1100, 100, 0)
+	outage := phase("outage", 0, 450, 50, 650, 650, 450)
+	recovery := phase("recovery", 998, 1, 1, 1120, 122, 1)
+	total := stats{requests: map[string]float64{}}
+	for _, p := range []phaseResult{steady, outage, recovery} {
+		for k, v := range p.requests {
+			total.requests[k] += v
+		}
+		total.total += p.total
+		total.allAttempt += p.allAttempt
+	}
+	tests := []struct {
+		name   string
+		report report
+		want   []string
+	}{
+		{"three phases", report{total: total, phases: []phaseResult{steady, outage, recovery}, maxAttempts: 3, budget: true}, []string{
+			"In the steady phase 9.1% of attempts failed; with retries every request ended ok, at 1.10 attempts per request; the budget refused no retry.",
+			"In the outage every attempt failed; the retry budget refused 450 retries and held the load at 1.30× (650 attempts for 500 requests). " +
+				"Without a budget, each request would have made all 3 attempts: 3×, 1500 attempts for these 500 requests.",
+			"In recovery 10.9% of attempts failed; with retries 99.8% of requests ended ok (1 exhausted, 1 budget), at 1.12 attempts per request; the budget refused 1 retry.",
+			"Of the 502 give-ups above (the give-up ratio of 20.1%), 500 were in the outage, where no retry could succeed; in the steady and recovery phases 99.9% of requests ended ok.",
+		}},
+		{"no budget", report{total: outage.stats, phases: []phaseResult{outage}, maxAttempts: 3}, []string{
+			"In the outage every attempt failed and, with no retry budget (-budget=false), each request made 1.30 attempts (of at most 3): " +
+				"650 attempts for 500 requests. The demo's clients wait for each answer, so waiting out the retries also slowed them down; " +
+				"requests that keep arriving, as users' do, would each bring 3 attempts to the failing upstream.",
+			"Of the 500 give-ups above (the give-up ratio of 100.0%), 500 were in the outage, where no retry could succeed.",
+		}},
+		{"one phase", report{total: steady.stats, phases: []phaseResult{{stats: steady.stats}}, maxAttempts: 3, budget: true}, []string{
+			"Over the run 9.1% of attempts failed; with retries every request ended ok, at 1.10 attempts per request; the budget refused no retry.",
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			assert.Equal(t, tt.want, tt.report.story())
+		})
+	}
+}
+
+func TestStatsMinus(t *testing.T) {
+	t.Parallel()
+	before := stats{requests: map[string]float64{"ok": 5, "budget": 2}, attempts: map[string]float64{"200": 5, "503": 4},
+		retries: map[string]float64{"503": 2}, waitCount: map[string]float64{"backoff": 2}, waitSum: map[string]float64{"backoff": 0.3},
+		total: 7, allAttempt: 9, held: 1, refusals: 2}
+	after := stats{requests: map[string]float64{"ok": 9, "budget": 2, "exhausted": 1}, attempts: map[string]float64{"200": 9, "503": 7},
+		retries: map[string]float64{"503": 4}, waitCount: map[string]float64{"backoff": 4}, waitSum: map[string]float64{"backoff": 0.5},
+		total: 12, allAttempt: 16, held: 1, refusals: 2}
+	d := after.minus(before)
+	assert.Equal(t, map[string]float64{"ok": 4, "exhausted": 1}, d.requests, "outcomes that did not change are left out")
+	assert.Equal(t, map[string]float64{"200": 4, "503": 3}, d.attempts)
+	assert.Equal(t, map[string]float64{"503": 2}, d.retries)
+	assert.Equal(t, map[string]float64{"backoff": 2}, d.waitCount)
+	assert.InDelta(t, 0.2, d.waitSum["backoff"], 1e-9)
+	assert.Equal(t, []float64{5, 7, 0, 0}, []float64{d.total, d.allAttempt, d.held, d.refusals})
+}
+
+func TestShare(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		part, whole float64
+		want        string
+	}{
+		{0, 0, "-"},
+		{0, 10, "0%"},
+		{10, 10, "100%"},
+		{9999, 10000, "99.9%"},
+		{1, 10000, "under 0.1%"},
+		{1, 3, "33.3%"},
+	}
+	for _, tt := range tests {
+		assert.Equal(t, tt.want, share(tt.part, tt.whole), "%v of %v", tt.part, tt.whole)
+	}
+}
+
+func TestUpstreamSwitchesItsFaults(t *testing.T) {
+	t.Parallel()
+	steady := faults{latency: time.Millisecond}
+	up, err := startUpstream(steady)
+	require.NoError(t, err)
+	defer up.Close()
+	status := func() int {
+		resp, err := http.Get(up.URL)
+		require.NoError(t, err)
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	ok := up.handler()
+	for i, tt := range []struct {
+		serve http.HandlerFunc
+		want  int
+	}{{nil, 200}, {steady.outage().handler(), 503}, {ok, 200}} {
+		if tt.serve != nil {
+			up.serve(tt.serve)
+		}
+		for range 5 {
+			assert.Equal(t, tt.want, status(), "step %d", i)
+		}
+	}
+}
+
+func TestFaultsString(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		f    faults
+		want string
+	}{
+		{faults{errorRate: 0.1, resetRate: 0.02, latency: 5 * time.Millisecond}, "503 10%, resets 2%, latency 5ms"},
+		{faults{errorRate: 0.5, throttleRate: 0.1, retryAfter: time.Second, resetRate: 0.025, latency: time.Millisecond, slowRate: 0.05, slowLatency: 100 * time.Millisecond},
+			"503 50%, 429 10% with Retry-After 1s, resets 2.5%, latency 1ms, 5% take 100ms"},
+		{faults{}.outage(), "503 100%, latency 0s"},
+		{faults{errorRate: 0.07, resetRate: 0.29, latency: time.Millisecond}, "503 7%, resets 29%, latency 1ms"},
+		{faults{errorRate: 0.00125, latency: time.Millisecond}, "503 0.125%, latency 1ms"},
+	}
+	for _, tt := range tests {
+		assert.Equal(t, tt.want, tt.f.String())
+	}
+}
+
+func TestConsoleReplacesTheProgressLineOnATerminal(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		tty  bool
+		want string
+	}{
+		{false, "announce\n  1.0s\n  2.0s\nresult\n"},
+		{true, "announce\n\r\x1b[K  1.0s\r\x1b[K  2.0s\r\x1b[Kresult\n"},
+	}
+	for _, tt := range tests {
+		var b strings.Builder
+		c := &console{w: &b, tty: tt.tty}
+		c.println("announce")
+		c.progress("  1.0s")
+		c.progress("  2.0s")
+		c.println("result")
+		assert.Equal(t, tt.want, b.String(), "tty %v", tt.tty)
+	}
+}
