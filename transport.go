@@ -155,6 +155,9 @@ type run struct {
 	noHedge    bool // a response asked for a wait: no more hedges
 	shownHedge bool // the attempt whose outcome RoundTrip has is a hedge
 	shown      int  // its number, when that is not attempt (a hedged attempt's copies)
+	learned    bool // the hosts of the attempt's copies learned from their responses already
+	judged     bool // the Classifier was asked about the attempt's outcome already, and said decision
+	decision   Decision
 
 	host *hostState    // the quota of the current attempt's host, when it has one
 	held time.Duration // how long the current attempt waited for its host
@@ -208,9 +211,10 @@ func (t *Transport) roundTrip(req *http.Request, p *Policy) (*http.Response, err
 		if resp != nil && r.sent != req {
 			resp.Request = req
 		}
-		if r.admitted || (resp != nil && len(resp.Header) != 0) {
+		if !r.learned && (r.admitted || (resp != nil && len(resp.Header) != 0)) {
 			t.learn(&r, resp)
 		}
+		r.learned = false
 
 		s := t.decide(&r, resp, err)
 		if t.watched {
