@@ -38,7 +38,7 @@ func (t *Transport) decide(r *run, resp *http.Response, err error) stopReason {
 	if r.st == nil {
 		r.st = new(step)
 	}
-	r.st.f = f
+	r.st.f, r.st.from = f, r.number()
 	wait, retryAfter, s := t.nextWait(r, resp)
 	r.st.wait, r.st.retryAfter, r.st.paid = wait, retryAfter, receipt{}
 	if s != stopNone {
