@@ -40,10 +40,12 @@ func (d Decision) String() string {
 // labels stay bounded. DoNotRetry returns the response, or the error, at
 // once; a failure it stops gives up with Reason "classifier".
 //
-// A Classifier is called in the goroutine of RoundTrip, once per attempt,
-// and must be safe for concurrent use by the goroutines that share the
-// Transport. It must not close the response body; reading it is fine
-// through PeekBody. A panic in a Classifier propagates out of RoundTrip.
+// A Classifier is called at most once per attempt, in the goroutine of
+// RoundTrip, or for the response of a hedge (see Hedging) in the hedge's
+// own goroutine, and must be safe for concurrent use by the goroutines that
+// share the Transport. It must not close the response body; reading it is
+// fine through PeekBody. A panic in a Classifier propagates out of
+// RoundTrip, wherever it was called.
 type Classifier func(req *http.Request, resp *http.Response, err error) Decision
 
 // WithClassifier makes the Transport ask c about each attempt's outcome

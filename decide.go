@@ -25,7 +25,12 @@ func (t *Transport) decide(r *run, resp *http.Response, err error) stopReason {
 	}
 	final := false
 	if t.classifier != nil {
-		f, final = decideWith(t.classifier(r.sent, resp, err), f, resp)
+		d := r.decision
+		if !r.judged { // a hedged attempt's copies were judged as they answered
+			d = t.classifier(r.sent, resp, err)
+		}
+		r.judged = false
+		f, final = decideWith(d, f, resp)
 	}
 	if s := r.stop(f, final, err); s != stopNone {
 		return s
@@ -33,7 +38,7 @@ func (t *Transport) decide(r *run, resp *http.Response, err error) stopReason {
 	if r.st == nil {
 		r.st = new(step)
 	}
-	r.st.f = f
+	r.st.f, r.st.from = f, r.number()
 	wait, retryAfter, s := t.nextWait(r, resp)
 	r.st.wait, r.st.retryAfter, r.st.paid = wait, retryAfter, receipt{}
 	if s != stopNone {

@@ -31,7 +31,16 @@ import (
 // amplification of an outage above the budget's. A response that asks for a
 // wait (Retry-After, or any throttling signal the Transport honors) stops the
 // hedges of its request. Once the first copy has answered, no further hedge is
-// sent for that attempt.
+// sent for that attempt. A hedge goes to its host like any request: not while
+// the host is held for its quota, and counted against it; every copy's
+// response is read for the host's quota.
+//
+// Hedges are attempts, with their own numbers (AttemptFromContext, Attempt):
+// a Classifier that allows one retry by checking for attempt 1 sees the hedge
+// of attempt 1 as attempt 2. The first copy of an attempt is sent in the
+// goroutine of RoundTrip, the hedges in their own: over a base that does not
+// end a request when its context is canceled, RoundTrip returns a hedge's
+// answer only once the first copy has returned.
 type Hedging struct {
 	// Delay is how long an attempt may wait for its response headers before a
 	// hedge is sent. 0 means adaptive: the Percentile of the latencies recently
@@ -138,9 +147,11 @@ type hedgeRound struct {
 	delay    time.Duration
 	timer    *hedgeTimer
 
-	mu   sync.Mutex
-	over bool       // the first copy answered: no more hedges
-	race *hedgeRace // made with the first hedge
+	mu        sync.Mutex
+	over      bool       // the first copy answered: no more hedges
+	armed     bool       // the timer will call timeUp
+	firstLost bool       // the first copy was canceled because another won
+	race      *hedgeRace // made with the first hedge
 }
 
 // hedgeRace is what a hedged attempt needs once a hedge is sent; guarded by
@@ -153,19 +164,24 @@ type hedgeRace struct {
 	winner    *hedgeCopy   // the first copy with a final response
 	answered  int          // copies that answered so far
 	decided   bool         // RoundTrip took the results: copies answered later clean up after themselves
+	panicked  any          // what a Classifier panicked with, in a hedge's goroutine, for RoundTrip to panic with
 	wake      chan struct{}
 }
 
 // hedgeCopy is one copy of a hedged attempt and what it got.
 type hedgeCopy struct {
-	number int
-	req    *http.Request
-	cancel context.CancelCauseFunc // of a hedge's context (the first copy's is hedgeRound.first)
-	resp   *http.Response
-	err    error
-	took   time.Duration
-	done   bool // answered, and handed to RoundTrip
-	order  int  // among the copies that answered, in the order they did
+	number   int
+	req      *http.Request
+	cancel   context.CancelCauseFunc // of a hedge's context (the first copy's is hedgeRound.first)
+	host     *hostState              // its host's quota, when it was admitted to it
+	resp     *http.Response
+	err      error
+	took     time.Duration
+	decision Decision // the Classifier's, about resp or err
+	judged   bool     // the Classifier was asked
+	done     bool     // answered, and handed to RoundTrip
+	lost     bool     // canceled because another copy won
+	order    int      // among the copies that answered, in the order they did
 }
 
 // sendHedged makes one hedged attempt: the first copy now, and after delay,
@@ -177,6 +193,7 @@ func (t *Transport) sendHedged(r *run, delay time.Duration) (*http.Response, err
 	h := &hedgeRound{t: t, base: r.out, caller: r.req.Context(), p: r.p, number: r.attempt, method: r.method, delay: delay}
 	h.first.parent = r.out.Context()
 	h.firstReq = *r.out.WithContext(&h.first)
+	h.armed = true
 	armHedgeTimer(h, delay)
 	var start time.Time
 	if t.timed {
@@ -187,12 +204,11 @@ func (t *Transport) sendHedged(r *run, delay time.Duration) (*http.Response, err
 	if t.timed {
 		took = time.Since(start)
 	}
-	h.timer.disarm()
-
 	h.mu.Lock()
 	h.over = true
 	race := h.race
 	h.mu.Unlock()
+	h.timer.disarm()
 	if race == nil { // the common end: it answered before any hedge was sent
 		r.sent, r.took = &h.firstReq, took
 		resp = h.first.releaseWith(resp)
@@ -221,6 +237,7 @@ func (t *Transport) sendCopy(req *http.Request, caller context.Context, timeout 
 func (h *hedgeRound) timeUp() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	h.armed = false
 	t := h.t
 	sent, inFlight := 0, 0
 	if x := h.race; x != nil {
@@ -232,10 +249,24 @@ func (h *hedgeRound) timeUp() {
 	if h.over || inFlight >= t.hedge.maxHedges || h.number+sent >= h.p.MaxAttempts || h.caller.Err() != nil {
 		return
 	}
+	// A hedge goes to its host like any request: not while the host is
+	// held, and counted against its quota. It does not wait for the host:
+	// when the host cannot take it now, no hedge is sent.
+	var host *hostState
+	if !t.noHold && t.hosts.n.Load() != 0 {
+		if host = t.hosts.get(hostKeyOf(h.base.URL)); host != nil {
+			if _, ok := host.admit(t.now()); !ok {
+				return
+			}
+		}
+	}
 	var paid receipt
 	if t.budget != nil {
 		var ok bool
 		if paid, ok = t.budget.spend(t.now()); !ok {
+			if host != nil {
+				host.answered(true, nil, time.Time{}, time.Time{}) // not sent after all
+			}
 			t.metrics.refused()
 			if t.recorders != nil {
 				t.recordOther(EventBudgetRefusal, h.caller, h.method, 0)
@@ -246,8 +277,12 @@ func (h *hedgeRound) timeUp() {
 	c, err := h.newCopy(h.number + sent + 1)
 	if err != nil {
 		t.budget.refund(paid) // GetBody failed: the hedge is not sent
+		if host != nil {
+			host.answered(true, nil, time.Time{}, time.Time{})
+		}
 		return
 	}
+	c.host = host
 	if h.race == nil {
 		h.race = &hedgeRace{wake: make(chan struct{}, 1)}
 	}
@@ -259,15 +294,28 @@ func (h *hedgeRound) timeUp() {
 		t.recordOther(EventHedge, h.caller, h.method, c.number)
 	}
 	go h.send(c)
-	if x.inFlight < t.hedge.maxHedges && h.number+len(x.hedges) < h.p.MaxAttempts {
-		h.timer.again(h.delay)
+	h.rearmLocked()
+}
+
+// rearmLocked arms the timer for the next hedge, one Delay from now, when
+// one may follow: the first copy has not answered, no copy won or asked
+// for a wait, fewer than MaxHedges hedges are in flight, and MaxAttempts
+// allows another.
+func (h *hedgeRound) rearmLocked() {
+	x := h.race
+	if h.armed || h.over || x.winner != nil || x.throttled || x.panicked != nil ||
+		x.inFlight >= h.t.hedge.maxHedges || h.number+len(x.hedges) >= h.p.MaxAttempts {
+		return
 	}
+	h.armed = true
+	h.timer.again(h.delay)
 }
 
 // newCopy makes the request of the hedge numbered n.
 func (h *hedgeRound) newCopy(n int) (*hedgeCopy, error) {
 	ctx, cancel := context.WithCancelCause(context.WithValue(h.caller, attemptKey{}, n))
 	req := h.base.WithContext(ctx)
+	req.Header = h.base.Header.Clone() // copies run at once: a base that writes its request's header must not race
 	if hasBody(h.base) {
 		body, err := h.base.GetBody()
 		if err == nil && body == nil {
@@ -283,12 +331,18 @@ func (h *hedgeRound) newCopy(n int) (*hedgeCopy, error) {
 }
 
 // send sends a hedge, in its own goroutine, and hands what it got to
-// RoundTrip: it wins when its response is final and no copy won before.
+// RoundTrip: it wins when its response is final and no copy won before. Its
+// host learns from its response, as from any.
 func (h *hedgeRound) send(c *hedgeCopy) {
+	t := h.t
 	start := time.Now()
-	resp, err := h.t.sendCopy(c.req, h.caller, h.p.AttemptTimeout)
+	resp, err := t.sendCopy(c.req, h.caller, h.p.AttemptTimeout)
 	took := time.Since(start)
-	final := resp != nil && h.final(c.req, resp)
+	t.learnFrom(c.host, c.host != nil, c.req.URL, resp)
+	final, panicked := false, any(nil)
+	if resp != nil {
+		final, panicked = h.judge(c, resp)
+	}
 	h.mu.Lock()
 	x := h.race
 	x.inFlight--
@@ -303,11 +357,19 @@ func (h *hedgeRound) send(c *hedgeCopy) {
 	c.resp, c.err, c.took, c.done = resp, err, took, true
 	x.answered++
 	c.order = x.answered
-	if final && x.winner == nil {
+	switch {
+	case panicked != nil:
+		if x.panicked == nil {
+			x.panicked = panicked
+		}
+		h.cancelAllLocked() // RoundTrip panics as soon as the first copy is back
+	case final && x.winner == nil:
 		x.winner = c
 		h.cancelOthersLocked(c)
+	default:
+		h.learnLocked(resp)
+		h.rearmLocked() // a hedge that failed makes room for another
 	}
-	h.learnLocked(resp)
 	h.mu.Unlock()
 	select {
 	case x.wake <- struct{}{}:
@@ -315,26 +377,51 @@ func (h *hedgeRound) send(c *hedgeCopy) {
 	}
 }
 
-// final reports whether a copy's response ends the attempt: not retryable
-// by the Transport's rules and its Classifier.
-func (h *hedgeRound) final(req *http.Request, resp *http.Response) bool {
+// judge asks whether a copy's response ends the attempt: not retryable by
+// the Transport's rules and its Classifier, whose decision the copy keeps
+// so that it is asked once per copy. A panic in the Classifier is
+// recovered and returned, for RoundTrip to panic with in its own
+// goroutine.
+func (h *hedgeRound) judge(c *hedgeCopy, resp *http.Response) (final bool, panicked any) {
 	f := classify(resp, nil)
-	if c := h.t.classifier; c != nil {
+	if cl := h.t.classifier; cl != nil {
+		defer func() {
+			if p := recover(); p != nil {
+				final, panicked = false, p
+			}
+		}()
+		c.decision, c.judged = cl(c.req, resp, nil), true
 		var stop bool
-		if f, stop = decideWith(c(req, resp, nil), f, resp); stop {
-			return true
+		if f, stop = decideWith(c.decision, f, resp); stop {
+			return true, nil
 		}
 	}
-	return !f.retryable()
+	return !f.retryable(), nil
 }
 
-// cancelOthersLocked cancels every copy but the winner w.
+// cancelAllLocked cancels every copy: a Classifier panicked.
+func (h *hedgeRound) cancelAllLocked() {
+	h.first.cancel(ErrHedgeLost)
+	for _, c := range h.race.hedges {
+		c.cancel(ErrHedgeLost)
+	}
+}
+
+// cancelOthersLocked cancels every copy but the winner w. Those that have
+// not answered yet are lost: observers see ErrHedgeLost for them, whatever
+// their cancellation makes them return.
 func (h *hedgeRound) cancelOthersLocked(w *hedgeCopy) {
 	if w.number != h.number {
+		if !h.over {
+			h.firstLost = true
+		}
 		h.first.cancel(ErrHedgeLost)
 	}
 	for _, c := range h.race.hedges {
 		if c != w {
+			if !c.done {
+				c.lost = true
+			}
 			c.cancel(ErrHedgeLost)
 		}
 	}
@@ -352,22 +439,42 @@ func (h *hedgeRound) learnLocked(resp *http.Response) {
 // (with resp, err after took), until a copy wins or every copy has
 // answered. It returns the winner's outcome or, when all failed, the
 // outcome of the last to answer, and reports every other copy to
-// observers: one that lost the race with ErrHedgeLost.
+// observers: one that lost the race with ErrHedgeLost. Every copy's host
+// has learned from its response by then, and the Classifier has been asked
+// once about each response: r keeps its decision about the one returned.
+// A panic in the Classifier, here or in a hedge's goroutine, propagates
+// from here once every copy is canceled and closed.
 func (h *hedgeRound) collect(r *run, resp *http.Response, err error, took time.Duration) (*http.Response, error) {
 	t := h.t
-	final := resp != nil && h.final(&h.firstReq, resp)
+	t.learnFrom(r.host, r.admitted, h.firstReq.URL, resp)
+	r.admitted, r.learned = false, true
 	h.mu.Lock()
 	x := h.race
 	first := &x.first
 	first.number, first.req, first.resp, first.err, first.took, first.done = h.number, &h.firstReq, resp, err, took, true
+	first.lost = h.firstLost
+	judge := resp != nil && x.panicked == nil && !first.lost
+	h.mu.Unlock()
+	final, panicked := false, any(nil)
+	if judge {
+		final, panicked = h.judge(first, resp)
+	}
+	h.mu.Lock()
 	x.answered++
 	first.order = x.answered
-	if final && x.winner == nil {
+	switch {
+	case panicked != nil:
+		if x.panicked == nil {
+			x.panicked = panicked
+		}
+		h.cancelAllLocked()
+	case final && x.winner == nil:
 		x.winner = first
 		h.cancelOthersLocked(first)
+	default:
+		h.learnLocked(resp)
 	}
-	h.learnLocked(resp)
-	for x.winner == nil && x.inFlight > 0 {
+	for x.winner == nil && x.inFlight > 0 && x.panicked == nil {
 		h.mu.Unlock()
 		<-x.wake
 		h.mu.Lock()
@@ -377,17 +484,31 @@ func (h *hedgeRound) collect(r *run, resp *http.Response, err error, took time.D
 	result := x.winner
 	if result == nil { // every copy failed: the last to answer decides
 		for _, c := range copies {
-			if result == nil || c.order > result.order {
+			if c.done && (result == nil || c.order > result.order) {
 				result = c
 			}
 		}
 	}
-	throttled, won := x.throttled, x.winner != nil
+	throttled, won, panicked := x.throttled, x.winner != nil, x.panicked
 	h.mu.Unlock()
+
+	if panicked != nil {
+		for _, c := range copies {
+			if c.done && c.resp != nil {
+				c.resp.Body.Close()
+			}
+			if c != first {
+				c.cancel(nil)
+			}
+		}
+		h.first.releaseWith(nil)
+		panic(panicked)
+	}
 
 	r.noHedge = r.noHedge || throttled
 	r.attempt = h.number + len(copies) - 1
 	r.shown, r.shownHedge, r.sent, r.took = result.number, result != first, result.req, result.took
+	r.judged, r.decision = result.judged, result.decision
 	if result == first {
 		result.resp = h.first.releaseWith(result.resp)
 	} else {
@@ -411,7 +532,7 @@ func (h *hedgeRound) collect(r *run, resp *http.Response, err error, took time.D
 		if c.done && c.resp != nil {
 			c.resp.Body.Close() // an answer nobody will read
 		}
-		if !c.done || (won && c.err != nil) {
+		if !c.done || c.lost {
 			c.resp, c.err = nil, ErrHedgeLost // canceled when another copy won
 		}
 		if c != first {

@@ -306,13 +306,20 @@ func (t *Transport) admit(r *run) (stopReason, error) {
 // that the attempt is no longer in flight. Every response is read for this,
 // whatever its request's Policy.
 func (t *Transport) learn(r *run, resp *http.Response) {
+	t.learnFrom(r.host, r.admitted, r.out.URL, resp)
+	r.admitted = false
+}
+
+// learnFrom records what a response (or an error, when resp is nil) to a
+// request for u says of its host's quota: h is the host's state when the
+// request was admitted to it (admitted), or nil.
+func (t *Transport) learnFrom(h *hostState, admitted bool, u *url.URL, resp *http.Response) {
 	if t.noHold {
 		return
 	}
 	if resp == nil || len(resp.Header) == 0 {
-		if r.admitted {
-			r.host.answered(true, nil, time.Time{}, time.Time{})
-			r.admitted = false
+		if admitted {
+			h.answered(true, nil, time.Time{}, time.Time{})
 		}
 		return
 	}
@@ -320,17 +327,13 @@ func (t *Transport) learn(r *run, resp *http.Response) {
 	s := readSignals(resp.Header, resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusForbidden, now)
 	hold := hostHold(resp, &s, now)
 	if !s.quota && hold.IsZero() {
-		if r.admitted {
-			r.host.answered(true, nil, time.Time{}, now)
-			r.admitted = false
+		if admitted {
+			h.answered(true, nil, time.Time{}, now)
 		}
 		return
 	}
-	h := r.host
 	if h == nil {
-		u := r.out.URL
 		h = t.hosts.getOrAdd(hostKeyOf(u), now)
 	}
-	h.answered(r.admitted, &s, hold, now)
-	r.admitted = false
+	h.answered(admitted, &s, hold, now)
 }

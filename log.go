@@ -16,7 +16,7 @@ func (t *Transport) logRetry(r *run, resp *http.Response, err error) {
 	attrs := []slog.Attr{
 		slog.String("method", methodOf(r.req)),
 		slog.String("url", redact(r.out.URL)),
-		slog.Int("attempt", r.attempt),
+		slog.Int("attempt", r.number()),
 		slog.String("reason", r.st.f.reason()),
 		slog.Duration("wait", r.st.wait),
 	}

@@ -26,7 +26,8 @@ import (
 //	retryhttp_budget_refusals_total              each retry the budget refused
 //	retryhttp_held_requests_total{method}        each attempt held back until its host's quota refilled
 //	retryhttp_hedges_total{method}               each hedge sent (see Hedging)
-//	retryhttp_hedge_wins_total{method}           each hedge whose response was returned
+//	retryhttp_hedge_wins_total{method}           each hedge that won: its response was final, and
+//	                                             came before any other copy's
 //	retryhttp_budget_retries_available           retries the budgets would allow now, summed
 //	                                             over the Transports' budgets
 //
@@ -115,7 +116,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		}, []string{"method"}),
 		wins: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "retryhttp_hedge_wins_total",
-			Help: "Hedges whose response was the one returned.",
+			Help: "Hedges that won: their response was final, and came before any other copy's.",
 		}, []string{"method"}),
 		avail: prometheus.NewDesc("retryhttp_budget_retries_available",
 			"Retries the retry budgets of the Transports using these metrics would allow now.", nil, nil),

@@ -110,7 +110,7 @@ func (t *Transport) recordAttempt(ctx context.Context, method int, resp *http.Re
 
 func (t *Transport) recordRetry(r *run) {
 	t.record(Event{Kind: EventRetry, Context: r.req.Context(), Method: methodNames[r.method],
-		Reason: reasonLabel(r.st.f.reasonIndex()), Attempt: r.attempt, Wait: r.st.wait, ServerWait: r.st.retryAfter})
+		Reason: reasonLabel(r.st.f.reasonIndex()), Attempt: r.st.from, Wait: r.st.wait, ServerWait: r.st.retryAfter})
 }
 
 func (t *Transport) recordOther(kind EventKind, ctx context.Context, method, n int) {

@@ -155,6 +155,9 @@ type run struct {
 	noHedge    bool // a response asked for a wait: no more hedges
 	shownHedge bool // the attempt whose outcome RoundTrip has is a hedge
 	shown      int  // its number, when that is not attempt (a hedged attempt's copies)
+	learned    bool // the hosts of the attempt's copies learned from their responses already
+	judged     bool // the Classifier was asked about the attempt's outcome already, and said decision
+	decision   Decision
 
 	host *hostState    // the quota of the current attempt's host, when it has one
 	held time.Duration // how long the current attempt waited for its host
@@ -174,6 +177,7 @@ func (r *run) number() int {
 // the next attempt and its request.
 type step struct {
 	f          failure       // what went wrong with the attempt
+	from       int           // the attempt's number (of the copy that decided a hedged attempt)
 	wait       time.Duration // the wait before the next attempt (and, before decide, the last one)
 	retryAfter bool          // the wait is the server's Retry-After
 	next       *http.Request // the next attempt's request, with a fresh body
@@ -200,17 +204,24 @@ func (t *Transport) roundTrip(req *http.Request, p *Policy) (*http.Response, err
 				return nil, t.refuse(&r, s, err)
 			}
 		}
+		if r.attempt > 1 { // a retry, about to be sent: now it counts
+			t.metrics.retry(r.method, r.st.f, r.st.wait, r.st.retryAfter)
+			if t.recorders != nil {
+				t.recordRetry(&r)
+			}
+		}
 		resp, err := t.send(&r)
 		t.metrics.attempt(r.method, resp)
 		if t.recorders != nil {
 			t.recordAttempt(r.req.Context(), r.method, resp, r.number())
 		}
-		if resp != nil && r.sent != req {
-			resp.Request = req
+		if resp != nil && resp.Request != req {
+			resp.Request = req // what a base (a tracing one, say) set it to may be its own copy
 		}
-		if r.admitted || (resp != nil && len(resp.Header) != 0) {
+		if !r.learned && (r.admitted || (resp != nil && len(resp.Header) != 0)) {
 			t.learn(&r, resp)
 		}
+		r.learned = false
 
 		s := t.decide(&r, resp, err)
 		if t.watched {
@@ -232,10 +243,6 @@ func (t *Transport) roundTrip(req *http.Request, p *Policy) (*http.Response, err
 		}
 		if s, cause := t.await(&r, resp, err); s != stopNone {
 			return nil, t.abandon(&r, s, cause)
-		}
-		t.metrics.retry(r.method, r.st.f, r.st.wait, r.st.retryAfter)
-		if t.recorders != nil {
-			t.recordRetry(&r)
 		}
 		r.out = r.st.next
 	}

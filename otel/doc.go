@@ -13,6 +13,12 @@
 // metrics. All three may be used together, with retryhttp's own WithMetrics
 // and WithLogger, in any order.
 //
+// Retry at one layer: a Transport in the base of another numbers its
+// first attempt with the outer attempt's number (see
+// retryhttp.AttemptFromContext), so the resend counts of nested
+// Transports repeat, and WithEvents on both adds both layers' events to
+// the caller's span.
+//
 // This is a Go module of its own, so that the retryhttp library does not
 // depend on OpenTelemetry.
 package retryhttpotel

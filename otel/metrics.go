@@ -42,7 +42,9 @@ var delayBoundaries = []float64{0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
 // (see retryhttp.Metrics) with an OpenTelemetry meter from mp, under the
 // scope ScopeName: requests by outcome, attempts by status, retries by
 // reason, the waits before them, budget refusals, held requests, hedges and
-// their wins. The attribute values are those of the Prometheus labels:
+// their wins. The attribute values are those of the Prometheus labels (so
+// a method outside the nine standard ones is "OTHER", where the semantic
+// conventions write "_OTHER"):
 //
 //	retryhttp.requests        {request}  http.request.method, retryhttp.outcome
 //	retryhttp.attempts        {attempt}  http.request.method, and http.response.status_code

@@ -122,6 +122,8 @@ func read(t *testing.T, path string, done func([]Span, []Metric) bool) ([]Span, 
 	for {
 		data, err := os.ReadFile(path)
 		if err == nil {
+			// The Collector may be writing a line: read the complete ones.
+			data = data[:bytes.LastIndexByte(data, '\n')+1]
 			spans, metrics, err := readOTLP(bytes.NewReader(data))
 			require.NoError(t, err)
 			if done(spans, metrics) {

@@ -1,0 +1,243 @@
+package hedging_test
+
+// More rules of the docs: each copy has its own AttemptTimeout; once the
+// first copy answered no further hedge is sent; a held host gets no hedge;
+// a first copy that wins without any hedge still ends with the caller's
+// context.
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/retryhttp/retryhttp"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// Policy.AttemptTimeout "bounds one attempt, from sending it until its
+// response headers arrive", and every copy is an attempt: the first copy's
+// timeout must not cut a hedge that is within its own bound.
+func TestEachCopyHasItsOwnAttemptTimeout(t *testing.T) {
+	b := &countingBase{f: func(ctx context.Context, k int, r *http.Request) (*http.Response, error) {
+		if k == 1 {
+			return hangForever(ctx, k, r)
+		}
+		if err := after(ctx, 40*time.Millisecond); err != nil {
+			return nil, err
+		}
+		return resp(200, "hedge"), nil
+	}}
+	rec := &recorder{}
+	rt := hedgeRT(t, b, retryhttp.Hedging{Delay: 30 * time.Millisecond}, retryhttp.WithObserver(rec.observe),
+		retryhttp.WithPolicy(retryhttp.Policy{MaxAttempts: 2, AttemptTimeout: 60 * time.Millisecond, BaseDelay: time.Millisecond, MaxDelay: time.Millisecond}))
+	req, _ := get(t, nil, "http://example.invalid/")
+	res, err := rt.RoundTrip(req)
+	require.NoError(t, err, "attempts %+v", rec.snapshot())
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	assert.Equal(t, "hedge", string(body))
+	assert.Len(t, b.arrivals(), 2)
+}
+
+// "Once the first copy has answered, no further hedge is sent for that
+// attempt."
+func TestNoHedgeAfterTheFirstCopyAnswered(t *testing.T) {
+	const delay = 40 * time.Millisecond
+	hedgeIn := make(chan struct{})
+	b := &countingBase{f: func(ctx context.Context, k int, r *http.Request) (*http.Response, error) {
+		switch k {
+		case 1:
+			select {
+			case <-hedgeIn:
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+			return resp(503, "busy"), nil
+		case 2:
+			close(hedgeIn)
+			if err := after(ctx, 3*delay); err != nil {
+				return nil, err
+			}
+			return resp(200, "hedge"), nil
+		}
+		return resp(200, "later"), nil
+	}}
+	rec := &recorder{}
+	rt := hedgeRT(t, b, retryhttp.Hedging{Delay: delay, MaxHedges: 3}, retryhttp.WithObserver(rec.observe),
+		retryhttp.WithPolicy(retryhttp.Policy{MaxAttempts: 6, BaseDelay: time.Millisecond, MaxDelay: time.Millisecond}))
+	req, _ := get(t, nil, "http://example.invalid/")
+	res, err := rt.RoundTrip(req)
+	require.NoError(t, err)
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	assert.Equal(t, "hedge", string(body), "attempts %+v", rec.snapshot())
+	assert.Len(t, b.arrivals(), 2, "a hedge was sent after the first copy had answered; attempts %+v", rec.snapshot())
+}
+
+// A host held by a 429 (another request's): a hedge due while it is held
+// must not be sent into it.
+func TestNoHedgeIntoAHeldHost(t *testing.T) {
+	var aCopies, total atomic.Int32
+	u := newUpstream(t, false, func(id string, k int, w http.ResponseWriter, r *http.Request) {
+		total.Add(1)
+		switch id {
+		case "A":
+			aCopies.Add(1)
+			if k == 1 && hang(r, 300*time.Millisecond) {
+				return
+			}
+			_, _ = io.WriteString(w, "A")
+		case "B":
+			w.Header().Set("Retry-After", "2")
+			w.WriteHeader(http.StatusTooManyRequests)
+		}
+	})
+	rt := hedgeRT(t, u.base, retryhttp.Hedging{Delay: 80 * time.Millisecond})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		req, _ := get(t, nil, u.url)
+		req.Header.Set(idHeader, "A")
+		res, err := rt.RoundTrip(req)
+		if assert.NoError(t, err) {
+			res.Body.Close()
+		}
+	}()
+	require.True(t, waitFor(time.Second, func() bool { return aCopies.Load() == 1 }))
+	reqB, _ := get(t, retryhttp.ContextWithoutRetries(context.Background()), u.url)
+	reqB.Header.Set(idHeader, "B")
+	res, err := rt.RoundTrip(reqB)
+	require.NoError(t, err)
+	require.Equal(t, 429, res.StatusCode)
+	res.Body.Close()
+	<-done
+	// The host is held: a new request that cannot wait 2 s is not sent.
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	reqC, _ := get(t, ctx, u.url)
+	reqC.Header.Set(idHeader, "C")
+	before := total.Load()
+	_, err = rt.RoundTrip(reqC)
+	require.ErrorIs(t, err, retryhttp.ErrThrottled, "the host was not held")
+	require.Equal(t, before, total.Load())
+	assert.Equal(t, int32(1), aCopies.Load(), "a hedge was sent to a host held by a 429 with Retry-After: 2")
+}
+
+// Hedging on, no hedge sent (the first copy answered at once): canceling the
+// caller's context after RoundTrip returned still ends the body.
+func TestCallerCancelEndsABodyWhenNoHedgeWasSent(t *testing.T) {
+	for _, proto := range []string{"h1", "h2"} {
+		t.Run(proto, func(t *testing.T) {
+			u := newUpstream(t, proto == "h2", func(id string, k int, w http.ResponseWriter, r *http.Request) {
+				w.WriteHeader(200)
+				for {
+					if _, err := w.Write([]byte("x")); err != nil {
+						return
+					}
+					w.(http.Flusher).Flush()
+					select {
+					case <-r.Context().Done():
+						return
+					case <-time.After(5 * time.Millisecond):
+					}
+				}
+			})
+			rt := hedgeRT(t, u.base, retryhttp.Hedging{Delay: 200 * time.Millisecond})
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			req, id := get(t, ctx, u.url)
+			res, err := rt.RoundTrip(req)
+			require.NoError(t, err)
+			defer res.Body.Close()
+			_, err = io.ReadFull(res.Body, make([]byte, 3))
+			require.NoError(t, err)
+			cancel()
+			done := make(chan error, 1)
+			go func() { _, err := io.Copy(io.Discard, res.Body); done <- err }()
+			select {
+			case err := <-done:
+				assert.Error(t, err)
+			case <-time.After(2 * time.Second):
+				res.Body.Close()
+				t.Fatal("canceling the caller's context did not end the body")
+			}
+			assert.Equal(t, 1, u.copies(id))
+		})
+	}
+}
+
+// A caller that reads the winner's body to EOF and never closes it (a bug,
+// but one net/http forgives: the connection goes back to the pool at EOF)
+// must not leave goroutines behind.
+func TestBodyReadToEOFWithoutCloseLeavesNoGoroutine(t *testing.T) {
+	checkGoroutines(t)
+	u := newUpstream(t, false, func(id string, k int, w http.ResponseWriter, r *http.Request) {
+		n, _ := atoi(id)
+		if n%2 == 0 && k == 1 && hang(r, 2*time.Second) {
+			return
+		}
+		_, _ = io.WriteString(w, "ok")
+	})
+	rt := hedgeRT(t, u.base, retryhttp.Hedging{Delay: 5 * time.Millisecond})
+	for i := 0; i < 100; i++ {
+		req, _ := get(t, nil, u.url)
+		res, err := rt.RoundTrip(req)
+		require.NoError(t, err)
+		_, err = io.ReadAll(res.Body) // never closed
+		require.NoError(t, err)
+	}
+	require.True(t, waitFor(2*time.Second, func() bool { return u.handlersRunning.Load() == 0 }))
+}
+
+// The caller's context canceled at random moments around the moment a copy
+// wins: RoundTrip returns a response with a nil error or an error with no
+// response, a returned body reads to its end or fails with the context's
+// error, and nothing is left behind.
+func TestCancelAroundTheWinStress(t *testing.T) {
+	for _, proto := range []string{"h1", "h2"} {
+		t.Run(proto, func(t *testing.T) {
+			checkGoroutines(t)
+			u := newUpstream(t, proto == "h2", func(id string, k int, w http.ResponseWriter, r *http.Request) {
+				n, _ := atoi(id)
+				if k == 1 && hang(r, time.Duration(5+n%20)*time.Millisecond) {
+					return
+				}
+				w.WriteHeader(200)
+				for i := 0; i < 20; i++ {
+					if _, err := w.Write(make([]byte, 1024)); err != nil {
+						return
+					}
+					w.(http.Flusher).Flush()
+				}
+			})
+			rt := hedgeRT(t, u.base, retryhttp.Hedging{Delay: 5 * time.Millisecond})
+			for i := 0; i < 150; i++ {
+				ctx, cancel := context.WithCancel(context.Background())
+				time.AfterFunc(time.Duration(2+i%15)*time.Millisecond, cancel)
+				req, _ := get(t, ctx, u.url)
+				res, err := rt.RoundTrip(req)
+				if err != nil {
+					require.Nil(t, res)
+					require.ErrorIs(t, err, context.Canceled)
+					cancel()
+					continue
+				}
+				require.NotNil(t, res)
+				n, err := io.Copy(io.Discard, res.Body)
+				if err != nil {
+					require.ErrorIs(t, err, context.Canceled, "after %d bytes", n)
+				} else {
+					require.Equal(t, int64(20*1024), n)
+				}
+				res.Body.Close()
+				cancel()
+			}
+			require.True(t, waitFor(2*time.Second, func() bool { return u.handlersRunning.Load() == 0 }))
+			rt.CloseIdleConnections()
+		})
+	}
+}
