@@ -28,14 +28,15 @@ import (
 // before the sixth attempt add up to at least 15.5 s; and a dead server is
 // given up on within two minutes: the waits add up to at most 31 s, and
 // each of the 6 attempts takes at most the connect timeout, 10 s, when its
-// host does not answer at all. A server that accepts connections and never
-// answers is bounded only by -attempt-timeout or -timeout.
+// host does not answer at all, or the attempt timeout, 14 s, when it
+// accepts connections and never answers (6 × 14 s + 31 s = 115 s).
 const (
 	doAttempts       = 6
 	doBaseDelay      = time.Second
 	doMaxDelay       = 30 * time.Second
 	doJitter         = "equal"
 	doConnectTimeout = 10 * time.Second
+	doAttemptTimeout = 14 * time.Second
 	doMaxRedirects   = 10
 )
 
@@ -58,7 +59,7 @@ type seconds time.Duration
 func (s *seconds) String() string { return time.Duration(*s).String() }
 func (s *seconds) Set(v string) error {
 	if f, err := strconv.ParseFloat(v, 64); err == nil {
-		if f < 0 || f > float64(1<<62)/float64(time.Second) {
+		if !(f >= 0 && f <= float64(1<<62)/float64(time.Second)) { // NaN too
 			return fmt.Errorf("%v seconds is out of range", v)
 		}
 		*s = seconds(f * float64(time.Second))
@@ -138,6 +139,7 @@ type doFlags struct {
 	headers        headers
 	data           strs
 	dataBinary     string
+	hasDataBinary  bool // -data-binary was given, even empty: curl POSTs an empty body
 	output         string
 	include        bool
 	head           bool
@@ -166,15 +168,16 @@ line on standard error says what failed and why retrying stopped.
 
 The defaults are sized for scripts and cron: 6 attempts, the waits between
 them doubling with equal jitter from 0.5-1 s (at least 15.5 s in all, at
-most 31 s), and a 10 s connect timeout: a server that restarts within
-seconds is reached, a dead one is given up on within two minutes.`
+most 31 s), a 10 s connect timeout and 14 s for each attempt to get its
+response headers: a server that restarts within seconds is reached, a
+dead or hung one is given up on within two minutes.`
 
 func (f *doFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.method, "X", "", "request method (default GET, POST with -d, HEAD with -I)")
 	fs.Var(&f.headers, "H", "request header 'Name: value' (repeatable)")
 	fs.Var(&f.data, "d", "form data, as curl: text, @file or @- (standard input), read whole with CR and LF removed; repeated -d are joined with &; Content-Type application/x-www-form-urlencoded unless -H sets one")
 	fs.StringVar(&f.dataBinary, "data-binary", "", "request body exactly as given: text, @file (streamed, and read again for each retry) or @- (streamed; retried only while it fits the 64 KiB replay buffer)")
-	fs.StringVar(&f.output, "o", "", "write the body to this file instead of standard output: to a temporary file beside it, renamed over it on success; on a failure the file is left as it was")
+	fs.StringVar(&f.output, "o", "", "write the body to this file instead of standard output: to a temporary file beside it, renamed over it on success (a symlink is followed; /dev/null, a FIFO or a device is written in place); on a failure the file is left as it was")
 	fs.BoolVar(&f.include, "i", false, "print the status line and the headers before the body")
 	fs.BoolVar(&f.head, "I", false, "send HEAD and print the status line and the headers")
 	fs.StringVar(&f.user, "u", "", "basic authentication 'user:password'")
@@ -183,7 +186,8 @@ func (f *doFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&f.errorBody, "error-body", false, "on a final failure, print the whole response body to standard error (without it: its first line, when it is text)")
 	f.timeout = 0
 	fs.Var(&f.timeout, "timeout", "limit for the whole request: attempts, waits and the body, in seconds (5, 0.5) or a duration (2m); 0: none; -start-jitter does not count")
-	fs.Var(&f.attemptTimeout, "attempt-timeout", "limit for each attempt to get its response headers, then retried (seconds or a duration; 0: none)")
+	f.attemptTimeout = seconds(doAttemptTimeout)
+	fs.Var(&f.attemptTimeout, "attempt-timeout", "limit for each attempt to get its response headers, then retried (seconds or a duration; 0: none); raise it for a server that takes longer to start answering")
 	f.connectTimeout = seconds(doConnectTimeout)
 	fs.Var(&f.connectTimeout, "connect-timeout", "limit for each connection to be made, TLS included (seconds or a duration; 0: none)")
 	fs.IntVar(&f.maxRedirects, "max-redirects", doMaxRedirects, "redirects to follow; 0 does not follow them (a 3xx is then the final response)")
@@ -210,7 +214,10 @@ func runDo(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 
 	ctx, signaled := interruptible()
 	defer signaled.stop()
-	body, err := f.body(stdin)
+	body, err := f.bodyUnlessSignaled(ctx, stdin)
+	if c := signaled.code(stderr); c != 0 {
+		return c
+	}
 	if err != nil {
 		fmt.Fprintln(stderr, "retryhttp do:", err)
 		return exitFailed
@@ -246,6 +253,9 @@ func runDo(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	resp, err := client.Do(req)
 	r := outcome{start: start, story: &story, url: req.URL.String()}
 	if err != nil {
+		if resp != nil { // too many redirects: the last one, closed, for -w as curl
+			r.resp, r.url = resp, resp.Request.URL.String()
+		}
 		r.err = err
 		r.code = exitCodeOf(err)
 		if c := signaled.code(nil); c != 0 {
@@ -262,6 +272,17 @@ func runDo(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		r.code = exitHTTP
 		fmt.Fprintln(stderr, "retryhttp do:", failureLine(req, resp, nil, &story, &f))
 		showErrorBody(stderr, resp, f.errorBody)
+		f.printWriteOut(stdout, &r)
+		return r.code
+	}
+	if f.maxRedirects > 0 && req.GetBody == nil && req.Body != nil && req.Body != http.NoBody &&
+		(resp.StatusCode == http.StatusTemporaryRedirect || resp.StatusCode == http.StatusPermanentRedirect) &&
+		resp.Header.Get("Location") != "" {
+		// net/http does not follow a 307 or 308 whose body it cannot
+		// send again, and returns it: it is not the answer.
+		r.code = exitFailed
+		fmt.Fprintln(stderr, printable(fmt.Sprintf("retryhttp do: %s %s: %s: not followed: the redirect needs the body sent again, "+
+			"and standard input was streamed (give a file with -data-binary @file, which is read again)", req.Method, redact(r.url), resp.Status)))
 		f.printWriteOut(stdout, &r)
 		return r.code
 	}
@@ -286,7 +307,7 @@ func runDo(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		if c := signaled.code(nil); c != 0 {
 			r.code = c
 		}
-		fmt.Fprintf(stderr, "retryhttp do: %s %s: %s: %v\n", req.Method, redact(r.url), resp.Status, trimPrefix(err))
+		fmt.Fprintln(stderr, printable(fmt.Sprintf("retryhttp do: %s %s: %s: %v", req.Method, redact(r.url), resp.Status, trimPrefix(err))))
 		f.printWriteOut(stdout, &r)
 		return r.code
 	}
@@ -297,6 +318,7 @@ func runDo(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 // check validates the flags and the URL, and returns the request they
 // describe, without a body or a context yet.
 func (f *doFlags) check(fs *flag.FlagSet, positional []string) (*http.Request, error) {
+	fs.Visit(func(fl *flag.Flag) { f.hasDataBinary = f.hasDataBinary || fl.Name == "data-binary" })
 	if len(positional) != 1 {
 		return nil, fmt.Errorf("want exactly one URL, got %d arguments", len(positional))
 	}
@@ -314,9 +336,9 @@ func (f *doFlags) check(fs *flag.FlagSet, positional []string) (*http.Request, e
 		return nil, fmt.Errorf("-hedge: %v is negative; give the delay after which to send a second copy", f.hedge)
 	case f.maxRedirects < 0:
 		return nil, fmt.Errorf("-max-redirects: %d is negative (0 does not follow redirects)", f.maxRedirects)
-	case len(f.data) > 0 && f.dataBinary != "":
+	case len(f.data) > 0 && f.hasDataBinary:
 		return nil, errors.New("give -d or -data-binary, not both")
-	case f.head && (len(f.data) > 0 || f.dataBinary != ""):
+	case f.head && (len(f.data) > 0 || f.hasDataBinary):
 		return nil, errors.New("-I sends HEAD, which has no body: drop -d or -data-binary")
 	case f.head && f.method != "" && f.method != http.MethodHead:
 		return nil, fmt.Errorf("-I sends HEAD, not %s", f.method)
@@ -330,7 +352,7 @@ func (f *doFlags) check(fs *flag.FlagSet, positional []string) (*http.Request, e
 	switch {
 	case f.head:
 		method = http.MethodHead
-	case method == "" && (len(f.data) > 0 || f.dataBinary != ""):
+	case method == "" && (len(f.data) > 0 || f.hasDataBinary):
 		method = http.MethodPost
 	case method == "":
 		method = http.MethodGet
@@ -397,6 +419,14 @@ func (f *doFlags) client(story *transcript, stderr io.Writer) *http.Client {
 			if len(via) > maxRedirects {
 				return errTooManyRedirects
 			}
+			if !sameOrigin(req.URL, via[0].URL) {
+				// As curl: the credentials of -u and -H are for the
+				// origin they were given for, not another host, port or
+				// scheme (net/http keeps them for another port).
+				for _, h := range []string{"Authorization", "Cookie", "Cookie2"} {
+					req.Header.Del(h)
+				}
+			}
 			story.redirected(req)
 			return nil
 		},
@@ -410,6 +440,7 @@ type transcript struct {
 
 	mu        sync.Mutex
 	attempts  int // sent, over every redirect
+	hop       int // sent since the last redirect
 	redirects int
 	last      retryhttp.Attempt
 }
@@ -419,6 +450,7 @@ func (s *transcript) observe(a retryhttp.Attempt) {
 	defer s.mu.Unlock()
 	if a.Err == nil || !errors.Is(a.Err, retryhttp.ErrThrottled) {
 		s.attempts++
+		s.hop++
 	}
 	last := a
 	last.Response = nil // not kept past the call
@@ -448,16 +480,25 @@ func (s *transcript) observe(a retryhttp.Attempt) {
 		}
 		line += fmt.Sprintf("; retrying in %v (%s)", a.Wait.Round(time.Millisecond), source)
 	}
-	fmt.Fprintln(s.verbose, line)
+	fmt.Fprintln(s.verbose, printable(line))
 }
 
 func (s *transcript) redirected(req *http.Request) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.redirects++
+	s.hop = 0
 	if s.verbose != nil {
 		fmt.Fprintf(s.verbose, "retryhttp: redirected to %s\n", redact(req.URL.String()))
 	}
+}
+
+// hopAttempts returns the attempts sent since the last redirect: those of
+// the request that failed.
+func (s *transcript) hopAttempts() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.hop
 }
 
 func (s *transcript) counts() (attempts, redirects int, last retryhttp.Attempt) {
@@ -529,6 +570,21 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// sameOrigin reports whether a and b have the same scheme, host and port.
+func sameOrigin(a, b *url.URL) bool {
+	return strings.EqualFold(a.Scheme, b.Scheme) && strings.EqualFold(a.Hostname(), b.Hostname()) && portOf(a) == portOf(b)
+}
+
+func portOf(u *url.URL) string {
+	if p := u.Port(); p != "" {
+		return p
+	}
+	if strings.EqualFold(u.Scheme, "https") {
+		return "443"
+	}
+	return "80"
 }
 
 // isHTTPURL reports whether s is an absolute http or https URL with a host.

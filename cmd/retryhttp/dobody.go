@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
@@ -61,11 +62,32 @@ func (f *doFlags) body(stdin io.Reader) (*requestBody, error) {
 		}
 		b.form = true
 		b.closeFns = append(b.closeFns, func() { file.Close() })
-	case f.dataBinary != "":
+	case f.hasDataBinary: // text, empty included
 		b.setBytes([]byte(f.dataBinary))
 		b.form = true
 	}
 	return b, nil
+}
+
+// bodyUnlessSignaled is body, given up on when ctx ends (a signal) while
+// it reads: standard input that does not end must not make the command
+// deaf to Ctrl-C and SIGTERM.
+func (f *doFlags) bodyUnlessSignaled(ctx context.Context, stdin io.Reader) (*requestBody, error) {
+	type result struct {
+		b   *requestBody
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		b, err := f.body(stdin)
+		done <- result{b, err}
+	}()
+	select {
+	case r := <-done:
+		return r.b, r.err
+	case <-ctx.Done(): // the reader is left blocked: the command exits
+		return nil, ctx.Err()
+	}
 }
 
 func (b *requestBody) setBytes(data []byte) {

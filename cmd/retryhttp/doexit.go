@@ -32,7 +32,6 @@ type outcome struct {
 func exitCodeOf(err error) int {
 	var dns *net.DNSError
 	var op *net.OpError
-	var nerr net.Error
 	switch {
 	case errors.Is(err, errTooManyRedirects):
 		return exitRedirects
@@ -40,7 +39,7 @@ func exitCodeOf(err error) int {
 		return exitTimeout
 	case errors.As(err, &dns):
 		return exitResolve
-	case errors.As(err, &nerr) && nerr.Timeout():
+	case anyTimeout(err):
 		return exitTimeout
 	case errors.As(err, &op) && op.Op == "dial":
 		return exitConnect
@@ -48,10 +47,32 @@ func exitCodeOf(err error) int {
 	return exitFailed
 }
 
+// anyTimeout reports whether an error in err's chain says it is a timeout
+// (a TLS handshake's, a dial's). errors.As would stop at the first
+// net.Error, http.Client's *url.Error, which asks only its own Err.
+func anyTimeout(err error) bool {
+	for err != nil {
+		if t, ok := err.(interface{ Timeout() bool }); ok && t.Timeout() {
+			return true
+		}
+		if m, ok := err.(interface{ Unwrap() []error }); ok {
+			for _, e := range m.Unwrap() {
+				if anyTimeout(e) {
+					return true
+				}
+			}
+			return false
+		}
+		err = errors.Unwrap(err)
+	}
+	return false
+}
+
 // failureLine says what failed and why retrying stopped: the request, the
 // final status or error, the attempts, and the reason in words.
 func failureLine(req *http.Request, resp *http.Response, err error, story *transcript, f *doFlags) string {
-	attempts, _, last := story.counts()
+	_, redirects, last := story.counts()
+	attempts := story.hopAttempts()
 	reason := last.Reason
 	var rerr *retryhttp.Error
 	if errors.As(err, &rerr) {
@@ -71,17 +92,23 @@ func failureLine(req *http.Request, resp *http.Response, err error, story *trans
 	line := fmt.Sprintf("%s %s: %s", req.Method, redact(req.URL.String()), what)
 	if attempts > 0 {
 		line += fmt.Sprintf(" after %d %s", attempts, plural(attempts, "attempt", "attempts"))
+		if redirects > 0 {
+			line += fmt.Sprintf(" (and %d %s before)", redirects, plural(redirects, "redirect", "redirects"))
+		}
 	}
 	if why := whyStopped(reason, req, resp, err, f); why != "" {
 		line += "; " + why
 	}
-	return line
+	return printable(line)
 }
 
 // whyStopped says in words why retrying stopped.
 func whyStopped(reason string, req *http.Request, resp *http.Response, err error, f *doFlags) string {
 	switch reason {
 	case retryhttp.ReasonExhausted:
+		if f.policy.attempts == 1 {
+			return "not retried: -attempts 1 allows no retry"
+		}
 		return fmt.Sprintf("gave up: all %d attempts failed (-attempts)", f.policy.attempts)
 	case retryhttp.ReasonMethod:
 		return fmt.Sprintf("not retried: %s is not idempotent and the server may have seen it (add -idempotency-key auto to let it be retried)", req.Method)

@@ -2,23 +2,32 @@ package main
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	mrand "math/rand/v2"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 )
 
-// output is where the body of a successful response goes: standard output,
+// output is where the body of a successful response goes: standard output;
 // or with -o a temporary file beside the target that commit renames over
 // it, so that a reader never sees half a file and a failure leaves the
-// target as it was.
+// target as it was; or, when the target is not a regular file (/dev/null,
+// /dev/stdout, a FIFO), the target itself, opened when the first byte of a
+// successful body is written, which cannot be atomic but is still never
+// touched on a failure.
 type output struct {
 	w      io.Writer
-	file   *os.File // the temporary file, with -o
-	target string
+	file   *os.File // the temporary file, with -o onto a regular file
+	direct bool     // -o onto something that is not a regular file
+	target string   // with -o: the file written, symlinks followed
+	name   string   // with -o: as given, for messages
 	done   bool
 }
 
@@ -28,25 +37,89 @@ type writeError struct{ err error }
 func (e *writeError) Error() string { return e.err.Error() }
 func (e *writeError) Unwrap() error { return e.err }
 
-// openOutput opens the output: for -o, a temporary file in the target's
-// folder now, so that a folder that cannot be written is an error before
-// the request is sent.
-func openOutput(target string, stdout io.Writer) (*output, error) {
-	if target == "" {
+// openOutput opens the output: for -o onto a regular file (or a new one),
+// a temporary file in the target's folder now, so that a folder that
+// cannot be written is an error before the request is sent. A symlink is
+// followed, as curl does, so that the file it points to is replaced and
+// the link stays.
+func openOutput(name string, stdout io.Writer) (*output, error) {
+	if name == "" || name == "-" || name == "/dev/stdout" { // curl's -o - too; /dev/stdout is not reopened
 		return &output{w: stdout}, nil
 	}
+	target, special, err := followLinks(name)
+	if err != nil {
+		return nil, fmt.Errorf("-o %s: %w", name, err)
+	}
+	o := &output{target: target, name: name}
+	if info, err := os.Stat(name); special || err == nil && !info.Mode().IsRegular() {
+		o.target, o.direct = name, true
+		return o, nil
+	}
+	file, err := createTemp(target)
+	if err != nil {
+		return nil, fmt.Errorf("-o %s: %w", name, err)
+	}
+	o.file, o.w = file, file
+	return o, nil
+}
+
+// followLinks returns the file that name stands for when it is a symlink
+// (to any depth, dangling or not), or name itself; special when the name
+// or a link leads into /dev or /proc (/dev/stdout, /proc/self/fd/1), whose
+// files are written in place, never replaced.
+func followLinks(name string) (target string, special bool, err error) {
+	for range 40 { // as the kernel's limit on nested links
+		if abs, err := filepath.Abs(name); err == nil && (strings.HasPrefix(abs, "/dev/") || strings.HasPrefix(abs, "/proc/")) {
+			return name, true, nil
+		}
+		info, err := os.Lstat(name)
+		if err != nil || info.Mode()&os.ModeSymlink == 0 {
+			return name, false, nil // not a link (or not there: created)
+		}
+		link, err := os.Readlink(name)
+		if err != nil {
+			return "", false, err
+		}
+		if !filepath.IsAbs(link) {
+			link = filepath.Join(filepath.Dir(name), link)
+		}
+		name = link
+	}
+	return "", false, errors.New("too many levels of symbolic links")
+}
+
+// createTemp creates a new file beside target, with a name that stays
+// within the 255 bytes a file name may have however long target's is, and
+// the mode 0666 that the umask then narrows, as for any file a command
+// creates.
+func createTemp(target string) (*os.File, error) {
 	dir, base := filepath.Split(target)
 	if dir == "" {
 		dir = "."
 	}
-	file, err := os.CreateTemp(dir, "."+base+".retryhttp-*")
-	if err != nil {
-		return nil, fmt.Errorf("-o %s: %w", target, err)
+	if len(base) > 200 {
+		cut := 200
+		for cut > 0 && !utf8.RuneStart(base[cut]) {
+			cut--
+		}
+		base = base[:cut]
 	}
-	return &output{w: file, file: file, target: target}, nil
+	for range 100 {
+		name := filepath.Join(dir, "."+base+".retryhttp-"+strconv.FormatUint(uint64(mrand.Uint32()), 10))
+		f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o666)
+		if !errors.Is(err, fs.ErrExist) {
+			return f, err
+		}
+	}
+	return nil, errors.New("no unused temporary file name")
 }
 
 func (o *output) Write(p []byte) (int, error) {
+	if o.direct && o.w == nil {
+		if err := o.openDirect(); err != nil {
+			return 0, err
+		}
+	}
 	n, err := o.w.Write(p)
 	if err != nil {
 		err = &writeError{err}
@@ -54,17 +127,39 @@ func (o *output) Write(p []byte) (int, error) {
 	return n, err
 }
 
+// openDirect opens a target that is not a regular file.
+func (o *output) openDirect() error {
+	f, err := os.OpenFile(o.target, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o666)
+	if err != nil {
+		return &writeError{fmt.Errorf("-o %s: %w", o.name, err)}
+	}
+	o.file, o.w = f, f
+	return nil
+}
+
 // commit makes the output final: the temporary file, synced, takes the
-// target's name (and its mode, when it existed; 0644 otherwise).
+// target's name (and its mode, when it existed); a target written directly
+// is closed (and opened first when the body was empty).
 func (o *output) commit() error {
+	if o.direct {
+		if o.w == nil {
+			if err := o.openDirect(); err != nil {
+				return err
+			}
+		}
+		o.done = true
+		if err := o.file.Close(); err != nil {
+			return &writeError{fmt.Errorf("-o %s: %w", o.name, err)}
+		}
+		return nil
+	}
 	if o.file == nil {
 		return nil
 	}
-	mode := os.FileMode(0o644)
-	if info, err := os.Stat(o.target); err == nil {
-		mode = info.Mode().Perm()
+	var err error
+	if info, serr := os.Stat(o.target); serr == nil {
+		err = o.file.Chmod(info.Mode().Perm())
 	}
-	err := o.file.Chmod(mode)
 	if err == nil {
 		err = o.file.Sync()
 	}
@@ -75,16 +170,20 @@ func (o *output) commit() error {
 		err = os.Rename(o.file.Name(), o.target)
 	}
 	if err != nil {
-		return &writeError{fmt.Errorf("-o %s: %w", o.target, err)}
+		return &writeError{fmt.Errorf("-o %s: %w", o.name, err)}
 	}
 	o.done = true
 	return nil
 }
 
-// discard removes the temporary file unless it was committed.
+// discard removes the temporary file unless it was committed, and closes
+// a target written directly.
 func (o *output) discard() {
-	if o.file != nil && !o.done {
-		o.file.Close()
+	if o.file == nil || o.done {
+		return
+	}
+	o.file.Close()
+	if !o.direct {
 		os.Remove(o.file.Name())
 	}
 }
@@ -120,12 +219,7 @@ func showErrorBody(w io.Writer, resp *http.Response, all bool) {
 		}
 		line = line[:cut] + "..."
 	}
-	line = strings.Map(func(r rune) rune {
-		if r < ' ' || r == 0x7f {
-			return ' '
-		}
-		return r
-	}, line)
+	line = printable(line)
 	if line != "" {
 		fmt.Fprintf(w, "retryhttp do: the body begins: %s (-error-body prints it whole)\n", line)
 	}
@@ -148,4 +242,17 @@ func looksLikeText(contentType string, head []byte) bool {
 		head = head[:len(head)-1] // a rune cut at the end of what was read
 	}
 	return utf8.Valid(head)
+}
+
+// printable returns s, from a server, with what a terminal would act on
+// made harmless: C0 and C1 controls (ESC and CSI start escape sequences
+// that retitle, clear or recolor it) and DEL become spaces, invalid UTF-8
+// becomes U+FFFD.
+func printable(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r < ' ' || r >= 0x7f && r <= 0x9f {
+			return ' '
+		}
+		return r
+	}, s)
 }

@@ -319,6 +319,14 @@ func (r report) outageStory(p phaseResult) string {
 			"requests that keep arriving, as users' do, would each bring %d attempts to the failing upstream.",
 			failed, p.amplification(), r.maxAttempts, int(p.allAttempt), int(p.total), r.maxAttempts)
 	}
+	if p.refusals == 0 {
+		// Little traffic: the budget's floor of retries per second let
+		// every retry through, so it held nothing back.
+		return fmt.Sprintf("%s and each request made %.2f attempts (of at most %d): %d attempts for %d requests. "+
+			"The retry budget refused nothing: its floor of retries per second covered this little traffic; "+
+			"it holds back retries when many requests fail at once.",
+			failed, p.amplification(), r.maxAttempts, int(p.allAttempt), int(p.total))
+	}
 	return fmt.Sprintf("%s; the retry budget refused %s and held the load at %.2f× (%d attempts for %d requests). "+
 		"Without a budget, each request would have made all %d attempts: %d×, %d attempts for these %d requests.",
 		failed, counted(p.refusals, "retry", "retries"), p.amplification(), int(p.allAttempt), int(p.total),
