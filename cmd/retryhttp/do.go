@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -154,6 +156,7 @@ type doFlags struct {
 	key            string
 	startJitter    time.Duration
 	hedge          time.Duration
+	caCert         string
 	policy         policyFlags
 }
 
@@ -170,7 +173,8 @@ The defaults are sized for scripts and cron: 6 attempts, the waits between
 them doubling with equal jitter from 0.5-1 s (at least 15.5 s in all, at
 most 31 s), a 10 s connect timeout and 14 s for each attempt to get its
 response headers: a server that restarts within seconds is reached, a
-dead or hung one is given up on within two minutes.`
+dead one, or one that never starts answering, is given up on within two
+minutes (a body that stalls midway is bounded only by -timeout).`
 
 func (f *doFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.method, "X", "", "request method (default GET, POST with -d, HEAD with -I)")
@@ -193,6 +197,7 @@ func (f *doFlags) register(fs *flag.FlagSet) {
 	fs.IntVar(&f.maxRedirects, "max-redirects", doMaxRedirects, "redirects to follow; 0 does not follow them (a 3xx is then the final response)")
 	fs.StringVar(&f.key, "idempotency-key", "", "send this Idempotency-Key on every attempt ('auto': a random one), so a POST may be retried")
 	fs.DurationVar(&f.startJitter, "start-jitter", 0, "sleep a random time in [0, D) before the first attempt, so hosts sharing a crontab do not all call at once; it counts toward nothing else (not -timeout)")
+	fs.StringVar(&f.caCert, "cacert", "", "trust the certificate authorities in this PEM file instead of the system's (curl's --cacert)")
 	fs.DurationVar(&f.hedge, "hedge", 0, "send a second copy of an idempotent request that has no response headers after this delay, and take the first answer (0: no hedging)")
 	f.policy.register(fs, policyDefaults{doAttempts, doBaseDelay, doMaxDelay, doJitter})
 }
@@ -212,21 +217,30 @@ func runDo(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return usageError(fs, "%v", err)
 	}
 
+	var story transcript
+	r := outcome{start: time.Now(), story: &story, url: req.URL.String()}
+	// notSent ends the command before the request is sent: -w's line is
+	// still written, as on every failure.
+	notSent := func(code int) int {
+		r.code = code
+		f.printWriteOut(stdout, &r)
+		return code
+	}
 	ctx, signaled := interruptible()
 	defer signaled.stop()
 	body, err := f.bodyUnlessSignaled(ctx, stdin)
 	if c := signaled.code(stderr); c != 0 {
-		return c
+		return notSent(c)
 	}
 	if err != nil {
 		fmt.Fprintln(stderr, "retryhttp do:", err)
-		return exitFailed
+		return notSent(exitFailed)
 	}
 	defer body.close()
 	out, err := openOutput(f.output, stdout)
 	if err != nil {
 		fmt.Fprintln(stderr, "retryhttp do:", err)
-		return exitFailed
+		return notSent(exitFailed)
 	}
 	defer out.discard() // unless committed
 
@@ -236,10 +250,10 @@ func runDo(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "retryhttp: start jitter: waiting %v\n", wait.Round(time.Millisecond))
 		}
 		if err := sleepCtx(ctx, wait); err != nil {
-			return signaled.code(stderr)
+			return notSent(signaled.code(stderr))
 		}
 	}
-	start := time.Now()
+	r.start = time.Now() // -start-jitter counts toward nothing
 	if f.timeout > 0 { // the whole request: attempts, waits and the body
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, time.Duration(f.timeout))
@@ -248,11 +262,12 @@ func runDo(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	req = req.WithContext(ctx)
 	body.attach(req)
 
-	var story transcript
 	client := f.client(&story, stderr)
 	resp, err := client.Do(req)
-	r := outcome{start: start, story: &story, url: req.URL.String()}
 	if err != nil {
+		if hop := story.lastRequest(); hop != nil {
+			r.url = hop.URL.String() // the URL that failed, as curl's url_effective
+		}
 		if resp != nil { // too many redirects: the last one, closed, for -w as curl
 			r.resp, r.url = resp, resp.Request.URL.String()
 		}
@@ -363,12 +378,21 @@ func (f *doFlags) check(fs *flag.FlagSet, positional []string) (*http.Request, e
 	}
 	for _, line := range f.headers {
 		name, value, ok := strings.Cut(line, ":")
-		if !ok || strings.TrimSpace(name) == "" {
+		name, value = strings.TrimSpace(name), strings.Trim(value, " \t")
+		switch {
+		case !ok || name == "":
 			return nil, fmt.Errorf("-H %q is not 'Name: value'", line)
+		case !validHeaderName(name):
+			return nil, fmt.Errorf("-H %q: %q is not a header name (letters, digits and !#$%%&'*+-.^_`|~)", line, name)
+		case !validHeaderValue(value):
+			return nil, fmt.Errorf("-H %q: the value has a control character (a line break?)", line)
 		}
-		req.Header.Add(strings.TrimSpace(name), strings.TrimSpace(value))
+		req.Header.Add(name, value)
 	}
 	if host := req.Header.Get("Host"); host != "" { // as curl does: -H 'Host: x' names the virtual host
+		if strings.ContainsAny(host, " /?#@\\") {
+			return nil, fmt.Errorf("-H 'Host: %s': not a host name with an optional port", host)
+		}
 		req.Host = host
 		req.Header.Del("Host")
 	}
@@ -377,7 +401,15 @@ func (f *doFlags) check(fs *flag.FlagSet, positional []string) (*http.Request, e
 		if k == "auto" {
 			k = randomKey()
 		}
+		if !validHeaderValue(k) {
+			return nil, errors.New("-idempotency-key: the key has a control character (a line break?)")
+		}
 		req.Header.Set("Idempotency-Key", k)
+	}
+	if f.caCert != "" {
+		if _, err := loadCertPool(f.caCert); err != nil {
+			return nil, err
+		}
 	}
 	if f.user != "" {
 		user, pass, _ := strings.Cut(f.user, ":")
@@ -399,6 +431,10 @@ func (f *doFlags) client(story *transcript, stderr io.Writer) *http.Client {
 	if ct := time.Duration(f.connectTimeout); ct > 0 {
 		base.DialContext = (&net.Dialer{Timeout: ct, KeepAlive: 30 * time.Second}).DialContext
 		base.TLSHandshakeTimeout = ct
+	}
+	if f.caCert != "" {
+		pool, _ := loadCertPool(f.caCert) // checked
+		base.TLSClientConfig = &tls.Config{RootCAs: pool}
 	}
 	policy, _ := f.policy.policy() // checked
 	policy.AttemptTimeout = time.Duration(f.attemptTimeout)
@@ -442,6 +478,7 @@ type transcript struct {
 	attempts  int // sent, over every redirect
 	hop       int // sent since the last redirect
 	redirects int
+	lastHop   *http.Request // the request of the last redirect
 	last      retryhttp.Attempt
 }
 
@@ -488,9 +525,17 @@ func (s *transcript) redirected(req *http.Request) {
 	defer s.mu.Unlock()
 	s.redirects++
 	s.hop = 0
+	s.lastHop = req
 	if s.verbose != nil {
 		fmt.Fprintf(s.verbose, "retryhttp: redirected to %s\n", redact(req.URL.String()))
 	}
+}
+
+// lastRequest returns the request of the last redirect followed, or nil.
+func (s *transcript) lastRequest() *http.Request {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.lastHop
 }
 
 // hopAttempts returns the attempts sent since the last redirect: those of
@@ -570,6 +615,41 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// validHeaderName reports whether name is a token (RFC 9110, 5.6.2), as
+// a header field name must be.
+func validHeaderName(name string) bool {
+	for _, c := range []byte(name) {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0) {
+			return false
+		}
+	}
+	return name != ""
+}
+
+// validHeaderValue reports whether v has no control character but
+// horizontal tab (RFC 9110, 5.5): a CR or LF would end the header.
+func validHeaderValue(v string) bool {
+	for _, c := range []byte(v) {
+		if c < ' ' && c != '\t' || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// loadCertPool reads the PEM certificates of -cacert.
+func loadCertPool(name string) (*x509.CertPool, error) {
+	data, err := os.ReadFile(name)
+	if err != nil {
+		return nil, fmt.Errorf("-cacert: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(data) {
+		return nil, fmt.Errorf("-cacert %s: no PEM certificate in it", name)
+	}
+	return pool, nil
 }
 
 // sameOrigin reports whether a and b have the same scheme, host and port.

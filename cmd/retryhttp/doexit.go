@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -28,11 +30,17 @@ type outcome struct {
 
 // exitCodeOf returns curl's exit code for a failed request: 6 (the host
 // name could not be resolved), 7 (no connection), 28 (a timeout), 47 (too
-// many redirects), or 1.
+// many redirects), 60 (a certificate that could not be verified), or 1.
 func exitCodeOf(err error) int {
 	var dns *net.DNSError
 	var op *net.OpError
+	var verify *tls.CertificateVerificationError
+	var unknownCA x509.UnknownAuthorityError
+	var hostname x509.HostnameError
+	var invalid x509.CertificateInvalidError
 	switch {
+	case errors.As(err, &verify), errors.As(err, &unknownCA), errors.As(err, &hostname), errors.As(err, &invalid):
+		return exitCertificate
 	case errors.Is(err, errTooManyRedirects):
 		return exitRedirects
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, retryhttp.ErrAttemptTimeout):
@@ -78,6 +86,9 @@ func failureLine(req *http.Request, resp *http.Response, err error, story *trans
 	if errors.As(err, &rerr) {
 		reason = rerr.Reason
 		attempts = max(attempts, rerr.Attempts)
+	}
+	if hop := story.lastRequest(); hop != nil { // redirected: the request that failed is the last one
+		req = hop
 	}
 	what := ""
 	switch {

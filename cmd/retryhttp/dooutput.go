@@ -51,7 +51,11 @@ func openOutput(name string, stdout io.Writer) (*output, error) {
 		return nil, fmt.Errorf("-o %s: %w", name, err)
 	}
 	o := &output{target: target, name: name}
-	if info, err := os.Stat(name); special || err == nil && !info.Mode().IsRegular() {
+	info, err := os.Stat(name)
+	if err == nil && info.IsDir() { // found now, not after the request was sent and answered
+		return nil, fmt.Errorf("-o %s: is a directory", name)
+	}
+	if special || err == nil && !info.Mode().IsRegular() {
 		o.target, o.direct = name, true
 		return o, nil
 	}
@@ -191,7 +195,11 @@ func (o *output) discard() {
 // writeHead writes the status line and the headers, as curl -i does.
 func writeHead(w io.Writer, resp *http.Response) {
 	bw := bufio.NewWriter(w)
-	fmt.Fprintf(bw, "%s %s\r\n", resp.Proto, resp.Status)
+	if resp.ProtoMajor >= 2 { // as curl: HTTP/2 has no minor version and no reason phrase
+		fmt.Fprintf(bw, "HTTP/%d %d\r\n", resp.ProtoMajor, resp.StatusCode)
+	} else {
+		fmt.Fprintf(bw, "%s %s\r\n", resp.Proto, resp.Status)
+	}
 	_ = resp.Header.Write(bw)
 	bw.WriteString("\r\n")
 	_ = bw.Flush()

@@ -22,18 +22,19 @@ import (
 
 // Exit codes: curl's numbers where curl has one.
 const (
-	exitOK        = 0
-	exitFailed    = 1  // anything else
-	exitUsage     = 2  // a bad flag or argument
-	exitResolve   = 6  // the host name could not be resolved
-	exitConnect   = 7  // no connection could be made
-	exitPartial   = 18 // the body was cut short
-	exitWrite     = 23 // the body could not be written
-	exitHTTP      = 22 // the final status was 400 or more
-	exitTimeout   = 28 // -timeout, -attempt-timeout or -connect-timeout passed
-	exitRedirects = 47 // more redirects than -max-redirects
-	exitSIGINT    = 130
-	exitSIGTERM   = 143
+	exitOK          = 0
+	exitFailed      = 1  // anything else
+	exitUsage       = 2  // a bad flag or argument
+	exitResolve     = 6  // the host name could not be resolved
+	exitConnect     = 7  // no connection could be made
+	exitPartial     = 18 // the body was cut short
+	exitWrite       = 23 // the body could not be written
+	exitHTTP        = 22 // the final status was 400 or more
+	exitTimeout     = 28 // -timeout, -attempt-timeout or -connect-timeout passed
+	exitRedirects   = 47 // more redirects than -max-redirects
+	exitCertificate = 60 // the server's certificate could not be verified
+	exitSIGINT      = 130
+	exitSIGTERM     = 143
 )
 
 // exitCodeHelp documents the exit codes of retryhttp do.
@@ -49,6 +50,8 @@ const exitCodeHelp = `Exit codes (curl's numbers where curl has one):
   22   the final status was 400 or more (the body is not printed; -w is)
   28   -timeout, -attempt-timeout or -connect-timeout passed
   47   more redirects than -max-redirects
+  60   the server's certificate could not be verified (-cacert FILE trusts
+       other authorities; so does the SSL_CERT_FILE environment variable)
   130  interrupted (SIGINT); 143 terminated (SIGTERM)`
 
 // command is one subcommand.

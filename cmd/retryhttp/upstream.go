@@ -43,6 +43,9 @@ func (f faults) validate() error {
 	if f.retryAfter < 0 || f.latency < 0 || f.slowLatency < 0 {
 		return fmt.Errorf("-retry-after, -latency and -slow-latency must not be negative")
 	}
+	if f.retryAfter%time.Second != 0 {
+		return fmt.Errorf("-retry-after: %v is not a whole number of seconds (Retry-After has no fractions)", f.retryAfter)
+	}
 	if f.quota < 0 {
 		return fmt.Errorf("-quota: %d is negative (0: no quota)", f.quota)
 	}
