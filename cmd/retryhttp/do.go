@@ -254,7 +254,7 @@ func runDo(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		}
 	}
 	r.start = time.Now() // -start-jitter counts toward nothing
-	if f.timeout > 0 { // the whole request: attempts, waits and the body
+	if f.timeout > 0 {   // the whole request: attempts, waits and the body
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, time.Duration(f.timeout))
 		defer cancel()
