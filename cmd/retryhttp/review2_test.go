@@ -48,34 +48,15 @@ type captureServer struct {
 
 func newCaptureServer(t *testing.T, resp string) *captureServer {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	t.Cleanup(func() { ln.Close() })
-	s := &captureServer{url: "http://" + ln.Addr().String()}
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func(c net.Conn) {
-				defer c.Close()
-				br := bufio.NewReader(c)
-				var head strings.Builder
-				for {
-					line, err := br.ReadString('\n')
-					head.WriteString(line)
-					if err != nil || line == "\r\n" {
-						break
-					}
-				}
-				s.mu.Lock()
-				s.reqs = append(s.reqs, head.String())
-				s.mu.Unlock()
-				_, _ = io.WriteString(c, resp)
-			}(c)
-		}
-	}()
+	s := &captureServer{}
+	s.url = serveConns(t, func(c net.Conn) {
+		defer c.Close()
+		head := readHead(bufio.NewReader(c))
+		s.mu.Lock()
+		s.reqs = append(s.reqs, head)
+		s.mu.Unlock()
+		_, _ = io.WriteString(c, resp)
+	})
 	return s
 }
 
@@ -624,29 +605,17 @@ func TestReview2PostWithoutKeyIsSentOnce(t *testing.T) {
 
 	// The server reads the request, then the connection drops.
 	var got atomic.Int32
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func(c net.Conn) {
-				req, err := http.ReadRequest(bufio.NewReader(c))
-				if err == nil {
-					_, _ = io.ReadAll(req.Body)
-					got.Add(1)
-				}
-				if tc, ok := c.(*net.TCPConn); ok {
-					_ = tc.SetLinger(0) // a reset
-				}
-				c.Close()
-			}(c)
+	url := serveConns(t, func(c net.Conn) {
+		req, err := http.ReadRequest(bufio.NewReader(c))
+		if err == nil {
+			_, _ = io.ReadAll(req.Body)
+			got.Add(1)
 		}
-	}()
-	url := "http://" + ln.Addr().String() + "/"
+		if tc, ok := c.(*net.TCPConn); ok {
+			_ = tc.SetLinger(0) // a reset
+		}
+		c.Close()
+	}) + "/"
 	r = do(t, "", "-hedge", "10ms", "-d", "charge=1", "-w", "%{num_attempts} %{reason}", url)
 	assert.NotEqual(t, 0, r.code)
 	assert.Equal(t, int32(1), got.Load(), "a POST without a key was resent after the server had read it")

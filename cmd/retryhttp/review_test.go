@@ -65,9 +65,10 @@ func runExec(t *testing.T, cmd *exec.Cmd) result {
 	return result{code, stdout.String(), stderr.String()}
 }
 
-// rawServer answers every connection with resp, byte for byte, then closes
-// it: for responses net/http would not write.
-func rawServer(t *testing.T, resp string) string {
+// serveConns listens on a loopback port and hands each connection to
+// handle, in its own goroutine, until the test ends; it returns the
+// listener's URL.
+func serveConns(t *testing.T, handle func(net.Conn)) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
@@ -78,20 +79,33 @@ func rawServer(t *testing.T, resp string) string {
 			if err != nil {
 				return
 			}
-			go func(c net.Conn) {
-				defer c.Close()
-				br := bufio.NewReader(c)
-				for {
-					line, err := br.ReadString('\n')
-					if err != nil || line == "\r\n" {
-						break
-					}
-				}
-				_, _ = io.WriteString(c, resp)
-			}(c)
+			go handle(c)
 		}
 	}()
 	return "http://" + ln.Addr().String()
+}
+
+// readHead reads a request's head, up to its blank line, and returns it.
+func readHead(br *bufio.Reader) string {
+	var head strings.Builder
+	for {
+		line, err := br.ReadString('\n')
+		head.WriteString(line)
+		if err != nil || line == "\r\n" {
+			return head.String()
+		}
+	}
+}
+
+// rawServer answers every connection with resp, byte for byte, then closes
+// it: for responses net/http would not write.
+func rawServer(t *testing.T, resp string) string {
+	t.Helper()
+	return serveConns(t, func(c net.Conn) {
+		defer c.Close()
+		readHead(bufio.NewReader(c))
+		_, _ = io.WriteString(c, resp)
+	})
 }
 
 func lastRequest(s *server) (method, body string, h http.Header) {
@@ -116,7 +130,7 @@ func TestReviewStatusLineIsSanitized(t *testing.T) {
 	assert.NotContains(t, r.stderr, "\x07")
 }
 
-// The body's first line has C0 controls replaced, but not C1 ones: U+009B
+// The body's first line once had C0 controls replaced, but not C1 ones: U+009B
 // is CSI for terminals that honor 8-bit controls in UTF-8.
 func TestReviewBodyLineStripsC1Controls(t *testing.T) {
 	t.Parallel()
