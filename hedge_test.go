@@ -22,8 +22,11 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// slowFirst answers the first request it gets after slow (or when the
-// client gives up on it, which it records), and every other at once.
+// slowFirst answers the first copy after slow (or when the client gives
+// up on it, which it records), and every other at once. Copies are told
+// apart by the attempt number that hedgeTransport sends with each (the
+// order in which they arrive, on a loaded machine, can put a hedge before
+// the first copy it follows), and otherwise by that order.
 type slowFirst struct {
 	*upstream
 	canceled atomic.Int32 // slow requests the client canceled
@@ -32,6 +35,9 @@ type slowFirst struct {
 func newSlowFirst(t *testing.T, slow time.Duration, status func(n int) int) *slowFirst {
 	s := &slowFirst{}
 	s.upstream = newUpstream(t, func(n int, w http.ResponseWriter, r *http.Request) {
+		if tag, err := strconv.Atoi(r.Header.Get(attemptHeader)); err == nil {
+			n = tag
+		}
 		if n == 1 {
 			select {
 			case <-time.After(slow):
@@ -49,11 +55,30 @@ func newSlowFirst(t *testing.T, slow time.Duration, status func(n int) int) *slo
 
 func ok(int) int { return http.StatusOK }
 
+// attemptHeader carries each attempt's number to a test server.
+const attemptHeader = "X-Test-Attempt"
+
+// hedgeTransport is realTransport over a base that tags each attempt
+// with its number (AttemptFromContext) in attemptHeader.
+func hedgeTransport(t *testing.T, opts ...Option) *Transport {
+	base := cleanhttp.DefaultPooledTransport()
+	t.Cleanup(base.CloseIdleConnections)
+	return New(attemptTagger{base}, opts...)
+}
+
+type attemptTagger struct{ base http.RoundTripper }
+
+func (a attemptTagger) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context()) // a RoundTripper does not modify its request
+	r.Header.Set(attemptHeader, strconv.Itoa(AttemptFromContext(r.Context())))
+	return a.base.RoundTrip(r)
+}
+
 func TestAHedgeWinsOverASlowFirstCopy(t *testing.T) {
 	up := newSlowFirst(t, 5*time.Second, ok)
 	m, _ := newTestMetrics(t)
 	var seen []Attempt
-	tr := realTransport(t, WithHedging(Hedging{Delay: 50 * time.Millisecond}), WithMetrics(m),
+	tr := hedgeTransport(t, WithHedging(Hedging{Delay: 50 * time.Millisecond}), WithMetrics(m),
 		WithObserver(func(a Attempt) { seen = append(seen, a) }))
 	start := time.Now()
 	resp, err := tr.RoundTrip(mustRequest(t, http.MethodGet, up.URL, nil))
@@ -78,7 +103,7 @@ func TestAHedgeWinsOverASlowFirstCopy(t *testing.T) {
 func TestNoHedgeWhenTheFirstCopyAnswersInTime(t *testing.T) {
 	up := newUpstream(t, statuses(200))
 	m, _ := newTestMetrics(t)
-	tr := realTransport(t, WithHedging(Hedging{Delay: 300 * time.Millisecond}), WithMetrics(m))
+	tr := hedgeTransport(t, WithHedging(Hedging{Delay: 300 * time.Millisecond}), WithMetrics(m))
 	for range 5 {
 		resp, err := tr.RoundTrip(mustRequest(t, http.MethodGet, up.URL, nil))
 		require.NoError(t, err)
@@ -124,7 +149,7 @@ func TestOnlySafeRequestsAreHedged(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			up := newSlowFirst(t, 300*time.Millisecond, ok)
-			tr := realTransport(t, WithHedging(Hedging{Delay: 20 * time.Millisecond}))
+			tr := hedgeTransport(t, WithHedging(Hedging{Delay: 20 * time.Millisecond}))
 			resp, err := tr.RoundTrip(tt.req(up.URL))
 			require.NoError(t, err)
 			readAll(t, resp)
@@ -138,35 +163,71 @@ func TestOnlySafeRequestsAreHedged(t *testing.T) {
 }
 
 func TestWhenEveryCopyFailsTheRetriesGoOn(t *testing.T) {
-	// The first copy is slow and then fails; its hedge fails too. A
-	// retryable failure of one copy does not cancel the other; once both
-	// have failed, the retry follows, and MaxAttempts counts both copies.
-	up := newSlowFirst(t, 150*time.Millisecond, func(n int) int {
+	// The first copy is slow (250 ms) and then fails; its hedge, at
+	// 200 ms, fails at once. A retryable failure of one copy does not
+	// cancel the other, and the next hedge could follow only 200 ms after
+	// the failed one: the first copy fails before, both have failed, and
+	// the retry follows; MaxAttempts counts both copies.
+	up := newSlowFirst(t, 250*time.Millisecond, func(n int) int {
 		if n <= 2 {
 			return http.StatusServiceUnavailable
 		}
 		return http.StatusOK
 	})
+	var mu sync.Mutex
 	var seen []Attempt
-	tr := realTransport(t, WithHedging(Hedging{Delay: 30 * time.Millisecond}),
+	tr := hedgeTransport(t, WithHedging(Hedging{Delay: 200 * time.Millisecond}),
 		WithPolicy(Policy{MaxAttempts: 3, BaseDelay: time.Millisecond}),
-		WithObserver(func(a Attempt) { seen = append(seen, a) }))
+		WithObserver(func(a Attempt) { mu.Lock(); seen = append(seen, a); mu.Unlock() }))
 	resp, err := tr.RoundTrip(mustRequest(t, http.MethodGet, up.URL, nil))
 	require.NoError(t, err)
 	assert.Equal(t, "copy 3", readAll(t, resp))
 	assert.Equal(t, int32(3), up.attempts.Load())
 	assert.Zero(t, up.canceled.Load(), "the slow copy's failure was awaited, not canceled")
+	mu.Lock()
+	got := slices.Clone(seen)
+	mu.Unlock()
+	seen = got
 	require.Len(t, seen, 3)
-	var numbers []int
-	for _, a := range seen {
-		numbers = append(numbers, a.Number)
+	slices.SortFunc(seen, func(a, b Attempt) int { return a.Number - b.Number })
+	assert.Equal(t, []bool{false, true, false}, []bool{seen[0].Hedge, seen[1].Hedge, seen[2].Hedge}, "the third attempt is a retry, not a hedge")
+	assert.Equal(t, []int{1, 2, 3}, []int{seen[0].Number, seen[1].Number, seen[2].Number})
+	for _, a := range seen[:2] {
+		require.NotNil(t, a.Response, "attempt %d", a.Number)
+		assert.Equal(t, http.StatusServiceUnavailable, a.Response.StatusCode, "attempt %d failed on its own", a.Number)
 	}
-	slices.Sort(numbers)
-	assert.Equal(t, []int{1, 2, 3}, numbers)
+
+	// A failed hedge makes room for another: with hedges 30 ms apart, the
+	// third attempt is a hedge sent while the slow copy is out; it wins,
+	// and the slow copy is canceled.
+	up3 := newSlowFirst(t, 5*time.Second, func(n int) int {
+		if n <= 2 {
+			return http.StatusServiceUnavailable
+		}
+		return http.StatusOK
+	})
+	var hedges []bool
+	tr3 := hedgeTransport(t, WithHedging(Hedging{Delay: 30 * time.Millisecond}),
+		WithPolicy(Policy{MaxAttempts: 3, BaseDelay: time.Millisecond}),
+		WithObserver(func(a Attempt) {
+			mu.Lock()
+			defer mu.Unlock()
+			if a.Number == 3 {
+				hedges = append(hedges, a.Hedge)
+			}
+		}))
+	resp, err = tr3.RoundTrip(mustRequest(t, http.MethodGet, up3.URL, nil))
+	require.NoError(t, err)
+	assert.Equal(t, "copy 3", readAll(t, resp))
+	mu.Lock()
+	assert.Equal(t, []bool{true}, hedges, "the third attempt is a hedge")
+	mu.Unlock()
+	assert.Eventually(t, func() bool { return up3.canceled.Load() == 1 }, 5*time.Second, time.Millisecond,
+		"the slow copy was canceled when the hedge won")
 
 	// With MaxAttempts 2, the hedge took the second attempt: no retry.
 	up2 := newSlowFirst(t, 150*time.Millisecond, func(int) int { return http.StatusServiceUnavailable })
-	tr2 := realTransport(t, WithHedging(Hedging{Delay: 30 * time.Millisecond}), WithPolicy(Policy{MaxAttempts: 2}))
+	tr2 := hedgeTransport(t, WithHedging(Hedging{Delay: 30 * time.Millisecond}), WithPolicy(Policy{MaxAttempts: 2}))
 	resp, err = tr2.RoundTrip(mustRequest(t, http.MethodGet, up2.URL, nil))
 	require.NoError(t, err)
 	readAll(t, resp)
@@ -183,7 +244,7 @@ func TestAWaitSignalStopsTheHedges(t *testing.T) {
 		}
 		return http.StatusOK
 	})
-	tr := realTransport(t, WithHedging(Hedging{Delay: 40 * time.Millisecond, MaxHedges: 2}), WithPolicy(Policy{MaxAttempts: 5}))
+	tr := hedgeTransport(t, WithHedging(Hedging{Delay: 40 * time.Millisecond, MaxHedges: 2}), WithPolicy(Policy{MaxAttempts: 5}))
 	up.Config.Handler = wrapRetryAfter(up.Config.Handler)
 	resp, err := tr.RoundTrip(mustRequest(t, http.MethodGet, up.URL, nil))
 	require.NoError(t, err)
@@ -265,7 +326,7 @@ func TestHedgeLosersLeaveNothingBehind(t *testing.T) {
 func TestAdaptiveDelayNeedsAHundredObservations(t *testing.T) {
 	up := newUpstream(t, statuses(200))
 	m, _ := newTestMetrics(t)
-	tr := realTransport(t, WithHedging(Hedging{}), WithMetrics(m))
+	tr := hedgeTransport(t, WithHedging(Hedging{}), WithMetrics(m))
 	k := hostKey{"http", strings.TrimPrefix(up.URL, "http://")}
 	for i := range 120 {
 		assert.Equal(t, i >= 100, tr.hedge.latencies.delay(k) > 0, "after %d observations", i)
@@ -334,7 +395,7 @@ func TestHedgingWithAnAttemptTimeout(t *testing.T) {
 	// hedge's answer, nor the body the caller reads.
 	up := newSlowFirst(t, 5*time.Second, ok)
 	var seen []Attempt
-	tr := realTransport(t, WithHedging(Hedging{Delay: 30 * time.Millisecond}),
+	tr := hedgeTransport(t, WithHedging(Hedging{Delay: 30 * time.Millisecond}),
 		WithPolicy(Policy{AttemptTimeout: 200 * time.Millisecond}),
 		WithObserver(func(a Attempt) { seen = append(seen, a) }))
 	resp, err := tr.RoundTrip(mustRequest(t, http.MethodGet, up.URL, nil))
