@@ -254,7 +254,8 @@ func runDo(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		}
 	}
 	r.start = time.Now() // -start-jitter counts toward nothing
-	if f.timeout > 0 {   // the whole request: attempts, waits and the body
+	// -timeout bounds the whole request: attempts, waits and the body.
+	if f.timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, time.Duration(f.timeout))
 		defer cancel()
@@ -297,7 +298,7 @@ func runDo(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		// send again, and returns it: it is not the answer.
 		r.code = exitFailed
 		fmt.Fprintln(stderr, printable(fmt.Sprintf("retryhttp do: %s %s: %s: not followed: the redirect needs the body sent again, "+
-			"and standard input was streamed (give a file with -data-binary @file, which is read again)", req.Method, redact(r.url), resp.Status)))
+			"and it was streamed from standard input or a pipe (give a file with -data-binary @file, which is read again)", req.Method, redact(r.url), resp.Status)))
 		f.printWriteOut(stdout, &r)
 		return r.code
 	}
