@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/retryhttp/retryhttp"
+	"github.com/retryhttp/retryhttp/blackbox/internal/testkit"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -38,7 +39,7 @@ func answer(n int, codes ...int) (*http.Response, error) {
 	if c == 0 {
 		return nil, errReset
 	}
-	return resp(c, "body"), nil
+	return testkit.Resp(c, "body"), nil
 }
 
 var baseBehaviours = map[string]baseBehaviour{
@@ -146,12 +147,12 @@ func TestBodyIsClosedOnceWhateverTheBaseDoes(t *testing.T) {
 				}
 				t.Run(name+"/"+method+map[bool]string{true: "/GetBody", false: ""}[withGetBody], func(t *testing.T) {
 					var n atomic.Int32
-					base := rtFunc(func(r *http.Request) (*http.Response, error) {
+					base := testkit.RoundTripFunc(func(r *http.Request) (*http.Response, error) {
 						return behave(int(n.Add(1)), r)
 					})
-					rt := newRT(t, base)
-					cb := newCountingBody(payload)
-					req := newReq(t, method, "http://example.invalid/", cb)
+					rt := testkit.NewRT(t, base)
+					cb := testkit.NewCountingBody(payload)
+					req := testkit.NewReq(t, method, "http://example.invalid/", cb)
 					if withGetBody {
 						req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(payload)), nil }
 					}
@@ -160,7 +161,7 @@ func TestBodyIsClosedOnceWhateverTheBaseDoes(t *testing.T) {
 						_, _ = io.Copy(io.Discard, res.Body)
 						res.Body.Close()
 					}
-					requireClosedOnce(t, cb)
+					testkit.RequireClosedOnce(t, cb)
 				})
 			}
 		}
@@ -171,17 +172,17 @@ func TestBodyClosedTwiceByTheBaseReachesTheCallerOnce(t *testing.T) {
 	// Through the replay buffer, a base that closes its body twice (a
 	// contract violation, but a harmless one) must not close the caller's
 	// body twice.
-	base := rtFunc(func(r *http.Request) (*http.Response, error) {
+	base := testkit.RoundTripFunc(func(r *http.Request) (*http.Response, error) {
 		_, _ = io.Copy(io.Discard, r.Body)
 		r.Body.Close()
 		r.Body.Close()
-		return resp(503, ""), nil
+		return testkit.Resp(503, ""), nil
 	})
-	cb := newCountingBody([]byte("x"))
-	res, err := newRT(t, base).RoundTrip(newReq(t, http.MethodPut, "http://x.invalid/", cb))
+	cb := testkit.NewCountingBody([]byte("x"))
+	res, err := testkit.NewRT(t, base).RoundTrip(testkit.NewReq(t, http.MethodPut, "http://x.invalid/", cb))
 	require.NoError(t, err)
 	res.Body.Close()
-	requireClosedOnce(t, cb)
+	testkit.RequireClosedOnce(t, cb)
 }
 
 func TestDroppedGetBodyCopyLeavesTheCallersBodyOpen(t *testing.T) {
@@ -192,84 +193,84 @@ func TestDroppedGetBodyCopyLeavesTheCallersBodyOpen(t *testing.T) {
 	// RoundTripper contract asks, and gets a 200. The caller's body is
 	// never closed: the dropped copy counts as an open view for ever.
 	// README: "The caller's body is closed exactly once on every path."
-	base := rtFunc(func(r *http.Request) (*http.Response, error) {
+	base := testkit.RoundTripFunc(func(r *http.Request) (*http.Response, error) {
 		if r.GetBody != nil {
 			_, _ = r.GetBody() // dropped
 		}
 		_, _ = io.Copy(io.Discard, r.Body)
 		r.Body.Close()
-		return resp(200, "ok"), nil
+		return testkit.Resp(200, "ok"), nil
 	})
-	cb := newCountingBody([]byte("payload"))
-	res, err := newRT(t, base).RoundTrip(newReq(t, http.MethodPut, "http://x.invalid/", cb))
+	cb := testkit.NewCountingBody([]byte("payload"))
+	res, err := testkit.NewRT(t, base).RoundTrip(testkit.NewReq(t, http.MethodPut, "http://x.invalid/", cb))
 	require.NoError(t, err)
 	_, _ = io.Copy(io.Discard, res.Body)
 	res.Body.Close()
-	requireClosedOnce(t, cb)
+	testkit.RequireClosedOnce(t, cb)
 }
 
 func TestBodyIsClosedOnceOnEarlyExits(t *testing.T) {
 	payload := []byte("hello")
-	never := rtFunc(func(r *http.Request) (*http.Response, error) {
+	never := testkit.RoundTripFunc(func(r *http.Request) (*http.Response, error) {
 		t.Error("the base must not be called")
 		return nil, errors.New("unreachable")
 	})
 	t.Run("invalid Transport policy", func(t *testing.T) {
 		rt := retryhttp.New(never, retryhttp.WithPolicy(retryhttp.Policy{MaxAttempts: -1}))
-		cb := newCountingBody(payload)
-		_, err := rt.RoundTrip(newReq(t, http.MethodPut, "http://x.invalid/", cb))
+		cb := testkit.NewCountingBody(payload)
+		_, err := rt.RoundTrip(testkit.NewReq(t, http.MethodPut, "http://x.invalid/", cb))
 		require.Error(t, err)
-		requireClosedOnce(t, cb)
+		testkit.RequireClosedOnce(t, cb)
 	})
 	t.Run("negative replay buffer", func(t *testing.T) {
 		rt := retryhttp.New(never, retryhttp.WithReplayBuffer(-1))
-		cb := newCountingBody(payload)
-		_, err := rt.RoundTrip(newReq(t, http.MethodPut, "http://x.invalid/", cb))
+		cb := testkit.NewCountingBody(payload)
+		_, err := rt.RoundTrip(testkit.NewReq(t, http.MethodPut, "http://x.invalid/", cb))
 		require.Error(t, err)
-		requireClosedOnce(t, cb)
+		testkit.RequireClosedOnce(t, cb)
 	})
 	t.Run("invalid per-request policy", func(t *testing.T) {
 		rt := retryhttp.New(never)
-		cb := newCountingBody(payload)
+		cb := testkit.NewCountingBody(payload)
 		ctx := retryhttp.ContextWithPolicy(context.Background(), retryhttp.Policy{BaseDelay: -1})
-		_, err := rt.RoundTrip(newReq(t, http.MethodPut, "http://x.invalid/", cb).WithContext(ctx))
+		_, err := rt.RoundTrip(testkit.NewReq(t, http.MethodPut, "http://x.invalid/", cb).WithContext(ctx))
 		require.Error(t, err)
-		requireClosedOnce(t, cb)
+		testkit.RequireClosedOnce(t, cb)
 	})
 	t.Run("merged per-request policy MaxDelay below BaseDelay", func(t *testing.T) {
 		rt := retryhttp.New(never, retryhttp.WithPolicy(retryhttp.Policy{MaxDelay: time.Second}))
-		cb := newCountingBody(payload)
+		cb := testkit.NewCountingBody(payload)
 		ctx := retryhttp.ContextWithPolicy(context.Background(), retryhttp.Policy{BaseDelay: 2 * time.Second})
-		_, err := rt.RoundTrip(newReq(t, http.MethodPut, "http://x.invalid/", cb).WithContext(ctx))
+		_, err := rt.RoundTrip(testkit.NewReq(t, http.MethodPut, "http://x.invalid/", cb).WithContext(ctx))
 		var pe *retryhttp.PolicyError
 		require.ErrorAs(t, err, &pe)
-		requireClosedOnce(t, cb)
+		testkit.RequireClosedOnce(t, cb)
 	})
 	t.Run("nil URL", func(t *testing.T) {
 		rt := retryhttp.New(never)
-		cb := newCountingBody(payload)
-		req := newReq(t, http.MethodPut, "http://x.invalid/", cb)
+		cb := testkit.NewCountingBody(payload)
+		req := testkit.NewReq(t, http.MethodPut, "http://x.invalid/", cb)
 		req.URL = nil
 		_, err := rt.RoundTrip(req)
 		require.Error(t, err)
-		requireClosedOnce(t, cb)
+		testkit.RequireClosedOnce(t, cb)
 	})
 	t.Run("context canceled during the wait", func(t *testing.T) {
-		base := rtFunc(func(r *http.Request) (*http.Response, error) {
+		base := testkit.RoundTripFunc(func(r *http.Request) (*http.Response, error) {
 			_, _ = io.Copy(io.Discard, r.Body)
 			r.Body.Close()
-			return resp(503, ""), nil
+			return testkit.Resp(503, ""), nil
 		})
 		rt := retryhttp.New(base, retryhttp.WithPolicy(retryhttp.Policy{BaseDelay: time.Second, Jitter: retryhttp.NoJitter}))
 		for _, withGetBody := range []bool{false, true} {
-			cb := newCountingBody(payload)
+			cb := testkit.NewCountingBody(payload)
 			ctx, cancel := context.WithCancel(context.Background())
-			req := newReq(t, http.MethodPut, "http://x.invalid/", cb).WithContext(ctx)
-			var copies []*countingBody
+			req := testkit.NewReq(t, http.MethodPut, "http://x.invalid/", cb).WithContext(ctx)
+			var copies []*testkit.CountingBody
 			var mu sync.Mutex
 			if withGetBody {
 				req.GetBody = func() (io.ReadCloser, error) {
-					c := newCountingBody(payload)
+					c := testkit.NewCountingBody(payload)
 					mu.Lock()
 					copies = append(copies, c)
 					mu.Unlock()
@@ -279,41 +280,41 @@ func TestBodyIsClosedOnceOnEarlyExits(t *testing.T) {
 			time.AfterFunc(50*time.Millisecond, cancel)
 			_, err := rt.RoundTrip(req)
 			require.ErrorIs(t, err, context.Canceled)
-			requireClosedOnce(t, cb)
+			testkit.RequireClosedOnce(t, cb)
 			mu.Lock()
 			for _, c := range copies {
-				requireClosedOnce(t, c) // the copy made for the retry never sent
+				testkit.RequireClosedOnce(t, c) // the copy made for the retry never sent
 			}
 			mu.Unlock()
 		}
 	})
 	t.Run("GetBody fails on the retry", func(t *testing.T) {
-		base := rtFunc(func(r *http.Request) (*http.Response, error) {
+		base := testkit.RoundTripFunc(func(r *http.Request) (*http.Response, error) {
 			_, _ = io.Copy(io.Discard, r.Body)
 			r.Body.Close()
-			return resp(503, ""), nil
+			return testkit.Resp(503, ""), nil
 		})
-		rt := newRT(t, base)
-		cb := newCountingBody(payload)
-		req := newReq(t, http.MethodPut, "http://x.invalid/", cb)
+		rt := testkit.NewRT(t, base)
+		cb := testkit.NewCountingBody(payload)
+		req := testkit.NewReq(t, http.MethodPut, "http://x.invalid/", cb)
 		req.GetBody = func() (io.ReadCloser, error) { return nil, errors.New("no more") }
 		res, err := rt.RoundTrip(req)
 		require.NoError(t, err)
 		assert.Equal(t, 503, res.StatusCode)
-		requireClosedOnce(t, cb)
+		testkit.RequireClosedOnce(t, cb)
 	})
 	t.Run("body past the replay buffer", func(t *testing.T) {
-		base := rtFunc(func(r *http.Request) (*http.Response, error) {
+		base := testkit.RoundTripFunc(func(r *http.Request) (*http.Response, error) {
 			_, _ = io.Copy(io.Discard, r.Body)
 			r.Body.Close()
-			return resp(503, ""), nil
+			return testkit.Resp(503, ""), nil
 		})
-		rt := newRT(t, base, retryhttp.WithReplayBuffer(100))
-		cb := newCountingBody(bytes.Repeat([]byte("z"), 1000))
-		res, err := rt.RoundTrip(newReq(t, http.MethodPut, "http://x.invalid/", cb))
+		rt := testkit.NewRT(t, base, retryhttp.WithReplayBuffer(100))
+		cb := testkit.NewCountingBody(bytes.Repeat([]byte("z"), 1000))
+		res, err := rt.RoundTrip(testkit.NewReq(t, http.MethodPut, "http://x.invalid/", cb))
 		require.NoError(t, err)
 		assert.Equal(t, 503, res.StatusCode)
-		requireClosedOnce(t, cb)
+		testkit.RequireClosedOnce(t, cb)
 	})
 }
 
@@ -326,7 +327,7 @@ func TestBodyIsClosedOnceAndReplayedOverRealHTTP1Faults(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			var mu sync.Mutex
 			var got [][32]byte
-			srv := newH1Server(t, func(n int, c *net.TCPConn, br *bufio.Reader, r *http.Request) bool {
+			srv := testkit.NewH1Server(t, func(n int, c *net.TCPConn, br *bufio.Reader, r *http.Request) bool {
 				if n == 1 {
 					misbehave(c, br, r)
 					return false
@@ -335,25 +336,25 @@ func TestBodyIsClosedOnceAndReplayedOverRealHTTP1Faults(t *testing.T) {
 				mu.Lock()
 				got = append(got, sha256.Sum256(b))
 				mu.Unlock()
-				writeResponse(c, 200, "", "ok")
+				testkit.WriteResponse(c, 200, "", "ok")
 				return true
 			})
-			rt := newRT(t, nil)
-			cb := newCountingBody(payload)
-			req := newReq(t, http.MethodPut, srv.url, cb)
+			rt := testkit.NewRT(t, nil)
+			cb := testkit.NewCountingBody(payload)
+			req := testkit.NewReq(t, http.MethodPut, srv.URL, cb)
 			req.ContentLength = int64(len(payload))
 			res, err := rt.RoundTrip(req)
 			if err == nil {
 				_, _ = io.Copy(io.Discard, res.Body)
 				res.Body.Close()
 			}
-			requireClosedOnce(t, cb)
+			testkit.RequireClosedOnce(t, cb)
 			mu.Lock()
 			for _, h := range got {
 				assert.Equal(t, want, h, "every retry carries the original body")
 			}
 			mu.Unlock()
-			t.Logf("err=%v requests=%d", err, srv.requests.Load())
+			t.Logf("err=%v requests=%d", err, srv.Requests.Load())
 		})
 	}
 }
@@ -378,18 +379,18 @@ func TestExpectContinueRejectedBodyIsClosedOnce(t *testing.T) {
 	base.ExpectContinueTimeout = 5 * time.Second
 	for _, withGetBody := range []bool{false, true} {
 		n.Store(0)
-		cb := newCountingBody(payload)
-		req := newReq(t, http.MethodPut, srv.URL, cb)
+		cb := testkit.NewCountingBody(payload)
+		req := testkit.NewReq(t, http.MethodPut, srv.URL, cb)
 		req.ContentLength = int64(len(payload))
 		if withGetBody {
 			req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(payload)), nil }
 		}
 		req.Header.Set("Expect", "100-continue")
-		res, err := newRT(t, base).RoundTrip(req)
+		res, err := testkit.NewRT(t, base).RoundTrip(req)
 		require.NoError(t, err)
 		res.Body.Close()
 		assert.Equal(t, 200, res.StatusCode)
 		assert.Equal(t, payload, got.Load())
-		requireClosedOnce(t, cb)
+		testkit.RequireClosedOnce(t, cb)
 	}
 }

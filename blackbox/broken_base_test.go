@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/retryhttp/retryhttp"
+	"github.com/retryhttp/retryhttp/blackbox/internal/testkit"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -29,14 +30,14 @@ func TestWeirdStatusCodesDoNotPanic(t *testing.T) {
 	for _, code := range []int{0, -1, math.MinInt, math.MaxInt, 1, 99, 100, 101, 103, 199, 600, 999, 1000, 4294967296 + 503} {
 		t.Run(strconv.Itoa(code), func(t *testing.T) {
 			var n atomic.Int32
-			base := rtFunc(func(r *http.Request) (*http.Response, error) {
+			base := testkit.RoundTripFunc(func(r *http.Request) (*http.Response, error) {
 				n.Add(1)
 				return &http.Response{StatusCode: code}, nil // no Header, no Body
 			})
 			m, err := retryhttp.NewMetrics(nil)
 			require.NoError(t, err)
-			rt := newRT(t, base, retryhttp.WithMetrics(m))
-			res, err := rt.RoundTrip(newReq(t, http.MethodGet, "http://x.invalid/", nil))
+			rt := testkit.NewRT(t, base, retryhttp.WithMetrics(m))
+			res, err := rt.RoundTrip(testkit.NewReq(t, http.MethodGet, "http://x.invalid/", nil))
 			require.NoError(t, err)
 			assert.Equal(t, code, res.StatusCode)
 			assert.Equal(t, int32(1), n.Load(), "a status outside the retried ones is final")
@@ -52,13 +53,13 @@ func TestNilHeaderOnRetriedResponse(t *testing.T) {
 	// A 503 or 429 without a Header map (a mock's &http.Response{StatusCode: 503}).
 	for _, code := range []int{503, 429} {
 		var n atomic.Int32
-		base := rtFunc(func(r *http.Request) (*http.Response, error) {
+		base := testkit.RoundTripFunc(func(r *http.Request) (*http.Response, error) {
 			if n.Add(1) == 1 {
 				return &http.Response{StatusCode: code}, nil
 			}
 			return &http.Response{StatusCode: 200}, nil
 		})
-		res, err := newRT(t, base).RoundTrip(newReq(t, http.MethodGet, "http://x.invalid/", nil))
+		res, err := testkit.NewRT(t, base).RoundTrip(testkit.NewReq(t, http.MethodGet, "http://x.invalid/", nil))
 		require.NoError(t, err)
 		assert.Equal(t, 200, res.StatusCode)
 	}
@@ -96,19 +97,19 @@ func TestHugeRetryAfterValues(t *testing.T) {
 	} {
 		t.Run(v, func(t *testing.T) {
 			var n atomic.Int32
-			base := rtFunc(func(r *http.Request) (*http.Response, error) {
+			base := testkit.RoundTripFunc(func(r *http.Request) (*http.Response, error) {
 				if n.Add(1) == 1 {
-					res := resp(429, "")
+					res := testkit.Resp(429, "")
 					res.Header.Set("Retry-After", v)
 					return res, nil
 				}
-				return resp(200, ""), nil
+				return testkit.Resp(200, ""), nil
 			})
-			rt := newRT(t, base)
+			rt := testkit.NewRT(t, base)
 			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 			defer cancel()
 			start := time.Now()
-			res, err := rt.RoundTrip(newReq(t, http.MethodGet, "http://x.invalid/", nil).WithContext(ctx))
+			res, err := rt.RoundTrip(testkit.NewReq(t, http.MethodGet, "http://x.invalid/", nil).WithContext(ctx))
 			require.NoError(t, err)
 			assert.Less(t, time.Since(start), 2*time.Second, "a Retry-After past MaxRetryAfter returns at once")
 			t.Logf("%q: status %d after %d attempts in %v", v, res.StatusCode, n.Load(), time.Since(start))
@@ -119,8 +120,8 @@ func TestHugeRetryAfterValues(t *testing.T) {
 func TestHugeMaxRetryAfterWithDeadline(t *testing.T) {
 	// MaxRetryAfter near MaxInt64 and a server asking for "forever": the
 	// wait cannot end before the deadline, so it must not be started.
-	base := rtFunc(func(r *http.Request) (*http.Response, error) {
-		res := resp(503, "")
+	base := testkit.RoundTripFunc(func(r *http.Request) (*http.Response, error) {
+		res := testkit.Resp(503, "")
 		res.Header.Set("Retry-After", "99999999999999999999")
 		return res, nil
 	})
@@ -128,7 +129,7 @@ func TestHugeMaxRetryAfterWithDeadline(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	start := time.Now()
-	res, err := rt.RoundTrip(newReq(t, http.MethodGet, "http://x.invalid/", nil).WithContext(ctx))
+	res, err := rt.RoundTrip(testkit.NewReq(t, http.MethodGet, "http://x.invalid/", nil).WithContext(ctx))
 	require.NoError(t, err)
 	assert.Equal(t, 503, res.StatusCode)
 	assert.Less(t, time.Since(start), time.Second)
@@ -154,16 +155,16 @@ func (s *stallBody) Close() error {
 
 func TestDrainingAStalledDiscardedResponseIsBounded(t *testing.T) {
 	var n atomic.Int32
-	base := rtFunc(func(r *http.Request) (*http.Response, error) {
+	base := testkit.RoundTripFunc(func(r *http.Request) (*http.Response, error) {
 		if n.Add(1) < 3 {
-			res := resp(503, "")
+			res := testkit.Resp(503, "")
 			res.Body = &stallBody{closed: make(chan struct{})}
 			return res, nil
 		}
-		return resp(200, "ok"), nil
+		return testkit.Resp(200, "ok"), nil
 	})
 	start := time.Now()
-	res, err := newRT(t, base).RoundTrip(newReq(t, http.MethodGet, "http://x.invalid/", nil))
+	res, err := testkit.NewRT(t, base).RoundTrip(testkit.NewReq(t, http.MethodGet, "http://x.invalid/", nil))
 	require.NoError(t, err)
 	assert.Equal(t, 200, res.StatusCode)
 	assert.Less(t, time.Since(start), time.Second, "two stalled bodies cost about 2×100 ms")
@@ -183,18 +184,18 @@ func TestDrainIsBoundedEvenWhenCloseDoesNotInterruptRead(t *testing.T) {
 	// drain until the request's context ends: RoundTrip hangs instead of
 	// retrying after 100 ms.
 	var n atomic.Int32
-	base := rtFunc(func(r *http.Request) (*http.Response, error) {
+	base := testkit.RoundTripFunc(func(r *http.Request) (*http.Response, error) {
 		if n.Add(1) == 1 {
-			res := resp(503, "")
+			res := testkit.Resp(503, "")
 			res.Body = deafBody{ctx: r.Context()}
 			return res, nil
 		}
-		return resp(200, "ok"), nil
+		return testkit.Resp(200, "ok"), nil
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	start := time.Now()
-	res, err := newRT(t, base).RoundTrip(newReq(t, http.MethodGet, "http://x.invalid/", nil).WithContext(ctx))
+	res, err := testkit.NewRT(t, base).RoundTrip(testkit.NewReq(t, http.MethodGet, "http://x.invalid/", nil).WithContext(ctx))
 	elapsed := time.Since(start)
 	if err == nil {
 		res.Body.Close()
@@ -206,7 +207,7 @@ func TestDrainOfATricklingHTTP1BodyIsBounded(t *testing.T) {
 	// A real server that sends the 503's body one byte every 20 ms, and
 	// keeps the connection: the retry must come after ~100 ms, not after
 	// the whole body.
-	srv := newH1Server(t, func(n int, c *net.TCPConn, br *bufio.Reader, r *http.Request) bool {
+	srv := testkit.NewH1Server(t, func(n int, c *net.TCPConn, br *bufio.Reader, r *http.Request) bool {
 		if n == 1 {
 			_, _ = io.WriteString(c, "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 1000\r\n\r\n")
 			for i := 0; i < 1000; i++ {
@@ -217,11 +218,11 @@ func TestDrainOfATricklingHTTP1BodyIsBounded(t *testing.T) {
 			}
 			return false
 		}
-		writeResponse(c, 200, "", "ok")
+		testkit.WriteResponse(c, 200, "", "ok")
 		return true
 	})
 	start := time.Now()
-	res, err := newRT(t, nil).RoundTrip(newReq(t, http.MethodGet, srv.url, nil))
+	res, err := testkit.NewRT(t, nil).RoundTrip(testkit.NewReq(t, http.MethodGet, srv.URL, nil))
 	require.NoError(t, err)
 	res.Body.Close()
 	assert.Equal(t, 200, res.StatusCode)
@@ -240,18 +241,18 @@ func TestPanickingResponseCloseOnTheRetryPath(t *testing.T) {
 	// caller's goroutine (where it can be recovered), and never a goroutine
 	// of retryhttp's own (which would crash the process).
 	var n atomic.Int32
-	base := rtFunc(func(r *http.Request) (*http.Response, error) {
+	base := testkit.RoundTripFunc(func(r *http.Request) (*http.Response, error) {
 		if n.Add(1) == 1 {
-			res := resp(503, "")
+			res := testkit.Resp(503, "")
 			res.Body = panicCloser{Reader: io.LimitReader(neverEnding{}, 10)}
 			return res, nil
 		}
-		return resp(200, "ok"), nil
+		return testkit.Resp(200, "ok"), nil
 	})
 	var recovered any
 	func() {
 		defer func() { recovered = recover() }()
-		res, err := newRT(t, base).RoundTrip(newReq(t, http.MethodGet, "http://x.invalid/", nil))
+		res, err := testkit.NewRT(t, base).RoundTrip(testkit.NewReq(t, http.MethodGet, "http://x.invalid/", nil))
 		if err == nil {
 			res.Body.Close()
 		}
@@ -270,18 +271,18 @@ func (neverEnding) Read(p []byte) (int, error) {
 
 func TestBaseReturningBothResponseAndErrorAndNeither(t *testing.T) {
 	var closed atomic.Int32
-	both := rtFunc(func(r *http.Request) (*http.Response, error) {
-		res := resp(200, "")
+	both := testkit.RoundTripFunc(func(r *http.Request) (*http.Response, error) {
+		res := testkit.Resp(200, "")
 		res.Body = closeCounter{&closed}
 		return res, errReset
 	})
-	res, err := newRT(t, both).RoundTrip(newReq(t, http.MethodGet, "http://x.invalid/", nil))
+	res, err := testkit.NewRT(t, both).RoundTrip(testkit.NewReq(t, http.MethodGet, "http://x.invalid/", nil))
 	assert.Nil(t, res)
 	assert.Error(t, err)
 	assert.Equal(t, int32(3), closed.Load(), "each of the 3 attempts' responses closed")
 
-	neither := rtFunc(func(r *http.Request) (*http.Response, error) { return nil, nil })
-	res, err = newRT(t, neither).RoundTrip(newReq(t, http.MethodGet, "http://x.invalid/", nil))
+	neither := testkit.RoundTripFunc(func(r *http.Request) (*http.Response, error) { return nil, nil })
+	res, err = testkit.NewRT(t, neither).RoundTrip(testkit.NewReq(t, http.MethodGet, "http://x.invalid/", nil))
 	assert.Nil(t, res)
 	assert.Error(t, err)
 }
@@ -311,17 +312,17 @@ func TestPanickingCloseOfAStalledDiscardedBodyCrashesTheProcess(t *testing.T) {
 	// child process.
 	if os.Getenv("REVIEW10_CHILD") == "1" {
 		var n atomic.Int32
-		base := rtFunc(func(r *http.Request) (*http.Response, error) {
+		base := testkit.RoundTripFunc(func(r *http.Request) (*http.Response, error) {
 			if n.Add(1) == 1 {
-				res := resp(503, "")
+				res := testkit.Resp(503, "")
 				res.Body = &slowPanicBody{}
 				return res, nil
 			}
-			return resp(200, "ok"), nil
+			return testkit.Resp(200, "ok"), nil
 		})
 		func() {
 			defer func() { _ = recover() }() // the caller protects itself
-			res, err := newRT(t, base).RoundTrip(newReq(t, http.MethodGet, "http://x.invalid/", nil))
+			res, err := testkit.NewRT(t, base).RoundTrip(testkit.NewReq(t, http.MethodGet, "http://x.invalid/", nil))
 			if err == nil {
 				res.Body.Close()
 			}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/retryhttp/retryhttp"
+	"github.com/retryhttp/retryhttp/blackbox/internal/testkit"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -29,9 +30,9 @@ func (f *flipBase) RoundTrip(r *http.Request) (*http.Response, error) {
 		r.Body.Close()
 	}
 	if f.n.Add(1)%2 == 1 {
-		return resp(503, ""), nil
+		return testkit.Resp(503, ""), nil
 	}
-	return resp(200, ""), nil
+	return testkit.Resp(200, ""), nil
 }
 
 // tinyBudget has one floor token, refilled at rate per second, and no
@@ -43,9 +44,9 @@ func tinyBudget(t *testing.T, rate float64) *retryhttp.Budget {
 func TestFractionalFloorAllowsRetries(t *testing.T) {
 	b := tinyBudget(t, 0.5)
 	base := &flipBase{}
-	rt := retryhttp.New(base, retryhttp.WithPolicy(fast), retryhttp.WithBudget(b))
+	rt := retryhttp.New(base, retryhttp.WithPolicy(testkit.Fast), retryhttp.WithBudget(b))
 	get := func() int {
-		res, err := rt.RoundTrip(newReq(t, http.MethodGet, "http://x.invalid/", nil))
+		res, err := rt.RoundTrip(testkit.NewReq(t, http.MethodGet, "http://x.invalid/", nil))
 		require.NoError(t, err)
 		res.Body.Close()
 		return res.StatusCode
@@ -68,37 +69,37 @@ func TestBudgetNotChargedForRetriesNeverSent(t *testing.T) {
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
 			time.AfterFunc(50*time.Millisecond, cancel)
-			_, err := rt.RoundTrip(newReq(t, http.MethodGet, "http://x.invalid/", nil).WithContext(ctx))
+			_, err := rt.RoundTrip(testkit.NewReq(t, http.MethodGet, "http://x.invalid/", nil).WithContext(ctx))
 			require.ErrorIs(t, err, context.Canceled)
 		},
 		"GetBody fails": func(t *testing.T, rt http.RoundTripper) {
-			req := newReq(t, http.MethodPut, "http://x.invalid/", io.NopCloser(bytes.NewReader(payload)))
+			req := testkit.NewReq(t, http.MethodPut, "http://x.invalid/", io.NopCloser(bytes.NewReader(payload)))
 			req.GetBody = func() (io.ReadCloser, error) { return nil, errors.New("no") }
 			res, err := rt.RoundTrip(req)
 			require.NoError(t, err)
 			assert.Equal(t, 503, res.StatusCode)
 		},
 		"GetBody returns nil": func(t *testing.T, rt http.RoundTripper) {
-			req := newReq(t, http.MethodPut, "http://x.invalid/", io.NopCloser(bytes.NewReader(payload)))
+			req := testkit.NewReq(t, http.MethodPut, "http://x.invalid/", io.NopCloser(bytes.NewReader(payload)))
 			req.GetBody = func() (io.ReadCloser, error) { return nil, nil }
 			res, err := rt.RoundTrip(req)
 			require.NoError(t, err)
 			assert.Equal(t, 503, res.StatusCode)
 		},
 		"body past the replay buffer": func(t *testing.T, _ http.RoundTripper) {
-			rt := retryhttp.New(&flipBase{}, retryhttp.WithPolicy(fast), retryhttp.WithBudget(sharedBudget), retryhttp.WithReplayBuffer(10))
-			res, err := rt.RoundTrip(newReq(t, http.MethodPut, "http://x.invalid/", io.NopCloser(bytes.NewReader(payload))))
+			rt := retryhttp.New(&flipBase{}, retryhttp.WithPolicy(testkit.Fast), retryhttp.WithBudget(sharedBudget), retryhttp.WithReplayBuffer(10))
+			res, err := rt.RoundTrip(testkit.NewReq(t, http.MethodPut, "http://x.invalid/", io.NopCloser(bytes.NewReader(payload))))
 			require.NoError(t, err)
 			assert.Equal(t, 503, res.StatusCode)
 		},
 		"replay buffer 0, body read": func(t *testing.T, _ http.RoundTripper) {
-			rt := retryhttp.New(&flipBase{}, retryhttp.WithPolicy(fast), retryhttp.WithBudget(sharedBudget), retryhttp.WithReplayBuffer(0))
-			res, err := rt.RoundTrip(newReq(t, http.MethodPut, "http://x.invalid/", io.NopCloser(bytes.NewReader(payload))))
+			rt := retryhttp.New(&flipBase{}, retryhttp.WithPolicy(testkit.Fast), retryhttp.WithBudget(sharedBudget), retryhttp.WithReplayBuffer(0))
+			res, err := rt.RoundTrip(testkit.NewReq(t, http.MethodPut, "http://x.invalid/", io.NopCloser(bytes.NewReader(payload))))
 			require.NoError(t, err)
 			assert.Equal(t, 503, res.StatusCode)
 		},
 		"POST not retried": func(t *testing.T, rt http.RoundTripper) {
-			res, err := rt.RoundTrip(newReq(t, http.MethodPost, "http://x.invalid/", io.NopCloser(bytes.NewReader(payload))))
+			res, err := rt.RoundTrip(testkit.NewReq(t, http.MethodPost, "http://x.invalid/", io.NopCloser(bytes.NewReader(payload))))
 			require.NoError(t, err)
 			assert.Equal(t, 503, res.StatusCode)
 		},
@@ -107,7 +108,7 @@ func TestBudgetNotChargedForRetriesNeverSent(t *testing.T) {
 				retryhttp.WithBudget(sharedBudget))
 			ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 			defer cancel()
-			res, err := rt.RoundTrip(newReq(t, http.MethodGet, "http://x.invalid/", nil).WithContext(ctx))
+			res, err := rt.RoundTrip(testkit.NewReq(t, http.MethodGet, "http://x.invalid/", nil).WithContext(ctx))
 			require.NoError(t, err)
 			assert.Equal(t, 503, res.StatusCode)
 		},
@@ -115,11 +116,11 @@ func TestBudgetNotChargedForRetriesNeverSent(t *testing.T) {
 	for name, run := range cases {
 		t.Run(name, func(t *testing.T) {
 			sharedBudget = tinyBudget(t, 1e-6) // one token, never refilled within the test
-			rt := retryhttp.New(&flipBase{}, retryhttp.WithPolicy(fast), retryhttp.WithBudget(sharedBudget))
+			rt := retryhttp.New(&flipBase{}, retryhttp.WithPolicy(testkit.Fast), retryhttp.WithBudget(sharedBudget))
 			run(t, rt)
 			assert.InDelta(t, 1, sharedBudget.Available(), 0.01, "the token is still there")
 			// And it can be spent on a real retry.
-			res, err := rt.RoundTrip(newReq(t, http.MethodGet, "http://x.invalid/", nil))
+			res, err := rt.RoundTrip(testkit.NewReq(t, http.MethodGet, "http://x.invalid/", nil))
 			require.NoError(t, err)
 			assert.Equal(t, 200, res.StatusCode, "the retry that was never sent was given back")
 		})
@@ -147,7 +148,7 @@ func TestBudgetEarningsRefundedForARetryNeverSent(t *testing.T) {
 	rt := retryhttp.New(&flipBase{}, retryhttp.WithPolicy(retryhttp.Policy{BaseDelay: time.Second, Jitter: retryhttp.NoJitter}), retryhttp.WithBudget(b))
 	ctx, cancel := context.WithCancel(context.Background())
 	time.AfterFunc(50*time.Millisecond, cancel)
-	_, err := rt.RoundTrip(newReq(t, http.MethodGet, "http://x.invalid/", nil).WithContext(ctx))
+	_, err := rt.RoundTrip(testkit.NewReq(t, http.MethodGet, "http://x.invalid/", nil).WithContext(ctx))
 	require.ErrorIs(t, err, context.Canceled)
 	assert.InDelta(t, 2, b.Available(), 0.01, "one earned retry and the floor token")
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/hashicorp/go-cleanhttp"
 	"github.com/retryhttp/retryhttp"
+	"github.com/retryhttp/retryhttp/blackbox/internal/testkit"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -58,12 +59,12 @@ func TestClosedPortIsRetriedEvenForPOST(t *testing.T) {
 	base := cleanhttp.DefaultPooledTransport()
 	defer base.CloseIdleConnections()
 	c := &countingRT{next: base}
-	rt := retryhttp.New(c, retryhttp.WithPolicy(fast), retryhttp.WithBudget(nil))
-	cb := newCountingBody([]byte("x"))
-	_, err := rt.RoundTrip(newReq(t, http.MethodPost, "http://127.0.0.1:1/", cb))
+	rt := retryhttp.New(c, retryhttp.WithPolicy(testkit.Fast), retryhttp.WithBudget(nil))
+	cb := testkit.NewCountingBody([]byte("x"))
+	_, err := rt.RoundTrip(testkit.NewReq(t, http.MethodPost, "http://127.0.0.1:1/", cb))
 	require.Error(t, err)
 	assert.Equal(t, int32(3), c.n.Load())
-	requireClosedOnce(t, cb)
+	testkit.RequireClosedOnce(t, cb)
 }
 
 func TestHTTP2StreamResetsGETRetriedPOSTNever(t *testing.T) {
@@ -76,8 +77,8 @@ func TestHTTP2StreamResetsGETRetriedPOSTNever(t *testing.T) {
 					}
 					name := fmt.Sprintf("code %#x/%s/early=%v/GetBody=%v", code, method, early, withGetBody)
 					t.Run(name, func(t *testing.T) {
-						srv := newH2Server(t, firstThen(1, h2Action{kind: h2Reset, code: code, early: early}))
-						rt := newRT(t, srv.client)
+						srv := testkit.NewH2Server(t, testkit.FirstThen(1, testkit.H2Action{Kind: testkit.H2Reset, Code: code, Early: early}))
+						rt := testkit.NewRT(t, srv.Client)
 						payload := bytes.Repeat([]byte("y"), 5000)
 						var rd io.Reader
 						if method != http.MethodGet && withGetBody {
@@ -85,16 +86,16 @@ func TestHTTP2StreamResetsGETRetriedPOSTNever(t *testing.T) {
 						}
 						ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 						defer cancel()
-						req, err := http.NewRequestWithContext(ctx, method, srv.url, rd)
+						req, err := http.NewRequestWithContext(ctx, method, srv.URL, rd)
 						require.NoError(t, err)
-						var cb *countingBody
+						var cb *testkit.CountingBody
 						if method != http.MethodGet && !withGetBody {
-							cb = newCountingBody(payload)
+							cb = testkit.NewCountingBody(payload)
 							req.Body = cb
 							req.ContentLength = int64(len(payload))
 						}
 						res, err := rt.RoundTrip(req)
-						heads, _, _ := srv.stats()
+						heads, _, _ := srv.Stats()
 						if method == http.MethodPost {
 							assert.Equal(t, 1, heads, "a POST is never sent again")
 							assert.Error(t, err)
@@ -105,7 +106,7 @@ func TestHTTP2StreamResetsGETRetriedPOSTNever(t *testing.T) {
 							assert.Equal(t, 2, heads)
 						}
 						if cb != nil {
-							requireClosedOnce(t, cb)
+							testkit.RequireClosedOnce(t, cb)
 						}
 					})
 				}
@@ -125,20 +126,20 @@ func TestHTTP2GETCutByGoAwayAndCloseIsRetriedLikeHTTP1(t *testing.T) {
 	// permanent, so an idempotent GET fails on the first attempt.
 	for _, tc := range []struct {
 		name   string
-		action h2Action
+		action testkit.H2Action
 	}{
-		{"close without GOAWAY", h2Action{kind: h2Close}},
-		{"GOAWAY NO_ERROR last=stream, close", h2Action{kind: h2GoAway, code: 0, lastStream: func(s uint32) uint32 { return s }}},
-		{"GOAWAY INTERNAL_ERROR last=stream, close", h2Action{kind: h2GoAway, code: 2, lastStream: func(s uint32) uint32 { return s }}},
-		{"GOAWAY NO_ERROR last=2^31-1, close", h2Action{kind: h2GoAway, code: 0, lastStream: func(uint32) uint32 { return 1<<31 - 1 }}},
+		{"close without GOAWAY", testkit.H2Action{Kind: testkit.H2Close}},
+		{"GOAWAY NO_ERROR last=stream, close", testkit.H2Action{Kind: testkit.H2GoAway, Code: 0, LastStream: func(s uint32) uint32 { return s }}},
+		{"GOAWAY INTERNAL_ERROR last=stream, close", testkit.H2Action{Kind: testkit.H2GoAway, Code: 2, LastStream: func(s uint32) uint32 { return s }}},
+		{"GOAWAY NO_ERROR last=2^31-1, close", testkit.H2Action{Kind: testkit.H2GoAway, Code: 0, LastStream: func(uint32) uint32 { return 1<<31 - 1 }}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			srv := newH2Server(t, firstThen(1, tc.action))
-			rt := newRT(t, srv.client)
+			srv := testkit.NewH2Server(t, testkit.FirstThen(1, tc.action))
+			rt := testkit.NewRT(t, srv.Client)
 			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 			defer cancel()
-			res, err := rt.RoundTrip(newReq(t, http.MethodGet, srv.url, nil).WithContext(ctx))
-			heads, _, _ := srv.stats()
+			res, err := rt.RoundTrip(testkit.NewReq(t, http.MethodGet, srv.URL, nil).WithContext(ctx))
+			heads, _, _ := srv.Stats()
 			require.NoError(t, err, "a GET whose connection closed before the response is retried (attempts reaching the server: %d)", heads)
 			res.Body.Close()
 			assert.Equal(t, 200, res.StatusCode)
@@ -149,13 +150,15 @@ func TestHTTP2GETCutByGoAwayAndCloseIsRetriedLikeHTTP1(t *testing.T) {
 func TestHTTP2RespondThenResetIsAResponse(t *testing.T) {
 	// 200 headers, then RST_STREAM INTERNAL_ERROR in the body: the
 	// response is the caller's (its body read fails), never retried.
-	srv := newH2Server(t, func(int) h2Action { return h2Action{kind: h2RespondThenReset, status: 200, code: 2} })
-	rt := newRT(t, srv.client)
-	res, err := rt.RoundTrip(newReq(t, http.MethodGet, srv.url, nil))
+	srv := testkit.NewH2Server(t, func(int) testkit.H2Action {
+		return testkit.H2Action{Kind: testkit.H2RespondThenReset, Status: 200, Code: 2}
+	})
+	rt := testkit.NewRT(t, srv.Client)
+	res, err := rt.RoundTrip(testkit.NewReq(t, http.MethodGet, srv.URL, nil))
 	require.NoError(t, err)
 	_, rerr := io.ReadAll(res.Body)
 	res.Body.Close()
 	assert.Error(t, rerr)
-	heads, _, _ := srv.stats()
+	heads, _, _ := srv.Stats()
 	assert.Equal(t, 1, heads)
 }

@@ -20,12 +20,13 @@ import (
 
 	"github.com/hashicorp/go-cleanhttp"
 	"github.com/retryhttp/retryhttp"
+	"github.com/retryhttp/retryhttp/blackbox/internal/testkit"
 	"github.com/stretchr/testify/assert"
 )
 
 func TestNoGoroutineOrConnectionLeaks(t *testing.T) {
 	time.Sleep(100 * time.Millisecond)
-	before := settleGoroutines(0, 200*time.Millisecond)
+	before := testkit.SettleGoroutines(0, 200*time.Millisecond)
 
 	func() {
 		// HTTP/1: a server that mistreats every other request in turn.
@@ -35,7 +36,7 @@ func TestNoGoroutineOrConnectionLeaks(t *testing.T) {
 		for _, b := range h1Behaviours {
 			behaviours = append(behaviours, b)
 		}
-		h1 := newH1Server(t, func(n int, c *net.TCPConn, br *bufio.Reader, r *http.Request) bool {
+		h1 := testkit.NewH1Server(t, func(n int, c *net.TCPConn, br *bufio.Reader, r *http.Request) bool {
 			if n%2 == 1 {
 				mu.Lock()
 				b := behaviours[i%len(behaviours)]
@@ -45,7 +46,7 @@ func TestNoGoroutineOrConnectionLeaks(t *testing.T) {
 				return false
 			}
 			_, _ = io.Copy(io.Discard, r.Body)
-			writeResponse(c, 200, "", "ok")
+			testkit.WriteResponse(c, 200, "", "ok")
 			return true
 		})
 		// A real server with HTTP/2 and handlers that abort.
@@ -66,14 +67,14 @@ func TestNoGoroutineOrConnectionLeaks(t *testing.T) {
 		h2real.Config.ErrorLog = nil
 		h2real.StartTLS()
 		defer h2real.Close()
-		h2raw := newH2Server(t, func(n int) h2Action {
+		h2raw := testkit.NewH2Server(t, func(n int) testkit.H2Action {
 			switch n % 4 {
 			case 1:
-				return h2Action{kind: h2Reset, code: 2}
+				return testkit.H2Action{Kind: testkit.H2Reset, Code: 2}
 			case 2:
-				return h2Action{kind: h2Reset, code: 7}
+				return testkit.H2Action{Kind: testkit.H2Reset, Code: 7}
 			}
-			return h2Action{kind: h2Respond, status: 200}
+			return testkit.H2Action{Kind: testkit.H2Respond, Status: 200}
 		})
 
 		h1base := cleanhttp.DefaultPooledTransport()
@@ -82,9 +83,9 @@ func TestNoGoroutineOrConnectionLeaks(t *testing.T) {
 			rt  *retryhttp.Transport
 			url string
 		}{
-			{newRT(t, h1base), h1.url},
-			{newRT(t, h2base), h2real.URL},
-			{newRT(t, h2raw.client), h2raw.url},
+			{testkit.NewRT(t, h1base), h1.URL},
+			{testkit.NewRT(t, h2base), h2real.URL},
+			{testkit.NewRT(t, h2raw.Client), h2raw.URL},
 		}
 		var wg sync.WaitGroup
 		for k := range 60 {
@@ -101,9 +102,9 @@ func TestNoGoroutineOrConnectionLeaks(t *testing.T) {
 					method := []string{http.MethodGet, http.MethodPut, http.MethodPost}[k%3]
 					var body io.ReadCloser
 					if method != http.MethodGet {
-						body = newCountingBody(bytes.Repeat([]byte("b"), 1000*(k%80)))
+						body = testkit.NewCountingBody(bytes.Repeat([]byte("b"), 1000*(k%80)))
 					}
-					req := newReq(t, method, x.url, body).WithContext(ctx)
+					req := testkit.NewReq(t, method, x.url, body).WithContext(ctx)
 					res, err := x.rt.RoundTrip(req)
 					if err == nil {
 						if k%2 == 0 {
@@ -123,9 +124,9 @@ func TestNoGoroutineOrConnectionLeaks(t *testing.T) {
 	// The servers above are closed by t.Cleanup at the end of the test;
 	// what matters here is the client side: wait, then compare against
 	// the baseline plus the servers' own goroutines still alive.
-	after := settleGoroutines(before+6, 3*time.Second)
+	after := testkit.SettleGoroutines(before+6, 3*time.Second)
 	if after > before+6 {
-		t.Logf("%s", goroutineDump())
+		t.Logf("%s", testkit.GoroutineDump())
 	}
 	assert.LessOrEqual(t, after, before+6, "goroutines: %d before, %d after", before, after)
 	runtime.GC()

@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/retryhttp/retryhttp"
+	"github.com/retryhttp/retryhttp/blackbox/internal/testkit"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -84,19 +85,19 @@ func metricValue(m *dto.Metric) float64 {
 func TestAttemptCodeLabelStaysBounded(t *testing.T) {
 	m, reg := newMetrics(t)
 	var code atomic.Int64
-	base := rtFunc(func(r *http.Request) (*http.Response, error) {
+	base := testkit.RoundTripFunc(func(r *http.Request) (*http.Response, error) {
 		return &http.Response{StatusCode: int(code.Load())}, nil
 	})
-	rt := newRT(t, base, retryhttp.WithMetrics(m))
+	rt := testkit.NewRT(t, base, retryhttp.WithMetrics(m))
 	for c := int64(-2000); c < 3000; c += 7 {
 		code.Store(c)
-		res, err := rt.RoundTrip(newReq(t, http.MethodGet, "http://x.invalid/", nil))
+		res, err := rt.RoundTrip(testkit.NewReq(t, http.MethodGet, "http://x.invalid/", nil))
 		require.NoError(t, err)
 		res.Body.Close()
 	}
 	for _, c := range []int64{math.MinInt64, math.MaxInt64, 1 << 40, 0} {
 		code.Store(c)
-		res, err := rt.RoundTrip(newReq(t, "WEIRD-METHOD-"+strings.Repeat("x", 10), "http://x.invalid/", nil))
+		res, err := rt.RoundTrip(testkit.NewReq(t, "WEIRD-METHOD-"+strings.Repeat("x", 10), "http://x.invalid/", nil))
 		require.NoError(t, err)
 		res.Body.Close()
 	}
@@ -126,20 +127,20 @@ func TestRetriesNeverSentAreNotCounted(t *testing.T) {
 	}
 	cases := []tc{
 		{name: "canceled during the backoff", policy: retryhttp.Policy{BaseDelay: time.Second, Jitter: retryhttp.NoJitter}, cancelIn: 50 * time.Millisecond, wantSent: 1},
-		{name: "canceled during a Retry-After wait", policy: fast, retryAft: "1", cancelIn: 50 * time.Millisecond, wantSent: 1},
+		{name: "canceled during a Retry-After wait", policy: testkit.Fast, retryAft: "1", cancelIn: 50 * time.Millisecond, wantSent: 1},
 		{name: "deadline shorter than the wait", policy: retryhttp.Policy{BaseDelay: time.Second, Jitter: retryhttp.NoJitter},
 			prepare: func(r *http.Request) *http.Request {
 				ctx, cancel := context.WithTimeout(r.Context(), 300*time.Millisecond)
 				t.Cleanup(cancel)
 				return r.WithContext(ctx)
 			}, wantSent: 1},
-		{name: "Retry-After past MaxRetryAfter", policy: fast, retryAft: "3600", wantSent: 1},
-		{name: "GetBody fails", policy: fast, prepare: func(r *http.Request) *http.Request {
+		{name: "Retry-After past MaxRetryAfter", policy: testkit.Fast, retryAft: "3600", wantSent: 1},
+		{name: "GetBody fails", policy: testkit.Fast, prepare: func(r *http.Request) *http.Request {
 			r.Body = io.NopCloser(bytes.NewReader(payload))
 			r.GetBody = func() (io.ReadCloser, error) { return nil, errors.New("gone") }
 			return r
 		}, wantSent: 1},
-		{name: "body past the replay buffer", policy: fast, opts: []retryhttp.Option{retryhttp.WithReplayBuffer(10)},
+		{name: "body past the replay buffer", policy: testkit.Fast, opts: []retryhttp.Option{retryhttp.WithReplayBuffer(10)},
 			prepare: func(r *http.Request) *http.Request {
 				r.Body = io.NopCloser(bytes.NewReader(payload))
 				return r
@@ -149,13 +150,13 @@ func TestRetriesNeverSentAreNotCounted(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			m, reg := newMetrics(t)
 			var sent atomic.Int32
-			base := rtFunc(func(r *http.Request) (*http.Response, error) {
+			base := testkit.RoundTripFunc(func(r *http.Request) (*http.Response, error) {
 				sent.Add(1)
 				if r.Body != nil {
 					_, _ = io.Copy(io.Discard, r.Body)
 					r.Body.Close()
 				}
-				res := resp(503, "")
+				res := testkit.Resp(503, "")
 				if c.retryAft != "" {
 					res.Header.Set("Retry-After", c.retryAft)
 				}
@@ -168,7 +169,7 @@ func TestRetriesNeverSentAreNotCounted(t *testing.T) {
 			if c.cancelIn > 0 {
 				time.AfterFunc(c.cancelIn, cancel)
 			}
-			req := newReq(t, http.MethodPut, "http://x.invalid/", nil).WithContext(ctx)
+			req := testkit.NewReq(t, http.MethodPut, "http://x.invalid/", nil).WithContext(ctx)
 			if c.prepare != nil {
 				req = c.prepare(req)
 			}
@@ -196,10 +197,10 @@ func TestMetricsOutcomesOfABudgetRefusal(t *testing.T) {
 	m, reg := newMetrics(t)
 	b := mustBudget(t, retryhttp.BudgetConfig{Ratio: 1e-9, MinPerSecond: 1e-9})
 	var sent atomic.Int32
-	base := rtFunc(func(r *http.Request) (*http.Response, error) { sent.Add(1); return resp(503, ""), nil })
-	rt := retryhttp.New(base, retryhttp.WithPolicy(fast), retryhttp.WithBudget(b), retryhttp.WithMetrics(m))
+	base := testkit.RoundTripFunc(func(r *http.Request) (*http.Response, error) { sent.Add(1); return testkit.Resp(503, ""), nil })
+	rt := retryhttp.New(base, retryhttp.WithPolicy(testkit.Fast), retryhttp.WithBudget(b), retryhttp.WithMetrics(m))
 	for range 2 {
-		res, err := rt.RoundTrip(newReq(t, http.MethodGet, "http://x.invalid/", nil))
+		res, err := rt.RoundTrip(testkit.NewReq(t, http.MethodGet, "http://x.invalid/", nil))
 		require.NoError(t, err)
 		res.Body.Close()
 	}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/retryhttp/retryhttp"
+	"github.com/retryhttp/retryhttp/blackbox/internal/testkit"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -31,7 +32,7 @@ func (a *always) RoundTrip(r *http.Request) (*http.Response, error) {
 		_, _ = io.Copy(io.Discard, r.Body)
 		r.Body.Close()
 	}
-	res := resp(a.code, "")
+	res := testkit.Resp(a.code, "")
 	if a.retryAfter != "" {
 		res.Header.Set("Retry-After", a.retryAfter)
 	}
@@ -41,7 +42,7 @@ func (a *always) RoundTrip(r *http.Request) (*http.Response, error) {
 func timeRoundTrip(t *testing.T, rt http.RoundTripper, ctx context.Context) (time.Duration, *http.Response) {
 	t.Helper()
 	start := time.Now()
-	res, err := rt.RoundTrip(newReq(t, http.MethodGet, "http://x.invalid/", nil).WithContext(ctx))
+	res, err := rt.RoundTrip(testkit.NewReq(t, http.MethodGet, "http://x.invalid/", nil).WithContext(ctx))
 	require.NoError(t, err)
 	res.Body.Close()
 	return time.Since(start), res
@@ -88,7 +89,7 @@ func TestPerRequestPolicyOnAZeroTransport(t *testing.T) {
 	ctx := retryhttp.ContextWithPolicy(context.Background(), retryhttp.Policy{MaxAttempts: 1, BaseDelay: 30 * time.Second})
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	_, err := tr.RoundTrip(newReq(t, http.MethodGet, "http://127.0.0.1:1/", nil).WithContext(ctx))
+	_, err := tr.RoundTrip(testkit.NewReq(t, http.MethodGet, "http://127.0.0.1:1/", nil).WithContext(ctx))
 	var pe *retryhttp.PolicyError
 	require.ErrorAs(t, err, &pe, "BaseDelay 30 s over the default MaxDelay 20 s is a merged-policy error")
 }
@@ -97,7 +98,7 @@ func TestWithoutRetriesHandsTheCallersRequestToTheBase(t *testing.T) {
 	base := &always{code: 503}
 	rt := retryhttp.New(base)
 	body := io.NopCloser(bytes.NewReader([]byte("x")))
-	req := newReq(t, http.MethodPut, "http://x.invalid/", body).WithContext(retryhttp.ContextWithoutRetries(context.Background()))
+	req := testkit.NewReq(t, http.MethodPut, "http://x.invalid/", body).WithContext(retryhttp.ContextWithoutRetries(context.Background()))
 	res, err := rt.RoundTrip(req)
 	require.NoError(t, err)
 	res.Body.Close()

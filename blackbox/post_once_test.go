@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/retryhttp/retryhttp"
+	"github.com/retryhttp/retryhttp/blackbox/internal/testkit"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -26,31 +27,31 @@ var postPayload = bytes.Repeat([]byte("order-123 "), 4000) // 40 kB: fits the re
 
 // h1Behaviours are the ways a raw HTTP/1 server mistreats the first request.
 var h1Behaviours = map[string]func(c *net.TCPConn, br *bufio.Reader, r *http.Request){
-	"reset before reading the body": func(c *net.TCPConn, _ *bufio.Reader, _ *http.Request) { reset(c) },
+	"reset before reading the body": func(c *net.TCPConn, _ *bufio.Reader, _ *http.Request) { testkit.Reset(c) },
 	"reset after part of the body": func(c *net.TCPConn, br *bufio.Reader, r *http.Request) {
 		_, _ = io.CopyN(io.Discard, r.Body, 1000)
-		reset(c)
+		testkit.Reset(c)
 	},
 	"reset after the whole body": func(c *net.TCPConn, _ *bufio.Reader, r *http.Request) {
 		_, _ = io.Copy(io.Discard, r.Body)
-		reset(c)
+		testkit.Reset(c)
 	},
 	"close (FIN) after the whole body": func(c *net.TCPConn, _ *bufio.Reader, r *http.Request) {
 		_, _ = io.Copy(io.Discard, r.Body)
 		_ = c.Close()
 	},
 	"503 before reading the body, then close": func(c *net.TCPConn, _ *bufio.Reader, _ *http.Request) {
-		writeResponse(c, 503, "Connection: close\r\n", "busy")
+		testkit.WriteResponse(c, 503, "Connection: close\r\n", "busy")
 		_ = c.Close()
 	},
 	"503 before reading the body, then reset": func(c *net.TCPConn, _ *bufio.Reader, _ *http.Request) {
-		writeResponse(c, 503, "", "busy")
+		testkit.WriteResponse(c, 503, "", "busy")
 		time.Sleep(5 * time.Millisecond)
-		reset(c)
+		testkit.Reset(c)
 	},
 	"408 Connection: close after the body": func(c *net.TCPConn, _ *bufio.Reader, r *http.Request) {
 		_, _ = io.Copy(io.Discard, r.Body)
-		writeResponse(c, 408, "Connection: close\r\n", "")
+		testkit.WriteResponse(c, 408, "Connection: close\r\n", "")
 		_ = c.Close()
 	},
 	"cut inside the headers": func(c *net.TCPConn, _ *bufio.Reader, r *http.Request) {
@@ -66,7 +67,7 @@ var h1Behaviours = map[string]func(c *net.TCPConn, br *bufio.Reader, r *http.Req
 	"100 Continue, then reset": func(c *net.TCPConn, _ *bufio.Reader, r *http.Request) {
 		_, _ = io.WriteString(c, "HTTP/1.1 100 Continue\r\n\r\n")
 		_, _ = io.Copy(io.Discard, r.Body)
-		reset(c)
+		testkit.Reset(c)
 	},
 	"103 Early Hints, then close": func(c *net.TCPConn, _ *bufio.Reader, r *http.Request) {
 		_, _ = io.Copy(io.Discard, r.Body)
@@ -75,7 +76,7 @@ var h1Behaviours = map[string]func(c *net.TCPConn, br *bufio.Reader, r *http.Req
 	},
 	"500 after the body, keep-alive": func(c *net.TCPConn, _ *bufio.Reader, r *http.Request) {
 		_, _ = io.Copy(io.Discard, r.Body)
-		writeResponse(c, 500, "", "oops")
+		testkit.WriteResponse(c, 500, "", "oops")
 	},
 	"garbage response": func(c *net.TCPConn, _ *bufio.Reader, r *http.Request) {
 		_, _ = io.Copy(io.Discard, r.Body)
@@ -86,16 +87,16 @@ var h1Behaviours = map[string]func(c *net.TCPConn, br *bufio.Reader, r *http.Req
 
 type postBody struct {
 	name string
-	make func() (io.Reader, *countingBody) // reader for NewRequest, or a body without GetBody
+	make func() (io.Reader, *testkit.CountingBody) // reader for NewRequest, or a body without GetBody
 }
 
 var postBodies = []postBody{
-	{"body without GetBody", func() (io.Reader, *countingBody) { return nil, newCountingBody(postPayload) }},
-	{"body with GetBody", func() (io.Reader, *countingBody) { return bytes.NewReader(postPayload), nil }},
-	{"no body", func() (io.Reader, *countingBody) { return nil, nil }},
+	{"body without GetBody", func() (io.Reader, *testkit.CountingBody) { return nil, testkit.NewCountingBody(postPayload) }},
+	{"body with GetBody", func() (io.Reader, *testkit.CountingBody) { return bytes.NewReader(postPayload), nil }},
+	{"no body", func() (io.Reader, *testkit.CountingBody) { return nil, nil }},
 }
 
-func makePost(t *testing.T, ctx context.Context, url string, b postBody) (*http.Request, *countingBody) {
+func makePost(t *testing.T, ctx context.Context, url string, b postBody) (*http.Request, *testkit.CountingBody) {
 	t.Helper()
 	rd, cb := b.make()
 	r, err := http.NewRequestWithContext(ctx, http.MethodPost, url, rd)
@@ -114,27 +115,27 @@ func TestPOSTReachesAnHTTP1ServerOnce(t *testing.T) {
 				// The second connection (a keep-alive reuse is the first
 				// request's) warms up with a GET so that the POST also goes
 				// over a reused connection in the "reused" case below.
-				srv := newH1Server(t, func(n int, c *net.TCPConn, br *bufio.Reader, r *http.Request) bool {
+				srv := testkit.NewH1Server(t, func(n int, c *net.TCPConn, br *bufio.Reader, r *http.Request) bool {
 					if r.Method == http.MethodGet {
 						_, _ = io.Copy(io.Discard, r.Body)
-						writeResponse(c, 200, "", "warm")
+						testkit.WriteResponse(c, 200, "", "warm")
 						return true
 					}
 					misbehave(c, br, r)
 					return false
 				})
 				for _, reused := range []bool{false, true} {
-					srv.requests.Store(0)
-					rt := newRT(t, nil)
+					srv.Requests.Store(0)
+					rt := testkit.NewRT(t, nil)
 					if reused {
-						wr, err := rt.RoundTrip(newReq(t, http.MethodGet, srv.url, nil))
+						wr, err := rt.RoundTrip(testkit.NewReq(t, http.MethodGet, srv.URL, nil))
 						require.NoError(t, err)
 						_, _ = io.Copy(io.Discard, wr.Body)
 						wr.Body.Close()
-						srv.requests.Store(0)
+						srv.Requests.Store(0)
 					}
 					ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-					req, cb := makePost(t, ctx, srv.url, b)
+					req, cb := makePost(t, ctx, srv.URL, b)
 					res, err := rt.RoundTrip(req)
 					if err == nil {
 						_, _ = io.Copy(io.Discard, res.Body)
@@ -142,9 +143,9 @@ func TestPOSTReachesAnHTTP1ServerOnce(t *testing.T) {
 					}
 					cancel()
 					time.Sleep(20 * time.Millisecond)
-					assert.Equal(t, int32(1), srv.requests.Load(), "reused=%v: the POST reached the server once (err=%v)", reused, err)
+					assert.Equal(t, int32(1), srv.Requests.Load(), "reused=%v: the POST reached the server once (err=%v)", reused, err)
 					if cb != nil {
-						requireClosedOnce(t, cb)
+						testkit.RequireClosedOnce(t, cb)
 					}
 				}
 			})
@@ -153,16 +154,16 @@ func TestPOSTReachesAnHTTP1ServerOnce(t *testing.T) {
 }
 
 // h2Cases are the ways the raw HTTP/2 server answers the first request.
-func h2Cases() map[string]h2Action {
-	cases := map[string]h2Action{}
+func h2Cases() map[string]testkit.H2Action {
+	cases := map[string]testkit.H2Action{}
 	for code := uint32(0); code <= 0xd; code++ {
-		cases[fmt.Sprintf("RST_STREAM %#x after the body", code)] = h2Action{kind: h2Reset, code: code}
-		cases[fmt.Sprintf("RST_STREAM %#x before the body", code)] = h2Action{kind: h2Reset, code: code, early: true}
+		cases[fmt.Sprintf("RST_STREAM %#x after the body", code)] = testkit.H2Action{Kind: testkit.H2Reset, Code: code}
+		cases[fmt.Sprintf("RST_STREAM %#x before the body", code)] = testkit.H2Action{Kind: testkit.H2Reset, Code: code, Early: true}
 	}
-	cases["RST_STREAM 0xff (unknown)"] = h2Action{kind: h2Reset, code: 0xff}
-	cases["200 headers then RST_STREAM INTERNAL_ERROR"] = h2Action{kind: h2RespondThenReset, status: 200, code: 2}
-	cases["503 before the body"] = h2Action{kind: h2Respond, status: 503, early: true}
-	cases["200 before the body"] = h2Action{kind: h2Respond, status: 200, early: true}
+	cases["RST_STREAM 0xff (unknown)"] = testkit.H2Action{Kind: testkit.H2Reset, Code: 0xff}
+	cases["200 headers then RST_STREAM INTERNAL_ERROR"] = testkit.H2Action{Kind: testkit.H2RespondThenReset, Status: 200, Code: 2}
+	cases["503 before the body"] = testkit.H2Action{Kind: testkit.H2Respond, Status: 503, Early: true}
+	cases["200 before the body"] = testkit.H2Action{Kind: testkit.H2Respond, Status: 200, Early: true}
 	lasts := map[string]func(uint32) uint32{
 		"last=0":        func(uint32) uint32 { return 0 },
 		"last=stream-2": func(s uint32) uint32 { return max(s, 2) - 2 },
@@ -172,16 +173,16 @@ func h2Cases() map[string]h2Action {
 	}
 	for ln, last := range lasts {
 		for _, code := range []uint32{0, 2} {
-			cases[fmt.Sprintf("GOAWAY %s code %d, close", ln, code)] = h2Action{kind: h2GoAway, code: code, lastStream: last}
-			cases[fmt.Sprintf("GOAWAY %s code %d, close, before the body", ln, code)] = h2Action{kind: h2GoAway, code: code, lastStream: last, early: true}
+			cases[fmt.Sprintf("GOAWAY %s code %d, close", ln, code)] = testkit.H2Action{Kind: testkit.H2GoAway, Code: code, LastStream: last}
+			cases[fmt.Sprintf("GOAWAY %s code %d, close, before the body", ln, code)] = testkit.H2Action{Kind: testkit.H2GoAway, Code: code, LastStream: last, Early: true}
 		}
 		if ln == "last=0" || ln == "last=stream-2" { // a kept connection with last >= stream just waits
-			cases["GOAWAY "+ln+" code 0, kept open"] = h2Action{kind: h2GoAwayKeep, lastStream: last}
+			cases["GOAWAY "+ln+" code 0, kept open"] = testkit.H2Action{Kind: testkit.H2GoAwayKeep, LastStream: last}
 		}
 	}
-	cases["TCP close without a frame"] = h2Action{kind: h2Close}
-	cases["TCP close before the body"] = h2Action{kind: h2Close, early: true}
-	cases["TCP reset without a frame"] = h2Action{kind: h2RST}
+	cases["TCP close without a frame"] = testkit.H2Action{Kind: testkit.H2Close}
+	cases["TCP close before the body"] = testkit.H2Action{Kind: testkit.H2Close, Early: true}
+	cases["TCP reset without a frame"] = testkit.H2Action{Kind: testkit.H2RST}
 	return cases
 }
 
@@ -207,17 +208,17 @@ func testPOSTReachesAnHTTP2ServerOnce(t *testing.T, prefix string) {
 			t.Run(name+"/"+b.name, func(t *testing.T) {
 				counts := map[bool]int{}
 				for _, bare := range []bool{true, false} {
-					srv := newH2Server(t, firstThen(1, action))
-					var rt http.RoundTripper = srv.client
+					srv := testkit.NewH2Server(t, testkit.FirstThen(1, action))
+					var rt http.RoundTripper = srv.Client
 					if !bare {
-						rt = newRT(t, srv.client)
+						rt = testkit.NewRT(t, srv.Client)
 					}
 					timeout := 3 * time.Second
-					if action.kind == h2GoAwayKeep {
+					if action.Kind == testkit.H2GoAwayKeep {
 						timeout = 300 * time.Millisecond
 					}
 					ctx, cancel := context.WithTimeout(context.Background(), timeout)
-					req, cb := makePost(t, ctx, srv.url, b)
+					req, cb := makePost(t, ctx, srv.URL, b)
 					res, err := rt.RoundTrip(req)
 					if err == nil {
 						_, _ = io.Copy(io.Discard, res.Body)
@@ -225,10 +226,10 @@ func testPOSTReachesAnHTTP2ServerOnce(t *testing.T, prefix string) {
 					}
 					cancel()
 					time.Sleep(20 * time.Millisecond)
-					heads, _, _ := srv.stats()
+					heads, _, _ := srv.Stats()
 					counts[bare] = heads
 					if cb != nil {
-						requireClosedOnce(t, cb)
+						testkit.RequireClosedOnce(t, cb)
 					}
 					if !bare && b.name == "body without GetBody" {
 						assert.Equal(t, 1, heads, "the POST reached the server once (err=%v)", err)
@@ -247,15 +248,15 @@ func TestPOSTWithBodyStreamedPastTheBufferOverHTTP2(t *testing.T) {
 	// A 200 kB POST (past the replay buffer) refused mid-body with
 	// PROTOCOL_ERROR: it must reach the server once and come back as an
 	// error; its body closed once.
-	srv := newH2Server(t, firstThen(1, h2Action{kind: h2Reset, code: 1}))
-	rt := newRT(t, srv.client)
-	cb := newCountingBody(bytes.Repeat([]byte("x"), 200<<10))
-	req := newReq(t, http.MethodPost, srv.url, cb)
+	srv := testkit.NewH2Server(t, testkit.FirstThen(1, testkit.H2Action{Kind: testkit.H2Reset, Code: 1}))
+	rt := testkit.NewRT(t, srv.Client)
+	cb := testkit.NewCountingBody(bytes.Repeat([]byte("x"), 200<<10))
+	req := testkit.NewReq(t, http.MethodPost, srv.URL, cb)
 	_, err := rt.RoundTrip(req)
 	require.Error(t, err)
-	heads, _, _ := srv.stats()
+	heads, _, _ := srv.Stats()
 	assert.Equal(t, 1, heads)
-	requireClosedOnce(t, cb)
+	testkit.RequireClosedOnce(t, cb)
 	assert.False(t, strings.Contains(err.Error(), "after 2 attempts"))
 	var re *retryhttp.Error
 	if assert.ErrorAs(t, err, &re) {
@@ -272,20 +273,20 @@ func TestBodylessPOSTIsResentByNetHTTPAsWithoutRetryhttp(t *testing.T) {
 	// over as it is and adds no send of its own. The README documents it.
 	counts := map[bool]int{}
 	for _, bare := range []bool{true, false} {
-		srv := newH2Server(t, firstThen(1, h2Action{kind: h2Reset, code: 0x1}))
-		var rt http.RoundTripper = srv.client
+		srv := testkit.NewH2Server(t, testkit.FirstThen(1, testkit.H2Action{Kind: testkit.H2Reset, Code: 0x1}))
+		var rt http.RoundTripper = srv.Client
 		if !bare {
-			rt = newRT(t, srv.client)
+			rt = testkit.NewRT(t, srv.Client)
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, srv.url+"jobs/42/run", nil)
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, srv.URL+"jobs/42/run", nil)
 		require.NoError(t, err)
 		res, err := rt.RoundTrip(req)
 		if err == nil {
 			res.Body.Close()
 		}
 		cancel()
-		counts[bare], _, _ = srv.stats()
+		counts[bare], _, _ = srv.Stats()
 	}
 	assert.Equal(t, 2, counts[true], "bare net/http resends it")
 	assert.Equal(t, counts[true], counts[false], "retryhttp sends it exactly as often as bare net/http")
@@ -309,26 +310,26 @@ func TestPOSTResentByRetryhttpAfterNetHTTPsOwnResendFailedToDial(t *testing.T) {
 	for _, withBody := range []bool{true, false} {
 		for _, bare := range []bool{true, false} {
 			t.Run(fmt.Sprintf("body=%v/bare=%v", withBody, bare), func(t *testing.T) {
-				var srv *h2Server
+				var srv *testkit.H2Server
 				var srvMu sync.Mutex
 				srvMu.Lock()
-				srv = newH2Server(t, func(n int) h2Action {
+				srv = testkit.NewH2Server(t, func(n int) testkit.H2Action {
 					if n == 1 {
 						// Stop accepting before the reset goes out, so that
 						// net/http's own resend finds no listener.
 						srvMu.Lock()
 						s := srv
 						srvMu.Unlock()
-						s.down()
-						time.AfterFunc(150*time.Millisecond, func() { _ = s.up() })
-						return h2Action{kind: h2Reset, code: 0x1} // after the whole request
+						s.Down()
+						time.AfterFunc(150*time.Millisecond, func() { _ = s.Up() })
+						return testkit.H2Action{Kind: testkit.H2Reset, Code: 0x1} // after the whole request
 					}
-					return h2Action{kind: h2Respond, status: 200}
+					return testkit.H2Action{Kind: testkit.H2Respond, Status: 200}
 				})
 				srvMu.Unlock()
-				var rt http.RoundTripper = srv.client
+				var rt http.RoundTripper = srv.Client
 				if !bare {
-					rt = retryhttp.New(srv.client, retryhttp.WithBudget(nil),
+					rt = retryhttp.New(srv.Client, retryhttp.WithBudget(nil),
 						retryhttp.WithPolicy(retryhttp.Policy{BaseDelay: 400 * time.Millisecond, Jitter: retryhttp.NoJitter}))
 				}
 				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -337,14 +338,14 @@ func TestPOSTResentByRetryhttpAfterNetHTTPsOwnResendFailedToDial(t *testing.T) {
 				if withBody {
 					body = strings.NewReader(`{"amount": 100}`) // http.NewRequest sets GetBody
 				}
-				req, err := http.NewRequestWithContext(ctx, http.MethodPost, srv.url+"payments", body)
+				req, err := http.NewRequestWithContext(ctx, http.MethodPost, srv.URL+"payments", body)
 				require.NoError(t, err)
 				res, err := rt.RoundTrip(req)
 				if err == nil {
 					res.Body.Close()
 				}
 				time.Sleep(200 * time.Millisecond)
-				heads, complete, _ := srv.stats()
+				heads, complete, _ := srv.Stats()
 				t.Logf("err=%v", err)
 				assert.Equal(t, 1, heads, "the POST reached the server %d times (%d whole)", heads, complete)
 			})

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/retryhttp/retryhttp"
+	"github.com/retryhttp/retryhttp/blackbox/internal/testkit"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -105,7 +106,7 @@ func TestRequestIsNeverModified(t *testing.T) {
 	for _, sc := range scenarios {
 		t.Run(sc.name, func(t *testing.T) {
 			var n atomic.Int32
-			base := rtFunc(func(r *http.Request) (*http.Response, error) {
+			base := testkit.RoundTripFunc(func(r *http.Request) (*http.Response, error) {
 				i := int(n.Add(1))
 				if r.Body != nil {
 					_, _ = io.Copy(io.Discard, r.Body)
@@ -115,7 +116,7 @@ func TestRequestIsNeverModified(t *testing.T) {
 				if c == 0 {
 					return nil, errReset
 				}
-				res := resp(c, "x")
+				res := testkit.Resp(c, "x")
 				if v := r.Header.Get("X-Want-Retry-After"); v != "" {
 					res.Header.Set("Retry-After", v)
 				}
@@ -124,7 +125,7 @@ func TestRequestIsNeverModified(t *testing.T) {
 			})
 			p := sc.policy
 			if p == (retryhttp.Policy{}) {
-				p = fast
+				p = testkit.Fast
 			}
 			rt := retryhttp.New(base, retryhttp.WithPolicy(p), retryhttp.WithBudget(nil))
 			ctx, cancel := context.WithCancel(context.Background())
@@ -180,7 +181,7 @@ func TestRequestIsNeverModifiedOverRealTransports(t *testing.T) {
 		}
 		t.Cleanup(srv.Close)
 		base := srv.Client().Transport
-		rt := newRT(t, base)
+		rt := testkit.NewRT(t, base)
 		for _, getBody := range []bool{false, true} {
 			var rd io.Reader
 			if getBody {

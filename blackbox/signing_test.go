@@ -16,6 +16,7 @@ import (
 	"testing"
 
 	"github.com/retryhttp/retryhttp"
+	"github.com/retryhttp/retryhttp/blackbox/internal/testkit"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -89,7 +90,7 @@ func TestSigningMiddlewareWorksThroughRetries(t *testing.T) {
 						}
 						t.Cleanup(srv.Close)
 						sg := &signer{next: srv.Client().Transport}
-						rt := newRT(t, sg)
+						rt := testkit.NewRT(t, sg)
 						var rd io.Reader
 						if withGetBody {
 							rd = bytes.NewReader(payload)
@@ -97,7 +98,7 @@ func TestSigningMiddlewareWorksThroughRetries(t *testing.T) {
 						req, err := http.NewRequest(method, srv.URL, rd)
 						require.NoError(t, err)
 						if !withGetBody {
-							req.Body = newCountingBody(payload)
+							req.Body = testkit.NewCountingBody(payload)
 							req.ContentLength = int64(size)
 						}
 						if method == http.MethodPost {
@@ -110,8 +111,8 @@ func TestSigningMiddlewareWorksThroughRetries(t *testing.T) {
 						assert.Equal(t, 200, res.StatusCode)
 						assert.Equal(t, int32(3), n.Load())
 						assert.Zero(t, bad.Load(), "every attempt carried the body and its signature")
-						if cb, ok := req.Body.(*countingBody); ok {
-							requireClosedOnce(t, cb)
+						if cb, ok := req.Body.(*testkit.CountingBody); ok {
+							testkit.RequireClosedOnce(t, cb)
 						}
 						t.Logf("copies=%d buffered=%d", sg.copies.Load(), sg.buffered.Load())
 					})
@@ -125,17 +126,17 @@ func TestSigningMiddlewareOverRefusedHTTP2Streams(t *testing.T) {
 	// net/http resends a refused stream through the GetBody it is handed:
 	// the signer's copy and net/http's own copy of the same attempt.
 	payload := bytes.Repeat([]byte("r"), 20000)
-	srv := newH2Server(t, firstThen(2, h2Action{kind: h2Reset, code: 0x7}))
-	sg := &signer{next: srv.client}
-	rt := newRT(t, sg)
-	cb := newCountingBody(payload)
-	req := newReq(t, http.MethodPut, srv.url, cb)
+	srv := testkit.NewH2Server(t, testkit.FirstThen(2, testkit.H2Action{Kind: testkit.H2Reset, Code: 0x7}))
+	sg := &signer{next: srv.Client}
+	rt := testkit.NewRT(t, sg)
+	cb := testkit.NewCountingBody(payload)
+	req := testkit.NewReq(t, http.MethodPut, srv.URL, cb)
 	req.ContentLength = int64(len(payload))
 	res, err := rt.RoundTrip(req)
 	require.NoError(t, err)
 	res.Body.Close()
 	assert.Equal(t, 200, res.StatusCode)
-	requireClosedOnce(t, cb)
+	testkit.RequireClosedOnce(t, cb)
 }
 
 func TestSigningMiddlewareWithABodyPastTheReplayBuffer(t *testing.T) {
@@ -159,7 +160,7 @@ func TestSigningMiddlewareWithABodyPastTheReplayBuffer(t *testing.T) {
 		if !bare {
 			rt = retryhttp.New(rt)
 		}
-		req := newReq(t, http.MethodPut, srv.URL, newCountingBody(payload))
+		req := testkit.NewReq(t, http.MethodPut, srv.URL, testkit.NewCountingBody(payload))
 		req.ContentLength = int64(len(payload))
 		res, err := rt.RoundTrip(req)
 		if !assert.NoError(t, err, "bare=%v", bare) {

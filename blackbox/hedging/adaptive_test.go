@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/retryhttp/retryhttp"
+	"github.com/retryhttp/retryhttp/blackbox/internal/testkit"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -37,7 +38,7 @@ func (b *latencyBase) RoundTrip(r *http.Request) (*http.Response, error) {
 	if err := after(r.Context(), b.lat(r)); err != nil {
 		return nil, err
 	}
-	return resp(200, "ok"), nil
+	return testkit.Resp(200, "ok"), nil
 }
 
 func doGet(t testing.TB, rt http.RoundTripper, url string) {
@@ -191,7 +192,7 @@ func TestBadHedgingOptionsAreAPolicyError(t *testing.T) {
 	for _, h := range cases {
 		t.Run(fmt.Sprintf("%+v", h), func(t *testing.T) {
 			var calls atomic.Int32
-			base := rtFunc(func(r *http.Request) (*http.Response, error) { calls.Add(1); return resp(200, ""), nil })
+			base := testkit.RoundTripFunc(func(r *http.Request) (*http.Response, error) { calls.Add(1); return testkit.Resp(200, ""), nil })
 			rt := retryhttp.New(base, retryhttp.WithHedging(h))
 			for _, ctx := range []context.Context{context.Background(), retryhttp.ContextWithoutRetries(context.Background())} {
 				req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://example.invalid/", nil)
@@ -225,7 +226,7 @@ func TestExtremeValidHedgingOptions(t *testing.T) {
 				if err := after(ctx, 5*time.Millisecond); err != nil {
 					return nil, err
 				}
-				return resp(200, "ok"), nil
+				return testkit.Resp(200, "ok"), nil
 			}}
 			rt := hedgeRT(t, b, h)
 			for i := 0; i < 150; i++ {
@@ -236,7 +237,7 @@ func TestExtremeValidHedgingOptions(t *testing.T) {
 				require.NotPanics(t, func() { res, err = rt.RoundTrip(req) })
 				require.NoError(t, err)
 				res.Body.Close()
-				require.LessOrEqual(t, len(b.arrivals())-before, fast.MaxAttempts)
+				require.LessOrEqual(t, len(b.arrivals())-before, testkit.Fast.MaxAttempts)
 			}
 		})
 	}

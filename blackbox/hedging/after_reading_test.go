@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/retryhttp/retryhttp"
+	"github.com/retryhttp/retryhttp/blackbox/internal/testkit"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -92,7 +93,7 @@ func TestClassifierOncePerCopy(t *testing.T) {
 				return nil, err
 			}
 		}
-		return resp(200, "ok"), nil
+		return testkit.Resp(200, "ok"), nil
 	}}
 	rt := hedgeRT(t, b, retryhttp.Hedging{Delay: 10 * time.Millisecond},
 		retryhttp.WithClassifier(func(req *http.Request, res *http.Response, err error) retryhttp.Decision {
@@ -138,12 +139,12 @@ func TestACopyThatFailedOnItsOwnIsNotReportedAsLost(t *testing.T) {
 					if err := after(ctx, 35*time.Millisecond); err != nil {
 						return nil, err
 					}
-					return resp(200, "hedge"), nil
+					return testkit.Resp(200, "hedge"), nil
 				}
 				if err := after(ctx, 60*time.Millisecond); err != nil {
 					return nil, err
 				}
-				return resp(200, "first"), nil
+				return testkit.Resp(200, "first"), nil
 			}}
 			rec := &recorder{}
 			pol := retryhttp.Policy{MaxAttempts: 2, BaseDelay: time.Millisecond, MaxDelay: time.Millisecond}
@@ -184,9 +185,9 @@ func TestAFailedHedgeMakesRoomForAnother(t *testing.T) {
 		case 1:
 			return hangForever(ctx, k, r)
 		case 2:
-			return resp(503, "busy"), nil
+			return testkit.Resp(503, "busy"), nil
 		}
-		return resp(200, "third"), nil
+		return testkit.Resp(200, "third"), nil
 	}}
 	rec := &recorder{}
 	rt := hedgeRT(t, b, retryhttp.Hedging{Delay: 10 * time.Millisecond, MaxHedges: 1}, retryhttp.WithObserver(rec.observe),
@@ -278,9 +279,9 @@ func TestClassifierPanicOnAHedgePropagatesOutOfRoundTrip(t *testing.T) {
 				if err := after(ctx, 100*time.Millisecond); err != nil {
 					return nil, err
 				}
-				return resp(200, "first"), nil
+				return testkit.Resp(200, "first"), nil
 			}
-			return resp(418, "hedge"), nil
+			return testkit.Resp(418, "hedge"), nil
 		}}
 		rt := hedgeRT(t, b, retryhttp.Hedging{Delay: 10 * time.Millisecond},
 			retryhttp.WithClassifier(func(req *http.Request, res *http.Response, err error) retryhttp.Decision {

@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/retryhttp/retryhttp"
+	"github.com/retryhttp/retryhttp/blackbox/internal/testkit"
 	"github.com/stretchr/testify/require"
 )
 
@@ -181,7 +182,7 @@ func get(t testing.TB, ctx context.Context, url string) (*http.Request, string) 
 // hedgeRT returns a Transport with fast retries, no budget and hedging h.
 func hedgeRT(t testing.TB, base http.RoundTripper, h retryhttp.Hedging, opts ...retryhttp.Option) *retryhttp.Transport {
 	t.Helper()
-	all := append([]retryhttp.Option{retryhttp.WithPolicy(fast), retryhttp.WithBudget(nil), retryhttp.WithHedging(h)}, opts...)
+	all := append([]retryhttp.Option{retryhttp.WithPolicy(testkit.Fast), retryhttp.WithBudget(nil), retryhttp.WithHedging(h)}, opts...)
 	return retryhttp.New(base, all...)
 }
 
@@ -303,11 +304,11 @@ func (b *trackedBody) Close() error { b.closes.Add(1); return nil }
 // idle connections closed), fails if it is not back to it.
 func checkGoroutines(t *testing.T) {
 	t.Helper()
-	before := settleGoroutines(0, 300*time.Millisecond)
+	before := testkit.SettleGoroutines(0, 300*time.Millisecond)
 	t.Cleanup(func() {
-		after := settleGoroutines(before, 3*time.Second)
+		after := testkit.SettleGoroutines(before, 3*time.Second)
 		if after > before {
-			t.Errorf("goroutines: %d before, %d after\n%s", before, after, goroutineDump())
+			t.Errorf("goroutines: %d before, %d after\n%s", before, after, testkit.GoroutineDump())
 		}
 	})
 }

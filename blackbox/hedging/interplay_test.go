@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/retryhttp/retryhttp"
+	"github.com/retryhttp/retryhttp/blackbox/internal/testkit"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -103,7 +104,7 @@ func TestMaxHedgesThree(t *testing.T) {
 		if k < 4 {
 			return hangForever(ctx, k, r)
 		}
-		return resp(200, "fourth"), nil
+		return testkit.Resp(200, "fourth"), nil
 	}}
 	m, reg := newMetrics(t)
 	rec := &recorder{}
@@ -162,9 +163,9 @@ func TestEveryCopyFailsThenRetries(t *testing.T) {
 				if err := after(ctx, 40*time.Millisecond); err != nil {
 					return nil, err
 				}
-				return resp(503, "busy"), nil
+				return testkit.Resp(503, "busy"), nil
 			}
-			return resp(200, "ok"), nil
+			return testkit.Resp(200, "ok"), nil
 		}}
 		rec := &recorder{}
 		rt := hedgeRT(t, b, retryhttp.Hedging{Delay: 10 * time.Millisecond}, retryhttp.WithObserver(rec.observe),
@@ -201,10 +202,10 @@ func TestBudgetExhaustedStopsHedges(t *testing.T) {
 				return nil, err
 			}
 		}
-		return resp(200, "ok"), nil
+		return testkit.Resp(200, "ok"), nil
 	}}
 	m, reg := newMetrics(t)
-	rt := retryhttp.New(b, retryhttp.WithPolicy(fast), retryhttp.WithBudget(budget), retryhttp.WithMetrics(m),
+	rt := retryhttp.New(b, retryhttp.WithPolicy(testkit.Fast), retryhttp.WithBudget(budget), retryhttp.WithMetrics(m),
 		retryhttp.WithHedging(retryhttp.Hedging{Delay: 10 * time.Millisecond}))
 	avail := budget.Available()
 	t.Logf("available at start: %v", avail)
@@ -244,9 +245,9 @@ func TestHedgeStoppedByGetBodyIsNotPaid(t *testing.T) {
 		if err := after(ctx, 40*time.Millisecond); err != nil {
 			return nil, err
 		}
-		return resp(200, "ok"), nil
+		return testkit.Resp(200, "ok"), nil
 	}}
-	rt := retryhttp.New(b, retryhttp.WithPolicy(fast), retryhttp.WithBudget(budget),
+	rt := retryhttp.New(b, retryhttp.WithPolicy(testkit.Fast), retryhttp.WithBudget(budget),
 		retryhttp.WithHedging(retryhttp.Hedging{Delay: 5 * time.Millisecond}))
 	avail := budget.Available()
 	require.GreaterOrEqual(t, avail, 1.0)
@@ -270,11 +271,11 @@ func TestOutageAmplificationWithHedging(t *testing.T) {
 					return nil, err
 				}
 				if kind == "slow 503" {
-					return resp(503, "down"), nil
+					return testkit.Resp(503, "down"), nil
 				}
-				return resp(200, "ok"), nil
+				return testkit.Resp(200, "ok"), nil
 			}}
-			rt := retryhttp.New(b, retryhttp.WithPolicy(fast), retryhttp.WithHedging(retryhttp.Hedging{Delay: time.Millisecond}))
+			rt := retryhttp.New(b, retryhttp.WithPolicy(testkit.Fast), retryhttp.WithHedging(retryhttp.Hedging{Delay: time.Millisecond}))
 			const requests = 1000
 			var wg sync.WaitGroup
 			next := atomic.Int32{}
@@ -309,13 +310,13 @@ func TestRetryAfterStopsFurtherHedges(t *testing.T) {
 				if err := after(ctx, 3*delay); err != nil {
 					return nil, err
 				}
-				return resp(200, "first"), nil
+				return testkit.Resp(200, "first"), nil
 			case 2:
-				r := resp(429, "slow down")
+				r := testkit.Resp(429, "slow down")
 				r.Header.Set("Retry-After", "1")
 				return r, nil
 			}
-			return resp(200, "third"), nil
+			return testkit.Resp(200, "third"), nil
 		}}
 		rt := hedgeRT(t, b, retryhttp.Hedging{Delay: delay, MaxHedges: 3},
 			retryhttp.WithPolicy(retryhttp.Policy{MaxAttempts: 5, BaseDelay: time.Millisecond, MaxDelay: time.Millisecond}))
@@ -337,7 +338,7 @@ func TestRetryAfterStopsFurtherHedges(t *testing.T) {
 				case <-ctx.Done():
 					return nil, ctx.Err()
 				}
-				r := resp(429, "slow down")
+				r := testkit.Resp(429, "slow down")
 				r.Header.Set("Retry-After", "1")
 				return r, nil
 			case 2:
@@ -345,9 +346,9 @@ func TestRetryAfterStopsFurtherHedges(t *testing.T) {
 				if err := after(ctx, 2*delay); err != nil {
 					return nil, err
 				}
-				return resp(200, "hedge"), nil
+				return testkit.Resp(200, "hedge"), nil
 			}
-			return resp(200, "third"), nil
+			return testkit.Resp(200, "third"), nil
 		}}
 		rec := &recorder{}
 		rt := hedgeRT(t, b, retryhttp.Hedging{Delay: delay, MaxHedges: 3}, retryhttp.WithObserver(rec.observe),
@@ -369,13 +370,13 @@ func TestRetryAfterStopsFurtherHedges(t *testing.T) {
 				if err := after(ctx, delay+20*time.Millisecond); err != nil {
 					return nil, err
 				}
-				r := resp(503, "busy")
+				r := testkit.Resp(503, "busy")
 				r.Header.Set("Retry-After", "1")
 				return r, nil
 			case 2:
-				return resp(503, "busy"), nil
+				return testkit.Resp(503, "busy"), nil
 			}
-			return resp(200, "third"), nil
+			return testkit.Resp(200, "third"), nil
 		}}
 		rt := hedgeRT(t, b, retryhttp.Hedging{Delay: delay},
 			retryhttp.WithPolicy(retryhttp.Policy{MaxAttempts: 3, BaseDelay: time.Millisecond, MaxDelay: time.Millisecond}))
@@ -398,7 +399,7 @@ func TestClassifierRetriesA200(t *testing.T) {
 				return nil, err
 			}
 		}
-		r2 := resp(200, "")
+		r2 := testkit.Resp(200, "")
 		r2.Body = &trackedBody{Reader: strings.NewReader("copy " + string(rune('0'+k)))}
 		return r2, nil
 	}}
@@ -442,9 +443,9 @@ func TestBeforeRetryAndHedges(t *testing.T) {
 			if err := after(ctx, 30*time.Millisecond); err != nil {
 				return nil, err
 			}
-			return resp(503, "busy"), nil
+			return testkit.Resp(503, "busy"), nil
 		}
-		return resp(200, "ok"), nil
+		return testkit.Resp(200, "ok"), nil
 	}}
 	rec := &recorder{}
 	rt := hedgeRT(t, b, retryhttp.Hedging{Delay: 5 * time.Millisecond}, retryhttp.WithObserver(rec.observe),
@@ -519,7 +520,7 @@ func TestPerRequestPolicyBoundsCopies(t *testing.T) {
 			if k < 4 {
 				return hangForever(ctx, k, r)
 			}
-			return resp(200, "ok"), nil
+			return testkit.Resp(200, "ok"), nil
 		}}
 		rt := hedgeRT(t, b, retryhttp.Hedging{Delay: 5 * time.Millisecond, MaxHedges: 3})
 		ctx, cancel := context.WithTimeout(retryhttp.ContextWithPolicy(context.Background(), retryhttp.Policy{MaxAttempts: tc.maxAttempts}), 300*time.Millisecond)
@@ -680,7 +681,7 @@ func TestTokenRefreshRecipeWhenTheHedgeGetsThe401(t *testing.T) {
 		return nil
 	})
 	for _, hedging := range []bool{false, true} {
-		opts := []retryhttp.Option{retryhttp.WithPolicy(fast), retryhttp.WithBudget(nil), retryhttp.WithClassifier(retryOnce401), hook}
+		opts := []retryhttp.Option{retryhttp.WithPolicy(testkit.Fast), retryhttp.WithBudget(nil), retryhttp.WithClassifier(retryOnce401), hook}
 		if hedging {
 			opts = append(opts, retryhttp.WithHedging(retryhttp.Hedging{Delay: 10 * time.Millisecond}))
 		}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/hashicorp/go-cleanhttp"
 	"github.com/retryhttp/retryhttp"
+	"github.com/retryhttp/retryhttp/blackbox/internal/testkit"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -205,19 +206,19 @@ func TestLoserOverABaseThatIgnoresCancellation(t *testing.T) {
 			var n atomic.Int32
 			lateBody := &trackedBody{Reader: nilReader{}}
 			loserDone := make(chan struct{})
-			base := rtFunc(func(r *http.Request) (*http.Response, error) {
+			base := testkit.RoundTripFunc(func(r *http.Request) (*http.Response, error) {
 				k := n.Add(1)
 				if (k == 1) == slowFirst {
 					time.Sleep(1500 * time.Millisecond) // ignores r.Context()
 					defer close(loserDone)
-					res := resp(200, "")
+					res := testkit.Resp(200, "")
 					res.Body = lateBody
 					return res, nil
 				}
 				if k == 1 {
 					time.Sleep(30 * time.Millisecond) // the first copy wins after the hedge was sent
 				}
-				return resp(200, "winner"), nil
+				return testkit.Resp(200, "winner"), nil
 			})
 			rec := &recorder{}
 			rt := hedgeRT(t, base, retryhttp.Hedging{Delay: 10 * time.Millisecond}, retryhttp.WithObserver(rec.observe))

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/retryhttp/retryhttp"
+	"github.com/retryhttp/retryhttp/blackbox/internal/testkit"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -29,7 +30,7 @@ func TestEachCopyHasItsOwnAttemptTimeout(t *testing.T) {
 		if err := after(ctx, 40*time.Millisecond); err != nil {
 			return nil, err
 		}
-		return resp(200, "hedge"), nil
+		return testkit.Resp(200, "hedge"), nil
 	}}
 	rec := &recorder{}
 	rt := hedgeRT(t, b, retryhttp.Hedging{Delay: 30 * time.Millisecond}, retryhttp.WithObserver(rec.observe),
@@ -56,15 +57,15 @@ func TestNoHedgeAfterTheFirstCopyAnswered(t *testing.T) {
 			case <-ctx.Done():
 				return nil, ctx.Err()
 			}
-			return resp(503, "busy"), nil
+			return testkit.Resp(503, "busy"), nil
 		case 2:
 			close(hedgeIn)
 			if err := after(ctx, 3*delay); err != nil {
 				return nil, err
 			}
-			return resp(200, "hedge"), nil
+			return testkit.Resp(200, "hedge"), nil
 		}
-		return resp(200, "later"), nil
+		return testkit.Resp(200, "later"), nil
 	}}
 	rec := &recorder{}
 	rt := hedgeRT(t, b, retryhttp.Hedging{Delay: delay, MaxHedges: 3}, retryhttp.WithObserver(rec.observe),

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/retryhttp/retryhttp"
+	"github.com/retryhttp/retryhttp/blackbox/internal/testkit"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -36,7 +37,7 @@ func TestObserversAndMetricsUnderMixedRaces(t *testing.T) {
 	copies := map[string][]*copyInfo{}
 	var calls atomic.Int32
 	// scenario s, and the copy's place among its request's copies, decide.
-	base := rtFunc(func(r *http.Request) (*http.Response, error) {
+	base := testkit.RoundTripFunc(func(r *http.Request) (*http.Response, error) {
 		calls.Add(1)
 		id := r.Header.Get(idHeader)
 		s, _ := strconv.Atoi(r.Header.Get("X-Scenario"))
@@ -84,7 +85,7 @@ func TestObserversAndMetricsUnderMixedRaces(t *testing.T) {
 		mu.Lock()
 		ci.ended, ci.status = true, status
 		mu.Unlock()
-		res := resp(status, "")
+		res := testkit.Resp(status, "")
 		res.Header.Set("X-Attempt", strconv.Itoa(ci.number))
 		return res, nil
 	})
@@ -283,7 +284,7 @@ func TestObserverNeedsNoLockForOneRequestAtATime(t *testing.T) {
 		if k%2 == 1 {
 			return hangForever(ctx, k, r)
 		}
-		return resp(200, "ok"), nil
+		return testkit.Resp(200, "ok"), nil
 	}}
 	rt := hedgeRT(t, b, retryhttp.Hedging{Delay: 2 * time.Millisecond}, retryhttp.WithObserver(func(a retryhttp.Attempt) { count++ }))
 	for i := 0; i < 50; i++ {
@@ -307,7 +308,7 @@ func TestHedgeWinsCountsOnlyWins(t *testing.T) {
 		if err := after(ctx, wait); err != nil {
 			return nil, err
 		}
-		res := resp(503, "copy "+strconv.Itoa(k))
+		res := testkit.Resp(503, "copy "+strconv.Itoa(k))
 		res.Header.Set("X-Attempt", strconv.Itoa(retryhttp.AttemptFromContext(r.Context())))
 		return res, nil
 	}}

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/retryhttp/retryhttp"
+	"github.com/retryhttp/retryhttp/blackbox/internal/testkit"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -29,7 +30,7 @@ import (
 // the copy's context.
 func raceBase(first, hedge func(ctx context.Context, n int) (*http.Response, error)) (http.RoundTripper, *atomic.Int32) {
 	var n atomic.Int32
-	return rtFunc(func(r *http.Request) (*http.Response, error) {
+	return testkit.RoundTripFunc(func(r *http.Request) (*http.Response, error) {
 		k := int(n.Add(1))
 		if k == 1 {
 			return first(r.Context(), k)
@@ -54,7 +55,7 @@ func okAfter(d time.Duration) func(ctx context.Context, n int) (*http.Response, 
 		if err := after(ctx, d); err != nil {
 			return nil, err
 		}
-		return resp(200, "first"), nil
+		return testkit.Resp(200, "first"), nil
 	}
 }
 
@@ -72,13 +73,13 @@ func TestOddAnswersOfAHedge(t *testing.T) {
 	bothBody := &trackedBody{Reader: strings.NewReader("both")}
 	cases := []tc{
 		{name: "status 999 is final and wins",
-			hedge: func(ctx context.Context, n int) (*http.Response, error) { return resp(999, "odd"), nil },
+			hedge: func(ctx context.Context, n int) (*http.Response, error) { return testkit.Resp(999, "odd"), nil },
 			check: func(t *testing.T, res *http.Response, err error, rec []seen) {
 				require.NoError(t, err)
 				assert.Equal(t, 999, res.StatusCode)
 			}},
 		{name: "status 0",
-			hedge: func(ctx context.Context, n int) (*http.Response, error) { return resp(0, "zero"), nil },
+			hedge: func(ctx context.Context, n int) (*http.Response, error) { return testkit.Resp(0, "zero"), nil },
 			check: func(t *testing.T, res *http.Response, err error, rec []seen) {
 				if err == nil {
 					require.NotNil(t, res)
@@ -95,7 +96,7 @@ func TestOddAnswersOfAHedge(t *testing.T) {
 					<-ctx.Done()
 					return nil, ctx.Err()
 				}
-				r := resp(200, "")
+				r := testkit.Resp(200, "")
 				r.Body = bothBody
 				return r, resetErr()
 			},
@@ -117,7 +118,7 @@ func TestOddAnswersOfAHedge(t *testing.T) {
 			}},
 		{name: "nil Body is an empty body",
 			hedge: func(ctx context.Context, n int) (*http.Response, error) {
-				r := resp(200, "")
+				r := testkit.Resp(200, "")
 				r.Body = nil
 				return r, nil
 			},
@@ -130,7 +131,7 @@ func TestOddAnswersOfAHedge(t *testing.T) {
 			}},
 		{name: "204 with NoBody",
 			hedge: func(ctx context.Context, n int) (*http.Response, error) {
-				r := resp(204, "")
+				r := testkit.Resp(204, "")
 				r.Body = http.NoBody
 				return r, nil
 			},
@@ -142,7 +143,7 @@ func TestOddAnswersOfAHedge(t *testing.T) {
 				assert.Empty(t, b)
 			}},
 		{name: "1xx as a final response",
-			hedge: func(ctx context.Context, n int) (*http.Response, error) { return resp(103, ""), nil },
+			hedge: func(ctx context.Context, n int) (*http.Response, error) { return testkit.Resp(103, ""), nil },
 			check: func(t *testing.T, res *http.Response, err error, rec []seen) {
 				if err == nil {
 					t.Logf("103 returned as the response")
@@ -199,7 +200,7 @@ func TestEveryResponseBodyClosedExactlyOnce(t *testing.T) {
 		mk := func(d time.Duration, text string) func(ctx context.Context, n int) (*http.Response, error) {
 			return func(ctx context.Context, n int) (*http.Response, error) {
 				time.Sleep(d) // ignores ctx: both may answer
-				r := resp(200, "")
+				r := testkit.Resp(200, "")
 				b := &trackedBody{Reader: strings.NewReader(text)}
 				mu.Lock()
 				bodies = append(bodies, b)
@@ -248,7 +249,7 @@ func TestUpgradeResponseStaysWritable(t *testing.T) {
 	}
 	for _, c := range []tc{{"no hedge sent", 0, 0}, {"hedge wins", 1, 0}, {"first wins after a hedge", 2, 1}} {
 		t.Run(c.name, func(t *testing.T) {
-			s := newH1Server(t, func(n int, conn *net.TCPConn, br *bufio.Reader, r *http.Request) bool {
+			s := testkit.NewH1Server(t, func(n int, conn *net.TCPConn, br *bufio.Reader, r *http.Request) bool {
 				if n == c.slowK {
 					_, _ = br.ReadByte() // until the client goes away
 					return false
@@ -264,7 +265,7 @@ func TestUpgradeResponseStaysWritable(t *testing.T) {
 				return false
 			})
 			rt := hedgeRT(t, nil, retryhttp.Hedging{Delay: 10 * time.Millisecond})
-			req, _ := get(t, nil, s.url)
+			req, _ := get(t, nil, s.URL)
 			req.Header.Set("Connection", "Upgrade")
 			req.Header.Set("Upgrade", "echo")
 			res, err := rt.RoundTrip(req)
@@ -292,9 +293,9 @@ func TestCopiesShareTheHeaderMap(t *testing.T) {
 	base, _ := raceBase(func(ctx context.Context, n int) (*http.Response, error) {
 		return okAfter(40*time.Millisecond)(ctx, n)
 	}, func(ctx context.Context, n int) (*http.Response, error) {
-		return resp(200, "hedge"), nil
+		return testkit.Resp(200, "hedge"), nil
 	})
-	rt := hedgeRT(t, rtFunc(func(r *http.Request) (*http.Response, error) {
+	rt := hedgeRT(t, testkit.RoundTripFunc(func(r *http.Request) (*http.Response, error) {
 		mu.Lock()
 		maps[reflect.ValueOf(r.Header).Pointer()]++
 		mu.Unlock()

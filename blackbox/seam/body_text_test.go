@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/retryhttp/retryhttp"
+	"github.com/retryhttp/retryhttp/blackbox/internal/testkit"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -22,18 +23,18 @@ import (
 // broken disk, a pipe whose writer died): the give-up text must not claim
 // that a GetBody failed, since there is none.
 func TestBodyReadErrorIsNotReportedAsGetBodyFailure(t *testing.T) {
-	base := rtFunc(func(r *http.Request) (*http.Response, error) {
+	base := testkit.RoundTripFunc(func(r *http.Request) (*http.Response, error) {
 		_, err := io.ReadAll(r.Body)
 		r.Body.Close()
 		if err != nil {
 			return nil, err // as net/http reports a body read error
 		}
-		return resp(200, ""), nil
+		return testkit.Resp(200, ""), nil
 	})
 	logger, logs := newLogger()
-	rt := newRT(t, base, retryhttp.WithLogger(logger))
+	rt := testkit.NewRT(t, base, retryhttp.WithLogger(logger))
 	body := io.NopCloser(io.MultiReader(strings.NewReader("partial"), iotest.ErrReader(io.ErrUnexpectedEOF)))
-	_, err := rt.RoundTrip(newReq(t, http.MethodPut, "http://x.invalid/", body))
+	_, err := rt.RoundTrip(testkit.NewReq(t, http.MethodPut, "http://x.invalid/", body))
 	require.Error(t, err)
 	var re *retryhttp.Error
 	require.ErrorAs(t, err, &re)
@@ -48,12 +49,12 @@ func TestBodyReadErrorIsNotReportedAsGetBodyFailure(t *testing.T) {
 func TestBeforeRetrySignerReadsACopyOfTheBody(t *testing.T) {
 	payload := bytes.Repeat([]byte("0123456789"), 3000)
 	var n atomic.Int32
-	base := rtFunc(func(r *http.Request) (*http.Response, error) {
+	base := testkit.RoundTripFunc(func(r *http.Request) (*http.Response, error) {
 		defer r.Body.Close()
 		if n.Add(1) == 1 {
 			buf := make([]byte, 10)
 			_, _ = io.ReadFull(r.Body, buf) // reads a little, then fails
-			return resp(503, ""), nil
+			return testkit.Resp(503, ""), nil
 		}
 		b, err := io.ReadAll(r.Body)
 		if err != nil {
@@ -61,11 +62,11 @@ func TestBeforeRetrySignerReadsACopyOfTheBody(t *testing.T) {
 		}
 		sum := sha256.Sum256(b)
 		if hex.EncodeToString(sum[:]) != r.Header.Get("X-Payload-Hash") {
-			return resp(400, "bad signature"), nil
+			return testkit.Resp(400, "bad signature"), nil
 		}
-		return resp(200, "ok"), nil
+		return testkit.Resp(200, "ok"), nil
 	})
-	rt := newRT(t, base, retryhttp.WithPolicy(retryhttp.Policy{MaxAttempts: 2, BaseDelay: time.Millisecond, MaxDelay: time.Millisecond}),
+	rt := testkit.NewRT(t, base, retryhttp.WithPolicy(retryhttp.Policy{MaxAttempts: 2, BaseDelay: time.Millisecond, MaxDelay: time.Millisecond}),
 		retryhttp.WithBeforeRetry(func(next *http.Request, prev retryhttp.Attempt) error {
 			if next.GetBody == nil {
 				return errors.New("no GetBody to sign with")
@@ -83,10 +84,10 @@ func TestBeforeRetrySignerReadsACopyOfTheBody(t *testing.T) {
 			next.Header.Set("X-Payload-Hash", hex.EncodeToString(sum[:]))
 			return nil
 		}))
-	body := newCountingBody(payload)
-	resp, err := rt.RoundTrip(newReq(t, http.MethodPut, "http://x.invalid/", body))
+	body := testkit.NewCountingBody(payload)
+	resp, err := rt.RoundTrip(testkit.NewReq(t, http.MethodPut, "http://x.invalid/", body))
 	require.NoError(t, err)
 	resp.Body.Close()
 	assert.Equal(t, 200, resp.StatusCode)
-	requireClosedOnce(t, body)
+	testkit.RequireClosedOnce(t, body)
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/retryhttp/retryhttp"
+	"github.com/retryhttp/retryhttp/blackbox/internal/testkit"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -27,15 +28,15 @@ func TestAlwaysRetryNeverResendsAPOSTTheServerSaw(t *testing.T) {
 	h1cases := map[string]func(c *net.TCPConn, br *bufio.Reader, r *http.Request){
 		"503": func(c *net.TCPConn, br *bufio.Reader, r *http.Request) {
 			_, _ = io.Copy(io.Discard, r.Body)
-			writeResponse(c, 503, "", "no")
+			testkit.WriteResponse(c, 503, "", "no")
 		},
 		"200": func(c *net.TCPConn, br *bufio.Reader, r *http.Request) {
 			_, _ = io.Copy(io.Discard, r.Body)
-			writeResponse(c, 200, "", "ok")
+			testkit.WriteResponse(c, 200, "", "ok")
 		},
 		"reset after the body": func(c *net.TCPConn, br *bufio.Reader, r *http.Request) {
 			_, _ = io.Copy(io.Discard, r.Body)
-			reset(c)
+			testkit.Reset(c)
 		},
 		"close before the body": func(c *net.TCPConn, br *bufio.Reader, r *http.Request) {
 			_ = c.Close()
@@ -43,34 +44,34 @@ func TestAlwaysRetryNeverResendsAPOSTTheServerSaw(t *testing.T) {
 		"reset mid-header": func(c *net.TCPConn, br *bufio.Reader, r *http.Request) {
 			_, _ = io.Copy(io.Discard, r.Body)
 			_, _ = c.Write([]byte("HTTP/1.1 200 OK\r\nContent-Len"))
-			reset(c)
+			testkit.Reset(c)
 		},
 	}
 	for name, behave := range h1cases {
 		for _, withBody := range []string{"none", "GetBody", "stream"} {
 			t.Run("h1/"+name+"/"+withBody, func(t *testing.T) {
-				s := newH1Server(t, func(n int, c *net.TCPConn, br *bufio.Reader, r *http.Request) bool {
+				s := testkit.NewH1Server(t, func(n int, c *net.TCPConn, br *bufio.Reader, r *http.Request) bool {
 					behave(c, br, r)
 					return false
 				})
-				rt := newRT(t, nil, retryhttp.WithClassifier(always(retryhttp.Retry)),
+				rt := testkit.NewRT(t, nil, retryhttp.WithClassifier(always(retryhttp.Retry)),
 					retryhttp.WithPolicy(retryhttp.Policy{MaxAttempts: 5, BaseDelay: time.Millisecond, MaxDelay: 2 * time.Millisecond}))
 				var req *http.Request
 				switch withBody {
 				case "none":
-					req = newReq(t, http.MethodPost, s.url, nil)
+					req = testkit.NewReq(t, http.MethodPost, s.URL, nil)
 				case "GetBody":
 					var err error
-					req, err = http.NewRequest(http.MethodPost, s.url, strings.NewReader("payload"))
+					req, err = http.NewRequest(http.MethodPost, s.URL, strings.NewReader("payload"))
 					require.NoError(t, err)
 				case "stream":
-					req = newReq(t, http.MethodPost, s.url, newCountingBody([]byte("payload")))
+					req = testkit.NewReq(t, http.MethodPost, s.URL, testkit.NewCountingBody([]byte("payload")))
 				}
 				resp, err := rt.RoundTrip(req)
 				if resp != nil {
 					resp.Body.Close()
 				}
-				assert.Equal(t, int32(1), s.requests.Load(), "a POST the server saw was sent again (err=%v)", err)
+				assert.Equal(t, int32(1), s.Requests.Load(), "a POST the server saw was sent again (err=%v)", err)
 			})
 		}
 	}
@@ -80,28 +81,28 @@ func TestAlwaysRetryNeverResendsAPOSTTheServerSaw(t *testing.T) {
 	for _, code := range []uint32{0x0, 0x1, 0x2, 0x7, 0x8} {
 		for _, withBody := range []string{"none", "GetBody", "stream"} {
 			t.Run(fmt.Sprintf("h2/reset code %d/%s", code, withBody), func(t *testing.T) {
-				count := func(rt http.RoundTripper, s *h2Server) int {
+				count := func(rt http.RoundTripper, s *testkit.H2Server) int {
 					var req *http.Request
 					switch withBody {
 					case "none":
-						req = newReq(t, http.MethodPost, s.url, nil)
+						req = testkit.NewReq(t, http.MethodPost, s.URL, nil)
 					case "GetBody":
-						req, _ = http.NewRequest(http.MethodPost, s.url, strings.NewReader("payload"))
+						req, _ = http.NewRequest(http.MethodPost, s.URL, strings.NewReader("payload"))
 					case "stream":
-						req = newReq(t, http.MethodPost, s.url, newCountingBody([]byte("payload")))
+						req = testkit.NewReq(t, http.MethodPost, s.URL, testkit.NewCountingBody([]byte("payload")))
 					}
 					req = req.WithContext(ctxTimeout(t, 5*time.Second))
 					resp, _ := rt.RoundTrip(req)
 					if resp != nil {
 						resp.Body.Close()
 					}
-					heads, _, _ := s.stats()
+					heads, _, _ := s.Stats()
 					return heads
 				}
-				bare := newH2Server(t, firstThen(2, h2Action{kind: h2Reset, code: code}))
-				want := count(bare.client, bare)
-				s := newH2Server(t, firstThen(2, h2Action{kind: h2Reset, code: code}))
-				got := count(newRT(t, s.client, retryhttp.WithClassifier(always(retryhttp.Retry))), s)
+				bare := testkit.NewH2Server(t, testkit.FirstThen(2, testkit.H2Action{Kind: testkit.H2Reset, Code: code}))
+				want := count(bare.Client, bare)
+				s := testkit.NewH2Server(t, testkit.FirstThen(2, testkit.H2Action{Kind: testkit.H2Reset, Code: code}))
+				got := count(testkit.NewRT(t, s.Client, retryhttp.WithClassifier(always(retryhttp.Retry))), s)
 				assert.Equal(t, want, got, "streams the server saw: bare net/http %d, through retryhttp with an always-Retry Classifier %d", want, got)
 			})
 		}
@@ -112,20 +113,20 @@ func TestAlwaysRetryNeverResendsAPOSTTheServerSaw(t *testing.T) {
 // names the buffer and what to do.
 func TestAlwaysRetryDoesNotReplayABodyPastTheBuffer(t *testing.T) {
 	big := bytes.Repeat([]byte("x"), 200<<10)
-	s := newH1Server(t, func(n int, c *net.TCPConn, br *bufio.Reader, r *http.Request) bool {
+	s := testkit.NewH1Server(t, func(n int, c *net.TCPConn, br *bufio.Reader, r *http.Request) bool {
 		_, _ = io.Copy(io.Discard, r.Body)
-		reset(c)
+		testkit.Reset(c)
 		return false
 	})
 	rec := &recorder{}
 	logger, logs := newLogger()
-	rt := newRT(t, nil, retryhttp.WithClassifier(always(retryhttp.Retry)), retryhttp.WithObserver(rec.observe),
+	rt := testkit.NewRT(t, nil, retryhttp.WithClassifier(always(retryhttp.Retry)), retryhttp.WithObserver(rec.observe),
 		retryhttp.WithLogger(logger))
-	body := newCountingBody(big)
-	resp, err := rt.RoundTrip(newReq(t, http.MethodPut, s.url, body))
+	body := testkit.NewCountingBody(big)
+	resp, err := rt.RoundTrip(testkit.NewReq(t, http.MethodPut, s.URL, body))
 	require.Nil(t, resp)
 	require.Error(t, err)
-	assert.Equal(t, int32(1), s.requests.Load())
+	assert.Equal(t, int32(1), s.Requests.Load())
 	var re *retryhttp.Error
 	require.ErrorAs(t, err, &re)
 	assert.Equal(t, retryhttp.ReasonBody, re.Reason)
@@ -135,28 +136,28 @@ func TestAlwaysRetryDoesNotReplayABodyPastTheBuffer(t *testing.T) {
 	assert.Equal(t, retryhttp.ReasonBody, rec.last(t).Reason)
 	assert.False(t, rec.last(t).Retry)
 	assert.Contains(t, logs.String(), "passed the replay buffer of 65536 bytes")
-	requireClosedOnce(t, body)
+	testkit.RequireClosedOnce(t, body)
 
 	// The same with a response: the 503 comes back, and says why in the log
 	// and the Attempt.
-	s2 := newH1Server(t, func(n int, c *net.TCPConn, br *bufio.Reader, r *http.Request) bool {
+	s2 := testkit.NewH1Server(t, func(n int, c *net.TCPConn, br *bufio.Reader, r *http.Request) bool {
 		_, _ = io.Copy(io.Discard, r.Body)
-		writeResponse(c, 503, "", "busy")
+		testkit.WriteResponse(c, 503, "", "busy")
 		return true
 	})
 	rec2 := &recorder{}
 	logger2, logs2 := newLogger()
-	rt2 := newRT(t, nil, retryhttp.WithObserver(rec2.observe), retryhttp.WithLogger(logger2))
-	body2 := newCountingBody(big)
-	resp, err = rt2.RoundTrip(newReq(t, http.MethodPut, s2.url, body2))
+	rt2 := testkit.NewRT(t, nil, retryhttp.WithObserver(rec2.observe), retryhttp.WithLogger(logger2))
+	body2 := testkit.NewCountingBody(big)
+	resp, err = rt2.RoundTrip(testkit.NewReq(t, http.MethodPut, s2.URL, body2))
 	require.NoError(t, err)
 	assert.Equal(t, 503, resp.StatusCode)
 	resp.Body.Close()
-	assert.Equal(t, int32(1), s2.requests.Load())
+	assert.Equal(t, int32(1), s2.Requests.Load())
 	assert.Equal(t, retryhttp.ReasonBody, rec2.last(t).Reason)
 	assert.Contains(t, logs2.String(), "passed the replay buffer of 65536 bytes")
 	assert.Contains(t, logs2.String(), "WithReplayBuffer")
-	requireClosedOnce(t, body2)
+	testkit.RequireClosedOnce(t, body2)
 }
 
 // MaxAttempts, the deadline, MaxRetryAfter and the budget still bound a
@@ -165,9 +166,9 @@ func TestAlwaysRetryStaysWithinThePolicy(t *testing.T) {
 	t.Run("MaxAttempts on a 200", func(t *testing.T) {
 		s, n := statusServer(t)
 		rec := &recorder{}
-		rt := newRT(t, nil, retryhttp.WithClassifier(always(retryhttp.Retry)), retryhttp.WithObserver(rec.observe),
+		rt := testkit.NewRT(t, nil, retryhttp.WithClassifier(always(retryhttp.Retry)), retryhttp.WithObserver(rec.observe),
 			retryhttp.WithPolicy(retryhttp.Policy{MaxAttempts: 4, BaseDelay: time.Millisecond, MaxDelay: time.Millisecond}))
-		resp, err := rt.RoundTrip(newReq(t, http.MethodGet, s.URL, nil))
+		resp, err := rt.RoundTrip(testkit.NewReq(t, http.MethodGet, s.URL, nil))
 		require.NoError(t, err)
 		b, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
@@ -184,9 +185,9 @@ func TestAlwaysRetryStaysWithinThePolicy(t *testing.T) {
 	t.Run("deadline", func(t *testing.T) {
 		s, n := statusServer(t)
 		rec := &recorder{}
-		rt := newRT(t, nil, retryhttp.WithClassifier(always(retryhttp.Retry)), retryhttp.WithObserver(rec.observe),
+		rt := testkit.NewRT(t, nil, retryhttp.WithClassifier(always(retryhttp.Retry)), retryhttp.WithObserver(rec.observe),
 			retryhttp.WithPolicy(retryhttp.Policy{MaxAttempts: 4, BaseDelay: 5 * time.Second, MaxDelay: 5 * time.Second, Jitter: retryhttp.NoJitter}))
-		req := newReq(t, http.MethodGet, s.URL, nil).WithContext(ctxTimeout(t, 500*time.Millisecond))
+		req := testkit.NewReq(t, http.MethodGet, s.URL, nil).WithContext(ctxTimeout(t, 500*time.Millisecond))
 		start := time.Now()
 		resp, err := rt.RoundTrip(req)
 		require.NoError(t, err)
@@ -196,19 +197,19 @@ func TestAlwaysRetryStaysWithinThePolicy(t *testing.T) {
 		assert.Equal(t, retryhttp.ReasonDeadline, rec.last(t).Reason)
 	})
 	t.Run("MaxRetryAfter", func(t *testing.T) {
-		s := newH1Server(t, func(n int, c *net.TCPConn, br *bufio.Reader, r *http.Request) bool {
-			writeResponse(c, 403, "Retry-After: 120\r\n", "slow down")
+		s := testkit.NewH1Server(t, func(n int, c *net.TCPConn, br *bufio.Reader, r *http.Request) bool {
+			testkit.WriteResponse(c, 403, "Retry-After: 120\r\n", "slow down")
 			return true
 		})
 		rec := &recorder{}
-		rt := newRT(t, nil, retryhttp.WithClassifier(always(retryhttp.Retry)), retryhttp.WithObserver(rec.observe))
+		rt := testkit.NewRT(t, nil, retryhttp.WithClassifier(always(retryhttp.Retry)), retryhttp.WithObserver(rec.observe))
 		start := time.Now()
-		resp, err := rt.RoundTrip(newReq(t, http.MethodGet, s.url, nil))
+		resp, err := rt.RoundTrip(testkit.NewReq(t, http.MethodGet, s.URL, nil))
 		require.NoError(t, err)
 		resp.Body.Close()
 		assert.Less(t, time.Since(start), time.Second)
 		assert.Equal(t, 403, resp.StatusCode)
-		assert.Equal(t, int32(1), s.requests.Load())
+		assert.Equal(t, int32(1), s.Requests.Load())
 		assert.Equal(t, retryhttp.ReasonRetryAfter, rec.last(t).Reason)
 	})
 	t.Run("budget", func(t *testing.T) {
@@ -216,9 +217,9 @@ func TestAlwaysRetryStaysWithinThePolicy(t *testing.T) {
 		require.NoError(t, err)
 		s, n := statusServer(t)
 		rec := &recorder{}
-		rt := newRT(t, nil, retryhttp.WithClassifier(always(retryhttp.Retry)), retryhttp.WithObserver(rec.observe),
+		rt := testkit.NewRT(t, nil, retryhttp.WithClassifier(always(retryhttp.Retry)), retryhttp.WithObserver(rec.observe),
 			retryhttp.WithBudget(b), retryhttp.WithPolicy(retryhttp.Policy{MaxAttempts: 10, BaseDelay: time.Millisecond, MaxDelay: time.Millisecond}))
-		resp, err := rt.RoundTrip(newReq(t, http.MethodGet, s.URL, nil))
+		resp, err := rt.RoundTrip(testkit.NewReq(t, http.MethodGet, s.URL, nil))
 		require.NoError(t, err)
 		resp.Body.Close()
 		assert.Equal(t, 2, n.get(), "one retry from a budget that holds one")
@@ -235,19 +236,19 @@ func TestClassifierRetryReasonsAreBoundedLabels(t *testing.T) {
 	codes := []int{200, 409, 999, -5, 0, 1 << 20}
 	var mu sync.Mutex
 	i := 0
-	base := rtFunc(func(r *http.Request) (*http.Response, error) {
+	base := testkit.RoundTripFunc(func(r *http.Request) (*http.Response, error) {
 		mu.Lock()
 		defer mu.Unlock()
 		i++
 		if i%2 == 0 {
-			return resp(200, "done"), nil
+			return testkit.Resp(200, "done"), nil
 		}
 		if i == 1 {
 			return nil, errors.New("some error the Transport never retries")
 		}
-		return resp(codes[(i/2-1)%len(codes)], "x"), nil
+		return testkit.Resp(codes[(i/2-1)%len(codes)], "x"), nil
 	})
-	rt := newRT(t, base, retryhttp.WithMetrics(m), retryhttp.WithClassifier(func(r *http.Request, resp *http.Response, err error) retryhttp.Decision {
+	rt := testkit.NewRT(t, base, retryhttp.WithMetrics(m), retryhttp.WithClassifier(func(r *http.Request, resp *http.Response, err error) retryhttp.Decision {
 		if resp != nil && resp.StatusCode == 200 && resp.Body != nil {
 			b, _ := retryhttp.PeekBody(resp, 16)
 			if string(b) == "done" {
@@ -257,7 +258,7 @@ func TestClassifierRetryReasonsAreBoundedLabels(t *testing.T) {
 		return retryhttp.Retry
 	}))
 	for range len(codes) + 1 {
-		resp, err := rt.RoundTrip(newReq(t, http.MethodGet, "http://example.invalid/", nil))
+		resp, err := rt.RoundTrip(testkit.NewReq(t, http.MethodGet, "http://example.invalid/", nil))
 		require.NoError(t, err)
 		resp.Body.Close()
 	}
@@ -288,8 +289,8 @@ func TestDoNotRetry(t *testing.T) {
 	}{{503, retryhttp.ReasonClassifier}, {200, ""}, {404, ""}, {429, retryhttp.ReasonClassifier}} {
 		s, n := statusServer(t, tc.code, tc.code, tc.code)
 		rec := &recorder{}
-		rt := newRT(t, nil, retryhttp.WithClassifier(always(retryhttp.DoNotRetry)), retryhttp.WithObserver(rec.observe))
-		resp, err := rt.RoundTrip(newReq(t, http.MethodGet, s.URL, nil))
+		rt := testkit.NewRT(t, nil, retryhttp.WithClassifier(always(retryhttp.DoNotRetry)), retryhttp.WithObserver(rec.observe))
+		resp, err := rt.RoundTrip(testkit.NewReq(t, http.MethodGet, s.URL, nil))
 		require.NoError(t, err)
 		resp.Body.Close()
 		assert.Equal(t, tc.code, resp.StatusCode)
@@ -297,30 +298,30 @@ func TestDoNotRetry(t *testing.T) {
 		assert.Equal(t, tc.reason, rec.last(t).Reason, "status %d", tc.code)
 	}
 	// An error.
-	s := newH1Server(t, func(n int, c *net.TCPConn, br *bufio.Reader, r *http.Request) bool {
-		reset(c)
+	s := testkit.NewH1Server(t, func(n int, c *net.TCPConn, br *bufio.Reader, r *http.Request) bool {
+		testkit.Reset(c)
 		return false
 	})
-	rt := newRT(t, nil, retryhttp.WithClassifier(always(retryhttp.DoNotRetry)))
-	_, err := rt.RoundTrip(newReq(t, http.MethodGet, s.url, nil))
+	rt := testkit.NewRT(t, nil, retryhttp.WithClassifier(always(retryhttp.DoNotRetry)))
+	_, err := rt.RoundTrip(testkit.NewReq(t, http.MethodGet, s.URL, nil))
 	var re *retryhttp.Error
 	require.ErrorAs(t, err, &re)
 	assert.Equal(t, retryhttp.ReasonClassifier, re.Reason)
 	assert.Equal(t, 1, re.Attempts)
-	assert.Equal(t, int32(1), s.requests.Load())
+	assert.Equal(t, int32(1), s.Requests.Load())
 }
 
 // A panic in a Classifier comes out of RoundTrip with its value.
 func TestClassifierPanicPropagates(t *testing.T) {
 	s, _ := statusServer(t)
 	type boom struct{ v int }
-	rt := newRT(t, nil, retryhttp.WithClassifier(func(*http.Request, *http.Response, error) retryhttp.Decision {
+	rt := testkit.NewRT(t, nil, retryhttp.WithClassifier(func(*http.Request, *http.Response, error) retryhttp.Decision {
 		panic(boom{42})
 	}))
 	var got any
 	func() {
 		defer func() { got = recover() }()
-		resp, _ := rt.RoundTrip(newReq(t, http.MethodGet, s.URL, nil))
+		resp, _ := rt.RoundTrip(testkit.NewReq(t, http.MethodGet, s.URL, nil))
 		if resp != nil {
 			resp.Body.Close()
 		}
@@ -334,17 +335,17 @@ func TestClassifierSeesTheRequestAsSent(t *testing.T) {
 	for _, timeout := range []time.Duration{0, time.Second} {
 		var mu sync.Mutex
 		var sent, seen []*http.Request
-		base := rtFunc(func(r *http.Request) (*http.Response, error) {
+		base := testkit.RoundTripFunc(func(r *http.Request) (*http.Response, error) {
 			mu.Lock()
 			defer mu.Unlock()
 			sent = append(sent, r)
 			if len(sent) < 3 {
-				return resp(503, ""), nil
+				return testkit.Resp(503, ""), nil
 			}
-			return resp(200, ""), nil
+			return testkit.Resp(200, ""), nil
 		})
 		var nums []int
-		rt := newRT(t, base, retryhttp.WithPolicy(retryhttp.Policy{MaxAttempts: 3, BaseDelay: time.Millisecond, MaxDelay: time.Millisecond, AttemptTimeout: timeout}),
+		rt := testkit.NewRT(t, base, retryhttp.WithPolicy(retryhttp.Policy{MaxAttempts: 3, BaseDelay: time.Millisecond, MaxDelay: time.Millisecond, AttemptTimeout: timeout}),
 			retryhttp.WithClassifier(func(r *http.Request, resp *http.Response, err error) retryhttp.Decision {
 				mu.Lock()
 				defer mu.Unlock()
@@ -374,7 +375,7 @@ func TestClassifierSeesTheRequestAsSent(t *testing.T) {
 // nothing, the Reason of a give-up included.
 func TestDefaultClassifierAloneChangesNothing(t *testing.T) {
 	// A TLS server the client does not trust: a permanent error.
-	s := newH2Server(t, firstThen(0, h2Action{}))
+	s := testkit.NewH2Server(t, testkit.FirstThen(0, testkit.H2Action{}))
 	untrusted := &http.Transport{TLSClientConfig: &tls.Config{}}
 	t.Cleanup(untrusted.CloseIdleConnections)
 
@@ -384,8 +385,8 @@ func TestDefaultClassifierAloneChangesNothing(t *testing.T) {
 		"DefaultClassifier": {retryhttp.WithClassifier(retryhttp.DefaultClassifier)},
 	} {
 		rec := &recorder{}
-		rt := newRT(t, untrusted, append(opts, retryhttp.WithObserver(rec.observe))...)
-		_, err := rt.RoundTrip(newReq(t, http.MethodGet, s.url, nil))
+		rt := testkit.NewRT(t, untrusted, append(opts, retryhttp.WithObserver(rec.observe))...)
+		_, err := rt.RoundTrip(testkit.NewReq(t, http.MethodGet, s.URL, nil))
 		require.Error(t, err)
 		var re *retryhttp.Error
 		require.ErrorAs(t, err, &re)

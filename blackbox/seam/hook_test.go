@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/retryhttp/retryhttp"
+	"github.com/retryhttp/retryhttp/blackbox/internal/testkit"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -51,7 +52,7 @@ func TestBeforeRetryChangesOnlyTheCopy(t *testing.T) {
 			var got []string
 			var hosts []string
 			n := 0
-			base := rtFunc(func(r *http.Request) (*http.Response, error) {
+			base := testkit.RoundTripFunc(func(r *http.Request) (*http.Response, error) {
 				mu.Lock()
 				defer mu.Unlock()
 				n++
@@ -63,9 +64,9 @@ func TestBeforeRetryChangesOnlyTheCopy(t *testing.T) {
 				got = append(got, r.Header.Get("Authorization")+"|"+r.URL.String()+"|"+r.Header.Get("X-Keep"))
 				hosts = append(hosts, r.Host)
 				if n < 3 {
-					return resp(503, ""), nil
+					return testkit.Resp(503, ""), nil
 				}
-				return resp(200, ""), nil
+				return testkit.Resp(200, ""), nil
 			})
 			var reported []time.Time
 			var waits []time.Duration
@@ -74,7 +75,7 @@ func TestBeforeRetryChangesOnlyTheCopy(t *testing.T) {
 			if kind == "timeout" {
 				policy.AttemptTimeout = time.Second
 			}
-			rt := newRT(t, base, retryhttp.WithPolicy(policy),
+			rt := testkit.NewRT(t, base, retryhttp.WithPolicy(policy),
 				retryhttp.WithObserver(func(a retryhttp.Attempt) {
 					reported = append(reported, time.Now())
 					waits = append(waits, a.Wait)
@@ -132,17 +133,17 @@ func TestBeforeRetryChangesOnlyTheCopy(t *testing.T) {
 // work, as on any other request.
 func TestBeforeRetryOnARequestWithANilHeader(t *testing.T) {
 	n := 0
-	base := rtFunc(func(r *http.Request) (*http.Response, error) {
+	base := testkit.RoundTripFunc(func(r *http.Request) (*http.Response, error) {
 		n++
 		if n == 1 {
-			return resp(401, ""), nil
+			return testkit.Resp(401, ""), nil
 		}
 		if r.Header.Get("Authorization") != "Bearer fresh" {
-			return resp(401, ""), nil
+			return testkit.Resp(401, ""), nil
 		}
-		return resp(200, ""), nil
+		return testkit.Resp(200, ""), nil
 	})
-	rt := newRT(t, base,
+	rt := testkit.NewRT(t, base,
 		retryhttp.WithClassifier(func(r *http.Request, resp *http.Response, err error) retryhttp.Decision {
 			if resp != nil && resp.StatusCode == 401 && retryhttp.AttemptFromContext(r.Context()) == 1 {
 				return retryhttp.Retry
@@ -176,19 +177,19 @@ func TestBeforeRetryErrorStops(t *testing.T) {
 	hookErr := errors.New("token refresh failed")
 	t.Run("GetBody", func(t *testing.T) {
 		var gets, closes atomic.Int32
-		base := rtFunc(func(r *http.Request) (*http.Response, error) {
+		base := testkit.RoundTripFunc(func(r *http.Request) (*http.Response, error) {
 			_, _ = io.Copy(io.Discard, r.Body)
 			r.Body.Close()
-			return resp(503, ""), nil
+			return testkit.Resp(503, ""), nil
 		})
 		budget, err := retryhttp.NewBudget(retryhttp.BudgetConfig{Ratio: 1e-9, MinPerSecond: 0.001}) // holds one retry
 		require.NoError(t, err)
 		rec := &recorder{}
-		rt := newRT(t, base, retryhttp.WithBudget(budget), retryhttp.WithObserver(rec.observe),
+		rt := testkit.NewRT(t, base, retryhttp.WithBudget(budget), retryhttp.WithObserver(rec.observe),
 			retryhttp.WithBeforeRetry(func(*http.Request, retryhttp.Attempt) error { return hookErr }))
 		for i := range 3 { // each would spend the one retry if the hook's failures were charged
 			req, _ := http.NewRequest(http.MethodPut, "http://x.invalid/", nil)
-			caller := newCountingBody([]byte("payload"))
+			caller := testkit.NewCountingBody([]byte("payload"))
 			req.Body = caller
 			req.GetBody = func() (io.ReadCloser, error) {
 				gets.Add(1)
@@ -201,7 +202,7 @@ func TestBeforeRetryErrorStops(t *testing.T) {
 			require.ErrorAs(t, err, &re)
 			assert.Equal(t, retryhttp.ReasonHook, re.Reason)
 			assert.Equal(t, 1, re.Attempts)
-			requireClosedOnce(t, caller)
+			testkit.RequireClosedOnce(t, caller)
 			assert.True(t, rec.last(t).Retry)
 		}
 		assert.Equal(t, gets.Load(), closes.Load(), "bodies made for retries that were not sent were left open")
@@ -211,20 +212,20 @@ func TestBeforeRetryErrorStops(t *testing.T) {
 		var bodies []io.ReadCloser
 		var respBodies []*closeTracker
 		var respCloses atomic.Int32
-		base := rtFunc(func(r *http.Request) (*http.Response, error) {
+		base := testkit.RoundTripFunc(func(r *http.Request) (*http.Response, error) {
 			_, _ = io.Copy(io.Discard, r.Body)
 			bodies = append(bodies, r.Body)
 			rb := &closeTracker{Reader: strings.NewReader("busy"), n: &respCloses}
 			respBodies = append(respBodies, rb)
-			rs := resp(503, "")
+			rs := testkit.Resp(503, "")
 			rs.Body = rb
 			return rs, nil
 		})
-		rt := newRT(t, base, retryhttp.WithBeforeRetry(func(*http.Request, retryhttp.Attempt) error { return hookErr }))
-		caller := newCountingBody([]byte("payload"))
-		_, err := rt.RoundTrip(newReq(t, http.MethodPut, "http://x.invalid/", caller))
+		rt := testkit.NewRT(t, base, retryhttp.WithBeforeRetry(func(*http.Request, retryhttp.Attempt) error { return hookErr }))
+		caller := testkit.NewCountingBody([]byte("payload"))
+		_, err := rt.RoundTrip(testkit.NewReq(t, http.MethodPut, "http://x.invalid/", caller))
 		require.ErrorIs(t, err, hookErr)
-		requireClosedOnce(t, caller)
+		testkit.RequireClosedOnce(t, caller)
 		assert.Equal(t, int32(1), respCloses.Load(), "the last response was not closed")
 	})
 }
@@ -241,17 +242,17 @@ func (c *closeTracker) Close() error { c.n.Add(1); return nil }
 func TestTokenRefreshOn401(t *testing.T) {
 	var n atomic.Int32
 	var refreshes atomic.Int32
-	s := newH1Server(t, func(i int, c *net.TCPConn, br *bufio.Reader, r *http.Request) bool {
+	s := testkit.NewH1Server(t, func(i int, c *net.TCPConn, br *bufio.Reader, r *http.Request) bool {
 		n.Add(1)
 		_, _ = io.Copy(io.Discard, r.Body)
 		if r.Header.Get("Authorization") != "Bearer new" {
-			writeResponse(c, 401, "", "expired")
+			testkit.WriteResponse(c, 401, "", "expired")
 			return true
 		}
-		writeResponse(c, 200, "", "hello")
+		testkit.WriteResponse(c, 200, "", "hello")
 		return true
 	})
-	rt := newRT(t, nil,
+	rt := testkit.NewRT(t, nil,
 		retryhttp.WithClassifier(func(r *http.Request, resp *http.Response, err error) retryhttp.Decision {
 			if resp != nil && resp.StatusCode == 401 && retryhttp.AttemptFromContext(r.Context()) == 1 {
 				return retryhttp.Retry
@@ -265,7 +266,7 @@ func TestTokenRefreshOn401(t *testing.T) {
 			}
 			return nil
 		}))
-	req, _ := http.NewRequest(http.MethodPut, s.url, strings.NewReader("data"))
+	req, _ := http.NewRequest(http.MethodPut, s.URL, strings.NewReader("data"))
 	req.Header.Set("Authorization", "Bearer old")
 	resp, err := rt.RoundTrip(req)
 	require.NoError(t, err)

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/retryhttp/retryhttp"
+	"github.com/retryhttp/retryhttp/blackbox/internal/testkit"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -26,7 +27,7 @@ func TestContextWithIdempotent(t *testing.T) {
 		for _, fault := range []string{"reset", "503", "timeout"} {
 			var mu sync.Mutex
 			var bodies [][]byte
-			s := newH1Server(t, func(n int, c *net.TCPConn, br *bufio.Reader, r *http.Request) bool {
+			s := testkit.NewH1Server(t, func(n int, c *net.TCPConn, br *bufio.Reader, r *http.Request) bool {
 				b, _ := io.ReadAll(r.Body)
 				mu.Lock()
 				bodies = append(bodies, b)
@@ -34,31 +35,31 @@ func TestContextWithIdempotent(t *testing.T) {
 				if n == 1 {
 					switch fault {
 					case "reset":
-						reset(c)
+						testkit.Reset(c)
 						return false
 					case "503":
-						writeResponse(c, 503, "", "")
+						testkit.WriteResponse(c, 503, "", "")
 						return true
 					case "timeout":
 						time.Sleep(400 * time.Millisecond)
 						return false
 					}
 				}
-				writeResponse(c, 200, "", "token")
+				testkit.WriteResponse(c, 200, "", "token")
 				return true
 			})
-			rt := newRT(t, nil, retryhttp.WithPolicy(retryhttp.Policy{MaxAttempts: 3, BaseDelay: time.Millisecond, MaxDelay: time.Millisecond, AttemptTimeout: 200 * time.Millisecond}))
+			rt := testkit.NewRT(t, nil, retryhttp.WithPolicy(retryhttp.Policy{MaxAttempts: 3, BaseDelay: time.Millisecond, MaxDelay: time.Millisecond, AttemptTimeout: 200 * time.Millisecond}))
 			ctx := ctxTimeout(t, 3*time.Second)
 			if marked {
 				ctx = retryhttp.ContextWithIdempotent(ctx)
 			}
-			body := newCountingBody(payload)
-			req := newReq(t, http.MethodPost, s.url, body).WithContext(ctx)
+			body := testkit.NewCountingBody(payload)
+			req := testkit.NewReq(t, http.MethodPost, s.URL, body).WithContext(ctx)
 			resp, err := rt.RoundTrip(req)
 			if resp != nil {
 				resp.Body.Close()
 			}
-			requireClosedOnce(t, body)
+			testkit.RequireClosedOnce(t, body)
 			mu.Lock()
 			got := len(bodies)
 			for _, b := range bodies {
@@ -80,13 +81,13 @@ func TestContextWithIdempotent(t *testing.T) {
 // resends a refused HTTP/2 stream by itself), as a PUT does.
 func TestContextWithIdempotentGivesTheBaseAGetBody(t *testing.T) {
 	var withGetBody atomic.Bool
-	base := rtFunc(func(r *http.Request) (*http.Response, error) {
+	base := testkit.RoundTripFunc(func(r *http.Request) (*http.Response, error) {
 		withGetBody.Store(r.GetBody != nil)
 		_, _ = io.Copy(io.Discard, r.Body)
-		return resp(200, ""), nil
+		return testkit.Resp(200, ""), nil
 	})
-	rt := newRT(t, base)
-	req := newReq(t, http.MethodPost, "http://x.invalid/", io.NopCloser(strings.NewReader("grant_type=client_credentials")))
+	rt := testkit.NewRT(t, base)
+	req := testkit.NewReq(t, http.MethodPost, "http://x.invalid/", io.NopCloser(strings.NewReader("grant_type=client_credentials")))
 	req = req.WithContext(retryhttp.ContextWithIdempotent(req.Context()))
 	resp, err := rt.RoundTrip(req)
 	require.NoError(t, err)

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/retryhttp/retryhttp"
+	"github.com/retryhttp/retryhttp/blackbox/internal/testkit"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -26,7 +27,7 @@ func TestObserversSeeEveryAttempt(t *testing.T) {
 	var mu sync.Mutex
 	var sent []*http.Request
 	codes := []int{503, 500, 200}
-	base := rtFunc(func(r *http.Request) (*http.Response, error) {
+	base := testkit.RoundTripFunc(func(r *http.Request) (*http.Response, error) {
 		time.Sleep(20 * time.Millisecond)
 		mu.Lock()
 		defer mu.Unlock()
@@ -34,13 +35,13 @@ func TestObserversSeeEveryAttempt(t *testing.T) {
 		if len(sent) == 2 {
 			return nil, &net.OpError{Op: "read", Net: "tcp", Err: syscall.ECONNRESET}
 		}
-		return resp(codes[len(sent)-1], "b"), nil
+		return testkit.Resp(codes[len(sent)-1], "b"), nil
 	})
 	var order []string
 	var gids []int
 	var returned atomic.Bool
 	a := &recorder{}
-	rt := newRT(t, base,
+	rt := testkit.NewRT(t, base,
 		retryhttp.WithPolicy(retryhttp.Policy{MaxAttempts: 3, BaseDelay: 30 * time.Millisecond, MaxDelay: 100 * time.Millisecond, Jitter: retryhttp.NoJitter}),
 		retryhttp.WithObserver(func(at retryhttp.Attempt) {
 			assert.False(t, returned.Load(), "an observer ran after RoundTrip returned")
@@ -103,14 +104,14 @@ func TestGiveUpReasons(t *testing.T) {
 		reportLast bool // the give-up is in the last Attempt (else: no Attempt after a Retry: true)
 		hasResp    bool
 	}
-	resp503 := rtFunc(func(r *http.Request) (*http.Response, error) { return resp(503, ""), nil })
+	resp503 := testkit.RoundTripFunc(func(r *http.Request) (*http.Response, error) { return testkit.Resp(503, ""), nil })
 	get := func() *http.Request { r, _ := http.NewRequest(http.MethodGet, "http://x.invalid/", nil); return r }
-	refused := rtFunc(func(r *http.Request) (*http.Response, error) {
+	refused := testkit.RoundTripFunc(func(r *http.Request) (*http.Response, error) {
 		return nil, &net.OpError{Op: "dial", Net: "tcp", Err: errors.New("connection refused")}
 	})
 	tight, _ := retryhttp.NewBudget(retryhttp.BudgetConfig{Ratio: 1e-9, MinPerSecond: 0.001})
 	// drain it
-	_, _ = newRT(t, resp503, retryhttp.WithBudget(tight)).RoundTrip(get())
+	_, _ = testkit.NewRT(t, resp503, retryhttp.WithBudget(tight)).RoundTrip(get())
 	hookErr := errors.New("no token")
 	cases := []tc{
 		{name: "exhausted", base: refused, req: get, reason: retryhttp.ReasonExhausted, reportLast: true},
@@ -119,32 +120,32 @@ func TestGiveUpReasons(t *testing.T) {
 			r, _ := http.NewRequest(http.MethodPost, "http://x.invalid/", nil)
 			return r
 		}, reason: retryhttp.ReasonMethod, reportLast: true, hasResp: true},
-		{name: "body", base: rtFunc(func(r *http.Request) (*http.Response, error) {
+		{name: "body", base: testkit.RoundTripFunc(func(r *http.Request) (*http.Response, error) {
 			_, _ = io.Copy(io.Discard, r.Body)
-			return resp(503, ""), nil
+			return testkit.Resp(503, ""), nil
 		}), req: func() *http.Request {
 			r, _ := http.NewRequest(http.MethodPut, "http://x.invalid/", nil)
 			r.Body = io.NopCloser(strings.NewReader(strings.Repeat("x", 100<<10)))
 			return r
 		}, reason: retryhttp.ReasonBody, reportLast: true, hasResp: true},
-		{name: "retry_after", base: rtFunc(func(r *http.Request) (*http.Response, error) {
-			rs := resp(503, "")
+		{name: "retry_after", base: testkit.RoundTripFunc(func(r *http.Request) (*http.Response, error) {
+			rs := testkit.Resp(503, "")
 			rs.Header.Set("Retry-After", "3600")
 			return rs, nil
 		}), req: get, reason: retryhttp.ReasonRetryAfter, reportLast: true, hasResp: true},
 		{name: "deadline/next wait", base: resp503, opts: []retryhttp.Option{retryhttp.WithPolicy(retryhttp.Policy{BaseDelay: time.Hour, MaxDelay: time.Hour, Jitter: retryhttp.NoJitter})},
 			req: func() *http.Request { return get().WithContext(ctxTimeout(t, time.Minute)) }, reason: retryhttp.ReasonDeadline, reportLast: true, hasResp: true},
-		{name: "deadline/passed", base: rtFunc(func(r *http.Request) (*http.Response, error) {
+		{name: "deadline/passed", base: testkit.RoundTripFunc(func(r *http.Request) (*http.Response, error) {
 			<-r.Context().Done()
 			return nil, r.Context().Err()
 		}), req: func() *http.Request { return get().WithContext(ctxTimeout(t, 30*time.Millisecond)) }, reason: retryhttp.ReasonDeadline, reportLast: true},
 		{name: "budget", base: resp503, opts: []retryhttp.Option{retryhttp.WithBudget(tight)}, req: get, reason: retryhttp.ReasonBudget, reportLast: true, hasResp: true},
-		{name: "permanent", base: rtFunc(func(r *http.Request) (*http.Response, error) {
+		{name: "permanent", base: testkit.RoundTripFunc(func(r *http.Request) (*http.Response, error) {
 			return nil, &tls.CertificateVerificationError{Err: errors.New("bad cert")}
 		}), req: get, reason: retryhttp.ReasonPermanent, reportLast: true},
 		{name: "classifier", base: resp503, opts: []retryhttp.Option{retryhttp.WithClassifier(always(retryhttp.DoNotRetry))}, req: get,
 			reason: retryhttp.ReasonClassifier, reportLast: true, hasResp: true},
-		{name: "canceled/in attempt", base: rtFunc(func(r *http.Request) (*http.Response, error) {
+		{name: "canceled/in attempt", base: testkit.RoundTripFunc(func(r *http.Request) (*http.Response, error) {
 			<-r.Context().Done()
 			return nil, r.Context().Err()
 		}), req: func() *http.Request {
@@ -165,7 +166,7 @@ func TestGiveUpReasons(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			rec := &recorder{}
 			logger, logs := newLogger()
-			rt := newRT(t, c.base, append(append([]retryhttp.Option{}, c.opts...), retryhttp.WithObserver(rec.observe), retryhttp.WithLogger(logger))...)
+			rt := testkit.NewRT(t, c.base, append(append([]retryhttp.Option{}, c.opts...), retryhttp.WithObserver(rec.observe), retryhttp.WithLogger(logger))...)
 			resp, err := rt.RoundTrip(c.req())
 			last := rec.last(t)
 			if c.reportLast {
@@ -196,17 +197,17 @@ func TestGiveUpReasons(t *testing.T) {
 // "Every give-up of a failed attempt states why ... in *Error's message
 // when there is no response": the message itself, not only the field.
 func TestErrorMessageSaysWhy(t *testing.T) {
-	perm := rtFunc(func(r *http.Request) (*http.Response, error) {
+	perm := testkit.RoundTripFunc(func(r *http.Request) (*http.Response, error) {
 		return nil, &tls.CertificateVerificationError{Err: errors.New("x509: certificate signed by unknown authority")}
 	})
-	_, err := newRT(t, perm).RoundTrip(newReq(t, http.MethodGet, "https://x.invalid/", nil))
+	_, err := testkit.NewRT(t, perm).RoundTrip(testkit.NewReq(t, http.MethodGet, "https://x.invalid/", nil))
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "not retried", "the message of a permanent give-up does not say why: %q", err.Error())
 
-	refused := rtFunc(func(r *http.Request) (*http.Response, error) {
+	refused := testkit.RoundTripFunc(func(r *http.Request) (*http.Response, error) {
 		return nil, &net.OpError{Op: "dial", Net: "tcp", Err: errors.New("connection refused")}
 	})
-	_, err = newRT(t, refused).RoundTrip(newReq(t, http.MethodGet, "https://x.invalid/", nil))
+	_, err = testkit.NewRT(t, refused).RoundTrip(testkit.NewReq(t, http.MethodGet, "https://x.invalid/", nil))
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "attempts the Policy allows", "the message of an exhausted give-up does not say why: %q", err.Error())
 }
@@ -217,22 +218,22 @@ func TestAttemptFromContext(t *testing.T) {
 	assert.Equal(t, 1, retryhttp.AttemptFromContext(context.Background()))
 	var mu sync.Mutex
 	var seen, hook []int
-	base := rtFunc(func(r *http.Request) (*http.Response, error) {
+	base := testkit.RoundTripFunc(func(r *http.Request) (*http.Response, error) {
 		mu.Lock()
 		defer mu.Unlock()
 		seen = append(seen, retryhttp.AttemptFromContext(r.Context()))
 		if len(seen) < 4 {
-			return resp(503, ""), nil
+			return testkit.Resp(503, ""), nil
 		}
-		return resp(200, ""), nil
+		return testkit.Resp(200, ""), nil
 	})
-	rt := newRT(t, base, retryhttp.WithPolicy(retryhttp.Policy{MaxAttempts: 4, BaseDelay: time.Millisecond, MaxDelay: time.Millisecond}),
+	rt := testkit.NewRT(t, base, retryhttp.WithPolicy(retryhttp.Policy{MaxAttempts: 4, BaseDelay: time.Millisecond, MaxDelay: time.Millisecond}),
 		retryhttp.WithBeforeRetry(func(next *http.Request, prev retryhttp.Attempt) error {
 			hook = append(hook, retryhttp.AttemptFromContext(next.Context()))
 			assert.Equal(t, prev.Number+1, retryhttp.AttemptFromContext(next.Context()))
 			return nil
 		}))
-	req := newReq(t, http.MethodGet, "http://x.invalid/", nil)
+	req := testkit.NewReq(t, http.MethodGet, "http://x.invalid/", nil)
 	resp, err := rt.RoundTrip(req)
 	require.NoError(t, err)
 	resp.Body.Close()
@@ -247,19 +248,19 @@ func TestAttemptFromContextOfNestedTransports(t *testing.T) {
 	var mu sync.Mutex
 	var seen []int
 	n := 0
-	base := rtFunc(func(r *http.Request) (*http.Response, error) {
+	base := testkit.RoundTripFunc(func(r *http.Request) (*http.Response, error) {
 		mu.Lock()
 		defer mu.Unlock()
 		n++
 		seen = append(seen, retryhttp.AttemptFromContext(r.Context()))
 		if n == 1 || n == 2 {
-			return resp(503, ""), nil
+			return testkit.Resp(503, ""), nil
 		}
-		return resp(200, ""), nil
+		return testkit.Resp(200, ""), nil
 	})
-	inner := newRT(t, base, retryhttp.WithPolicy(retryhttp.Policy{MaxAttempts: 2, BaseDelay: time.Millisecond, MaxDelay: time.Millisecond}))
-	outer := newRT(t, inner, retryhttp.WithPolicy(retryhttp.Policy{MaxAttempts: 2, BaseDelay: time.Millisecond, MaxDelay: time.Millisecond}))
-	resp, err := outer.RoundTrip(newReq(t, http.MethodGet, "http://x.invalid/", nil))
+	inner := testkit.NewRT(t, base, retryhttp.WithPolicy(retryhttp.Policy{MaxAttempts: 2, BaseDelay: time.Millisecond, MaxDelay: time.Millisecond}))
+	outer := testkit.NewRT(t, inner, retryhttp.WithPolicy(retryhttp.Policy{MaxAttempts: 2, BaseDelay: time.Millisecond, MaxDelay: time.Millisecond}))
+	resp, err := outer.RoundTrip(testkit.NewReq(t, http.MethodGet, "http://x.invalid/", nil))
 	require.NoError(t, err)
 	resp.Body.Close()
 	t.Logf("attempt numbers the base saw: %v (inner attempts 1,2 then outer retry -> inner attempt 1)", seen)

@@ -18,6 +18,7 @@ import (
 
 	"github.com/hashicorp/go-cleanhttp"
 	"github.com/retryhttp/retryhttp"
+	"github.com/retryhttp/retryhttp/blackbox/internal/testkit"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -29,7 +30,7 @@ func TestHungFirstAttemptIsRetriedWithinTheDeadline(t *testing.T) {
 	for _, proto := range []string{"h1", "h2"} {
 		t.Run(proto, func(t *testing.T) {
 			time.Sleep(50 * time.Millisecond)
-			before := settleGoroutines(0, 200*time.Millisecond)
+			before := testkit.SettleGoroutines(0, 200*time.Millisecond)
 			func() {
 				var n atomic.Int32
 				release := make(chan struct{})
@@ -80,8 +81,8 @@ func TestHungFirstAttemptIsRetriedWithinTheDeadline(t *testing.T) {
 					assert.Equal(t, 2, resp.ProtoMajor)
 				}
 			}()
-			after := settleGoroutines(before, 2*time.Second)
-			assert.LessOrEqual(t, after, before, goroutineDump())
+			after := testkit.SettleGoroutines(before, 2*time.Second)
+			assert.LessOrEqual(t, after, before, testkit.GoroutineDump())
 		})
 	}
 }
@@ -139,7 +140,7 @@ func TestAttemptTimeoutNeverCutsASlowBody(t *testing.T) {
 // A 101 Switching Protocols body stays an io.ReadWriteCloser, and is not
 // cut when AttemptTimeout passes while the connection is in use.
 func TestAttemptTimeoutKeeps101BodiesWritableAndAlive(t *testing.T) {
-	s := newH1Server(t, func(n int, c *net.TCPConn, br *bufio.Reader, r *http.Request) bool {
+	s := testkit.NewH1Server(t, func(n int, c *net.TCPConn, br *bufio.Reader, r *http.Request) bool {
 		_, _ = io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
 		// echo lines
 		for {
@@ -156,8 +157,8 @@ func TestAttemptTimeoutKeeps101BodiesWritableAndAlive(t *testing.T) {
 		nil,
 		{retryhttp.WithObserver(func(retryhttp.Attempt) {})},
 	} {
-		rt := newRT(t, nil, append(opts, retryhttp.WithPolicy(retryhttp.Policy{AttemptTimeout: 100 * time.Millisecond}))...)
-		req := newReq(t, http.MethodGet, s.url, nil)
+		rt := testkit.NewRT(t, nil, append(opts, retryhttp.WithPolicy(retryhttp.Policy{AttemptTimeout: 100 * time.Millisecond}))...)
+		req := testkit.NewReq(t, http.MethodGet, s.URL, nil)
 		req.Header.Set("Connection", "Upgrade")
 		req.Header.Set("Upgrade", "echo")
 		resp, err := rt.RoundTrip(req)
@@ -180,13 +181,13 @@ func TestAttemptTimeoutKeeps101BodiesWritableAndAlive(t *testing.T) {
 
 // The earlier of AttemptTimeout and the context's deadline bounds an attempt.
 func TestTheEarlierOfAttemptTimeoutAndTheDeadlineBounds(t *testing.T) {
-	hang := newH1Server(t, func(n int, c *net.TCPConn, br *bufio.Reader, r *http.Request) bool {
+	hang := testkit.NewH1Server(t, func(n int, c *net.TCPConn, br *bufio.Reader, r *http.Request) bool {
 		time.Sleep(3 * time.Second)
 		return false
 	})
 	t.Run("deadline first", func(t *testing.T) {
-		rt := newRT(t, nil, retryhttp.WithPolicy(retryhttp.Policy{AttemptTimeout: 2 * time.Second}))
-		req := newReq(t, http.MethodGet, hang.url, nil).WithContext(ctxTimeout(t, 150*time.Millisecond))
+		rt := testkit.NewRT(t, nil, retryhttp.WithPolicy(retryhttp.Policy{AttemptTimeout: 2 * time.Second}))
+		req := testkit.NewReq(t, http.MethodGet, hang.URL, nil).WithContext(ctxTimeout(t, 150*time.Millisecond))
 		start := time.Now()
 		_, err := rt.RoundTrip(req)
 		took := time.Since(start)
@@ -197,9 +198,9 @@ func TestTheEarlierOfAttemptTimeoutAndTheDeadlineBounds(t *testing.T) {
 	})
 	t.Run("AttemptTimeout first", func(t *testing.T) {
 		rec := &recorder{}
-		rt := newRT(t, nil, retryhttp.WithPolicy(retryhttp.Policy{MaxAttempts: 2, AttemptTimeout: 100 * time.Millisecond, BaseDelay: time.Millisecond, MaxDelay: time.Millisecond}),
+		rt := testkit.NewRT(t, nil, retryhttp.WithPolicy(retryhttp.Policy{MaxAttempts: 2, AttemptTimeout: 100 * time.Millisecond, BaseDelay: time.Millisecond, MaxDelay: time.Millisecond}),
 			retryhttp.WithObserver(rec.observe))
-		req := newReq(t, http.MethodGet, hang.url, nil).WithContext(ctxTimeout(t, 2*time.Second))
+		req := testkit.NewReq(t, http.MethodGet, hang.URL, nil).WithContext(ctxTimeout(t, 2*time.Second))
 		start := time.Now()
 		_, err := rt.RoundTrip(req)
 		took := time.Since(start)
@@ -223,38 +224,38 @@ func TestTheEarlierOfAttemptTimeoutAndTheDeadlineBounds(t *testing.T) {
 func TestPOSTAfterATimeoutIsResentOnlyIfNeverConnected(t *testing.T) {
 	t.Run("server saw it", func(t *testing.T) {
 		for _, withBody := range []string{"none", "GetBody", "stream"} {
-			s := newH1Server(t, func(n int, c *net.TCPConn, br *bufio.Reader, r *http.Request) bool {
+			s := testkit.NewH1Server(t, func(n int, c *net.TCPConn, br *bufio.Reader, r *http.Request) bool {
 				_, _ = io.Copy(io.Discard, r.Body)
 				time.Sleep(time.Second)
 				return false
 			})
 			rec := &recorder{}
-			rt := newRT(t, nil, retryhttp.WithPolicy(retryhttp.Policy{MaxAttempts: 3, AttemptTimeout: 100 * time.Millisecond, BaseDelay: time.Millisecond, MaxDelay: time.Millisecond}),
+			rt := testkit.NewRT(t, nil, retryhttp.WithPolicy(retryhttp.Policy{MaxAttempts: 3, AttemptTimeout: 100 * time.Millisecond, BaseDelay: time.Millisecond, MaxDelay: time.Millisecond}),
 				retryhttp.WithClassifier(always(retryhttp.Retry)), retryhttp.WithObserver(rec.observe))
 			var req *http.Request
 			switch withBody {
 			case "none":
-				req = newReq(t, http.MethodPost, s.url, nil)
+				req = testkit.NewReq(t, http.MethodPost, s.URL, nil)
 			case "GetBody":
-				req, _ = http.NewRequest(http.MethodPost, s.url, strings.NewReader("pay"))
+				req, _ = http.NewRequest(http.MethodPost, s.URL, strings.NewReader("pay"))
 			case "stream":
-				req = newReq(t, http.MethodPost, s.url, newCountingBody([]byte("pay")))
+				req = testkit.NewReq(t, http.MethodPost, s.URL, testkit.NewCountingBody([]byte("pay")))
 			}
 			_, err := rt.RoundTrip(req)
 			require.Error(t, err)
 			assert.ErrorIs(t, err, retryhttp.ErrAttemptTimeout)
-			assert.Equal(t, int32(1), s.requests.Load(), withBody)
+			assert.Equal(t, int32(1), s.Requests.Load(), withBody)
 			assert.Equal(t, retryhttp.ReasonMethod, rec.last(t).Reason, withBody)
 		}
 	})
 	t.Run("HTTP/2 server saw it", func(t *testing.T) {
-		s := newH2Server(t, firstThen(10, h2Action{kind: h2Silent}))
-		rt := newRT(t, s.client, retryhttp.WithPolicy(retryhttp.Policy{MaxAttempts: 3, AttemptTimeout: 100 * time.Millisecond, BaseDelay: time.Millisecond, MaxDelay: time.Millisecond}),
+		s := testkit.NewH2Server(t, testkit.FirstThen(10, testkit.H2Action{Kind: testkit.H2Silent}))
+		rt := testkit.NewRT(t, s.Client, retryhttp.WithPolicy(retryhttp.Policy{MaxAttempts: 3, AttemptTimeout: 100 * time.Millisecond, BaseDelay: time.Millisecond, MaxDelay: time.Millisecond}),
 			retryhttp.WithClassifier(always(retryhttp.Retry)))
-		req, _ := http.NewRequest(http.MethodPost, s.url, strings.NewReader("pay"))
+		req, _ := http.NewRequest(http.MethodPost, s.URL, strings.NewReader("pay"))
 		_, err := rt.RoundTrip(req)
 		require.ErrorIs(t, err, retryhttp.ErrAttemptTimeout)
-		heads, _, _ := s.stats()
+		heads, _, _ := s.Stats()
 		assert.Equal(t, 1, heads)
 	})
 	t.Run("never connected", func(t *testing.T) {
@@ -270,15 +271,15 @@ func TestPOSTAfterATimeoutIsResentOnlyIfNeverConnected(t *testing.T) {
 			}
 			return d.DialContext(ctx, network, addr)
 		}
-		rt := newRT(t, base, retryhttp.WithPolicy(retryhttp.Policy{MaxAttempts: 3, AttemptTimeout: 150 * time.Millisecond, BaseDelay: time.Millisecond, MaxDelay: time.Millisecond}))
-		body := newCountingBody([]byte("pay"))
-		req := newReq(t, http.MethodPost, srv.URL, body).WithContext(ctxTimeout(t, 2*time.Second))
+		rt := testkit.NewRT(t, base, retryhttp.WithPolicy(retryhttp.Policy{MaxAttempts: 3, AttemptTimeout: 150 * time.Millisecond, BaseDelay: time.Millisecond, MaxDelay: time.Millisecond}))
+		body := testkit.NewCountingBody([]byte("pay"))
+		req := testkit.NewReq(t, http.MethodPost, srv.URL, body).WithContext(ctxTimeout(t, 2*time.Second))
 		resp, err := rt.RoundTrip(req)
 		require.NoError(t, err)
 		resp.Body.Close()
 		assert.Equal(t, 200, resp.StatusCode)
 		assert.Equal(t, 1, n.get())
-		requireClosedOnce(t, body)
+		testkit.RequireClosedOnce(t, body)
 	})
 }
 
@@ -288,17 +289,17 @@ func TestPOSTAfterATimeoutIsResentOnlyIfNeverConnected(t *testing.T) {
 // AttemptTimeout, was seen by the server: it must not be sent again.
 func TestPOSTTimeoutThroughABaseWithoutHTTPTraceIsNotResent(t *testing.T) {
 	var delivered atomic.Int32
-	base := rtFunc(func(r *http.Request) (*http.Response, error) {
+	base := testkit.RoundTripFunc(func(r *http.Request) (*http.Response, error) {
 		delivered.Add(1) // the server has the request now
 		select {
 		case <-time.After(time.Second): // and takes its time to answer
-			return resp(200, "created"), nil
+			return testkit.Resp(200, "created"), nil
 		case <-r.Context().Done():
 			return nil, r.Context().Err()
 		}
 	})
-	rt := newRT(t, base, retryhttp.WithPolicy(retryhttp.Policy{MaxAttempts: 3, AttemptTimeout: 100 * time.Millisecond, BaseDelay: time.Millisecond, MaxDelay: time.Millisecond}))
-	req := newReq(t, http.MethodPost, "http://payments.invalid/charge", nil)
+	rt := testkit.NewRT(t, base, retryhttp.WithPolicy(retryhttp.Policy{MaxAttempts: 3, AttemptTimeout: 100 * time.Millisecond, BaseDelay: time.Millisecond, MaxDelay: time.Millisecond}))
+	req := testkit.NewReq(t, http.MethodPost, "http://payments.invalid/charge", nil)
 	_, err := rt.RoundTrip(req)
 	require.Error(t, err)
 	assert.Equal(t, int32(1), delivered.Load(), "a POST the base delivered was sent again after an attempt timeout: %v", err)
@@ -313,14 +314,14 @@ func TestNegativeAttemptTimeoutIsAPolicyError(t *testing.T) {
 	assert.Equal(t, "AttemptTimeout", pe.Field)
 
 	var calls atomic.Int32
-	base := rtFunc(func(r *http.Request) (*http.Response, error) { calls.Add(1); return resp(200, ""), nil })
-	body := newCountingBody([]byte("x"))
-	_, err := retryhttp.New(base, retryhttp.WithPolicy(p)).RoundTrip(newReq(t, http.MethodPut, "http://x.invalid/", body))
+	base := testkit.RoundTripFunc(func(r *http.Request) (*http.Response, error) { calls.Add(1); return testkit.Resp(200, ""), nil })
+	body := testkit.NewCountingBody([]byte("x"))
+	_, err := retryhttp.New(base, retryhttp.WithPolicy(p)).RoundTrip(testkit.NewReq(t, http.MethodPut, "http://x.invalid/", body))
 	require.ErrorAs(t, err, &pe)
 	assert.Equal(t, "AttemptTimeout", pe.Field)
-	assert.Equal(t, int32(1), body.closes.Load())
+	assert.Equal(t, int32(1), body.Closes.Load())
 
-	req := newReq(t, http.MethodGet, "http://x.invalid/", nil)
+	req := testkit.NewReq(t, http.MethodGet, "http://x.invalid/", nil)
 	req = req.WithContext(retryhttp.ContextWithPolicy(req.Context(), p))
 	_, err = retryhttp.New(base).RoundTrip(req)
 	require.ErrorAs(t, err, &pe)
@@ -334,14 +335,14 @@ func TestAttemptContextIsReleasedWithTheBody(t *testing.T) {
 	var mu sync.Mutex
 	var ctxs []context.Context
 	codes := []int{503, 200}
-	base := rtFunc(func(r *http.Request) (*http.Response, error) {
+	base := testkit.RoundTripFunc(func(r *http.Request) (*http.Response, error) {
 		mu.Lock()
 		defer mu.Unlock()
 		ctxs = append(ctxs, r.Context())
-		return resp(codes[len(ctxs)-1], "body"), nil
+		return testkit.Resp(codes[len(ctxs)-1], "body"), nil
 	})
-	rt := newRT(t, base, retryhttp.WithPolicy(retryhttp.Policy{AttemptTimeout: 50 * time.Millisecond, BaseDelay: time.Millisecond, MaxDelay: time.Millisecond}))
-	resp, err := rt.RoundTrip(newReq(t, http.MethodGet, "http://x.invalid/", nil))
+	rt := testkit.NewRT(t, base, retryhttp.WithPolicy(retryhttp.Policy{AttemptTimeout: 50 * time.Millisecond, BaseDelay: time.Millisecond, MaxDelay: time.Millisecond}))
+	resp, err := rt.RoundTrip(testkit.NewReq(t, http.MethodGet, "http://x.invalid/", nil))
 	require.NoError(t, err)
 	require.Len(t, ctxs, 2)
 	assert.Error(t, ctxs[0].Err(), "the discarded attempt's context is still live")
@@ -358,7 +359,7 @@ func TestAttemptContextIsReleasedWithTheBody(t *testing.T) {
 // canceled): nothing is left behind.
 func TestAttemptTimeoutLeavesNoGoroutine(t *testing.T) {
 	time.Sleep(50 * time.Millisecond)
-	before := settleGoroutines(0, 200*time.Millisecond)
+	before := testkit.SettleGoroutines(0, 200*time.Millisecond)
 	func() {
 		var n atomic.Int32
 		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -403,8 +404,8 @@ func TestAttemptTimeoutLeavesNoGoroutine(t *testing.T) {
 		wg.Wait()
 	}()
 	runtime.GC()
-	after := settleGoroutines(before, 3*time.Second)
-	assert.LessOrEqual(t, after, before, goroutineDump())
+	after := testkit.SettleGoroutines(before, 3*time.Second)
+	assert.LessOrEqual(t, after, before, testkit.GoroutineDump())
 }
 
 // customCtx hides the standard library's context type, as a tracing or
@@ -415,12 +416,12 @@ func (c customCtx) Done() <-chan struct{} { return c.Context.Done() }
 
 // errors.Is(err, ErrAttemptTimeout) holds through an http.Client too.
 func TestAttemptTimeoutThroughAClient(t *testing.T) {
-	hang := newH1Server(t, func(n int, c *net.TCPConn, br *bufio.Reader, r *http.Request) bool {
+	hang := testkit.NewH1Server(t, func(n int, c *net.TCPConn, br *bufio.Reader, r *http.Request) bool {
 		time.Sleep(time.Second)
 		return false
 	})
-	client := &http.Client{Transport: newRT(t, nil, retryhttp.WithPolicy(retryhttp.Policy{MaxAttempts: 1, AttemptTimeout: 100 * time.Millisecond}))}
-	_, err := client.Get(hang.url)
+	client := &http.Client{Transport: testkit.NewRT(t, nil, retryhttp.WithPolicy(retryhttp.Policy{MaxAttempts: 1, AttemptTimeout: 100 * time.Millisecond}))}
+	_, err := client.Get(hang.URL)
 	require.Error(t, err)
 	assert.True(t, errors.Is(err, retryhttp.ErrAttemptTimeout), "%v", err)
 }

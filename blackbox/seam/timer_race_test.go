@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/retryhttp/retryhttp"
+	"github.com/retryhttp/retryhttp/blackbox/internal/testkit"
 	"github.com/stretchr/testify/assert"
 )
 
@@ -24,7 +25,7 @@ func TestResponseBeforeTheTimeoutIsNotDiscarded(t *testing.T) {
 	var conclusive, lost int
 	const d = 2 * time.Millisecond
 	for range 500 {
-		base := rtFunc(func(r *http.Request) (*http.Response, error) {
+		base := testkit.RoundTripFunc(func(r *http.Request) (*http.Response, error) {
 			// Spin up to shortly before the timeout.
 			deadline := time.Now().Add(d - 300*time.Microsecond)
 			for time.Now().Before(deadline) {
@@ -32,11 +33,11 @@ func TestResponseBeforeTheTimeoutIsNotDiscarded(t *testing.T) {
 			if r.Context().Err() != nil {
 				return nil, r.Context().Err()
 			}
-			return resp(200, ""), nil
+			return testkit.Resp(200, ""), nil
 		})
-		rt := newRT(t, base, retryhttp.WithPolicy(retryhttp.Policy{MaxAttempts: 1, AttemptTimeout: d}))
+		rt := testkit.NewRT(t, base, retryhttp.WithPolicy(retryhttp.Policy{MaxAttempts: 1, AttemptTimeout: d}))
 		start := time.Now()
-		resp, err := rt.RoundTrip(newReq(t, http.MethodPost, "http://x.invalid/", nil))
+		resp, err := rt.RoundTrip(testkit.NewReq(t, http.MethodPost, "http://x.invalid/", nil))
 		if took := time.Since(start); took < d {
 			conclusive++
 			if err != nil {

@@ -1,8 +1,8 @@
-package blackbox_test
-
-// Shared helpers for the hostile review of issue 10's hardening: loopback
-// servers that misbehave on demand (raw HTTP/1 over TCP, raw HTTP/2 frames
-// over TLS), bodies that count their Close calls, and misbehaving bases.
+// Package testkit holds what the black-box suites under blackbox/ share:
+// loopback servers that misbehave on demand (raw HTTP/1 over TCP, raw
+// HTTP/2 frames over TLS), bodies that count their Close calls, fake bases,
+// and a goroutine settle for leak checks. Tests only.
+package testkit
 
 import (
 	"bufio"
@@ -28,57 +28,57 @@ import (
 )
 
 // fast is a policy that retries quickly, so tests need no fake clock.
-var fast = retryhttp.Policy{MaxAttempts: 3, BaseDelay: time.Millisecond, MaxDelay: 5 * time.Millisecond}
+var Fast = retryhttp.Policy{MaxAttempts: 3, BaseDelay: time.Millisecond, MaxDelay: 5 * time.Millisecond}
 
 // newRT returns a Transport over a fresh pooled transport with fast retries
 // and no budget, unless opts say otherwise.
-func newRT(t *testing.T, base http.RoundTripper, opts ...retryhttp.Option) *retryhttp.Transport {
+func NewRT(t *testing.T, base http.RoundTripper, opts ...retryhttp.Option) *retryhttp.Transport {
 	t.Helper()
 	if base == nil {
 		b := cleanhttp.DefaultPooledTransport()
 		t.Cleanup(b.CloseIdleConnections)
 		base = b
 	}
-	all := append([]retryhttp.Option{retryhttp.WithPolicy(fast), retryhttp.WithBudget(nil)}, opts...)
+	all := append([]retryhttp.Option{retryhttp.WithPolicy(Fast), retryhttp.WithBudget(nil)}, opts...)
 	return retryhttp.New(base, all...)
 }
 
 // countingBody is a request body without GetBody that counts Close calls
 // (and any Read after Close).
-type countingBody struct {
+type CountingBody struct {
 	r          io.Reader
-	closes     atomic.Int32
+	Closes     atomic.Int32
 	readsAfter atomic.Int32
 }
 
-func newCountingBody(b []byte) *countingBody { return &countingBody{r: bytes.NewReader(b)} }
+func NewCountingBody(b []byte) *CountingBody { return &CountingBody{r: bytes.NewReader(b)} }
 
-func (c *countingBody) Read(p []byte) (int, error) {
-	if c.closes.Load() > 0 {
+func (c *CountingBody) Read(p []byte) (int, error) {
+	if c.Closes.Load() > 0 {
 		c.readsAfter.Add(1)
 	}
 	return c.r.Read(p)
 }
 
-func (c *countingBody) Close() error {
-	c.closes.Add(1)
+func (c *CountingBody) Close() error {
+	c.Closes.Add(1)
 	return nil
 }
 
 // requireClosedOnce waits up to a second for the body to be closed, then
 // checks that it stays closed exactly once.
-func requireClosedOnce(t *testing.T, c *countingBody) {
+func RequireClosedOnce(t *testing.T, c *CountingBody) {
 	t.Helper()
 	deadline := time.Now().Add(time.Second)
-	for c.closes.Load() == 0 && time.Now().Before(deadline) {
+	for c.Closes.Load() == 0 && time.Now().Before(deadline) {
 		time.Sleep(2 * time.Millisecond)
 	}
 	time.Sleep(50 * time.Millisecond)
-	require.Equal(t, int32(1), c.closes.Load(), "the caller's body must be closed exactly once")
+	require.Equal(t, int32(1), c.Closes.Load(), "the caller's body must be closed exactly once")
 }
 
 // req builds a request whose body (if any) has no GetBody.
-func newReq(t *testing.T, method, url string, body io.ReadCloser) *http.Request {
+func NewReq(t *testing.T, method, url string, body io.ReadCloser) *http.Request {
 	t.Helper()
 	r, err := http.NewRequest(method, url, nil)
 	require.NoError(t, err)
@@ -88,12 +88,12 @@ func newReq(t *testing.T, method, url string, body io.ReadCloser) *http.Request 
 	return r
 }
 
-type rtFunc func(*http.Request) (*http.Response, error)
+type RoundTripFunc func(*http.Request) (*http.Response, error)
 
-func (f rtFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+func (f RoundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
 
 // resp makes a response for a fake base.
-func resp(code int, body string) *http.Response {
+func Resp(code int, body string) *http.Response {
 	return &http.Response{StatusCode: code, Header: http.Header{}, Body: io.NopCloser(strings.NewReader(body)),
 		Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1}
 }
@@ -104,22 +104,22 @@ func resp(code int, body string) *http.Response {
 // h1Server accepts TCP connections and hands each request (request line and
 // headers read, body not read) to handle, which does what it wants with the
 // connection. It counts the requests whose head reached it.
-type h1Server struct {
+type H1Server struct {
 	ln       net.Listener
-	url      string
-	requests atomic.Int32
-	conns    atomic.Int32
+	URL      string
+	Requests atomic.Int32
+	Conns    atomic.Int32
 	handle   func(n int, c *net.TCPConn, br *bufio.Reader, r *http.Request) (keepAlive bool)
 	wg       sync.WaitGroup
 	mu       sync.Mutex
 	open     map[net.Conn]bool
 }
 
-func newH1Server(t *testing.T, handle func(n int, c *net.TCPConn, br *bufio.Reader, r *http.Request) bool) *h1Server {
+func NewH1Server(t *testing.T, handle func(n int, c *net.TCPConn, br *bufio.Reader, r *http.Request) bool) *H1Server {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
-	s := &h1Server{ln: ln, url: "http://" + ln.Addr().String() + "/", handle: handle, open: map[net.Conn]bool{}}
+	s := &H1Server{ln: ln, URL: "http://" + ln.Addr().String() + "/", handle: handle, open: map[net.Conn]bool{}}
 	t.Cleanup(func() {
 		ln.Close()
 		s.mu.Lock()
@@ -137,7 +137,7 @@ func newH1Server(t *testing.T, handle func(n int, c *net.TCPConn, br *bufio.Read
 			if err != nil {
 				return
 			}
-			s.conns.Add(1)
+			s.Conns.Add(1)
 			s.mu.Lock()
 			s.open[c] = true
 			s.mu.Unlock()
@@ -157,7 +157,7 @@ func newH1Server(t *testing.T, handle func(n int, c *net.TCPConn, br *bufio.Read
 					if err != nil {
 						return
 					}
-					n := int(s.requests.Add(1))
+					n := int(s.Requests.Add(1))
 					if !s.handle(n, c.(*net.TCPConn), br, r) {
 						return
 					}
@@ -169,12 +169,12 @@ func newH1Server(t *testing.T, handle func(n int, c *net.TCPConn, br *bufio.Read
 }
 
 // reset closes c with an RST.
-func reset(c *net.TCPConn) {
+func Reset(c *net.TCPConn) {
 	_ = c.SetLinger(0)
 	_ = c.Close()
 }
 
-func writeResponse(c net.Conn, code int, headers string, body string) {
+func WriteResponse(c net.Conn, code int, headers string, body string) {
 	fmt.Fprintf(c, "HTTP/1.1 %d %s\r\nContent-Length: %d\r\n%s\r\n%s", code, http.StatusText(code), len(body), headers, body)
 }
 
@@ -183,44 +183,44 @@ func writeResponse(c net.Conn, code int, headers string, body string) {
 // when a request's HEADERS arrive (before its body) or when it is complete,
 // and counts both.
 
-type h2Kind int
+type H2Kind int
 
 const (
-	h2Respond          h2Kind = iota // HEADERS with :status, END_STREAM
-	h2Reset                          // RST_STREAM with code
-	h2GoAway                         // GOAWAY with lastStream(stream), code; then close
-	h2GoAwayKeep                     // GOAWAY with lastStream(stream), code; keep the connection open, never answer
-	h2Close                          // close the TCP connection, no frame
-	h2RST                            // close the TCP connection with an RST
-	h2Silent                         // do nothing (let the client time out)
-	h2RespondThenReset               // HEADERS :status (no END_STREAM), then RST_STREAM code
+	H2Respond          H2Kind = iota // HEADERS with :status, END_STREAM
+	H2Reset                          // RST_STREAM with code
+	H2GoAway                         // GOAWAY with lastStream(stream), code; then close
+	H2GoAwayKeep                     // GOAWAY with lastStream(stream), code; keep the connection open, never answer
+	H2Close                          // close the TCP connection, no frame
+	H2RST                            // close the TCP connection with an RST
+	H2Silent                         // do nothing (let the client time out)
+	H2RespondThenReset               // HEADERS :status (no END_STREAM), then RST_STREAM code
 )
 
-type h2Action struct {
-	kind       h2Kind
-	early      bool // act on HEADERS, before the body
-	status     int
-	code       uint32
-	lastStream func(stream uint32) uint32
+type H2Action struct {
+	Kind       H2Kind
+	Early      bool // act on HEADERS, before the body
+	Status     int
+	Code       uint32
+	LastStream func(stream uint32) uint32
 }
 
-type h2Server struct {
+type H2Server struct {
 	ln     net.Listener // guarded by mu
 	cfg    *tls.Config
-	url    string
-	client *http.Transport
-	decide func(n int) h2Action
+	URL    string
+	Client *http.Transport
+	decide func(n int) H2Action
 	after  func(n int) // called after the server acted on request n (optional)
 
 	mu       sync.Mutex
 	heads    int // HEADERS frames (requests that reached the server)
 	complete int // requests received whole
-	conns    int
+	Conns    int
 	open     map[net.Conn]bool
 	wg       sync.WaitGroup
 }
 
-func newH2Server(t *testing.T, decide func(n int) h2Action, after ...func(n int)) *h2Server {
+func NewH2Server(t *testing.T, decide func(n int) H2Action, after ...func(n int)) *H2Server {
 	t.Helper()
 	cert := httptest.NewUnstartedServer(nil)
 	cert.EnableHTTP2 = true
@@ -230,7 +230,7 @@ func newH2Server(t *testing.T, decide func(n int) h2Action, after ...func(n int)
 	cfg := &tls.Config{Certificates: cert.TLS.Certificates, NextProtos: []string{"h2"}}
 	ln, err := tls.Listen("tcp", "127.0.0.1:0", cfg)
 	require.NoError(t, err)
-	s := &h2Server{ln: ln, cfg: cfg, url: "https://" + ln.Addr().String() + "/", client: client, decide: decide}
+	s := &H2Server{ln: ln, cfg: cfg, URL: "https://" + ln.Addr().String() + "/", Client: client, decide: decide}
 	if len(after) > 0 {
 		s.after = after[0]
 	}
@@ -254,13 +254,13 @@ func newH2Server(t *testing.T, decide func(n int) h2Action, after ...func(n int)
 
 // down closes the listener (connections already open stay), so that new
 // dials are refused; up listens again on the same address.
-func (s *h2Server) down() {
+func (s *H2Server) Down() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.ln.Close()
 }
 
-func (s *h2Server) up() error {
+func (s *H2Server) Up() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	ln, err := tls.Listen("tcp", s.ln.Addr().String(), s.cfg)
@@ -273,7 +273,7 @@ func (s *h2Server) up() error {
 	return nil
 }
 
-func (s *h2Server) serve(ln net.Listener) {
+func (s *H2Server) serve(ln net.Listener) {
 	defer s.wg.Done()
 	for {
 		c, err := ln.Accept()
@@ -281,7 +281,7 @@ func (s *h2Server) serve(ln net.Listener) {
 			return
 		}
 		s.mu.Lock()
-		s.conns++
+		s.Conns++
 		s.open[c] = true
 		s.mu.Unlock()
 		s.wg.Add(1)
@@ -295,27 +295,27 @@ func (s *h2Server) serve(ln net.Listener) {
 	}
 }
 
-func (s *h2Server) stats() (heads, complete, conns int) {
+func (s *H2Server) Stats() (heads, complete, conns int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.heads, s.complete, s.conns
+	return s.heads, s.complete, s.Conns
 }
 
 const (
-	frameData         = 0x0
-	frameHeaders      = 0x1
-	frameRSTStream    = 0x3
-	frameSettings     = 0x4
-	framePing         = 0x6
-	frameGoAway       = 0x7
-	frameWindowUpdate = 0x8
-	flagEndStream     = 0x1
-	flagAck           = 0x1
-	flagEndHeaders    = 0x4
-	flagPadded        = 0x8
+	FrameData         = 0x0
+	FrameHeaders      = 0x1
+	FrameRSTStream    = 0x3
+	FrameSettings     = 0x4
+	FramePing         = 0x6
+	FrameGoAway       = 0x7
+	FrameWindowUpdate = 0x8
+	FlagEndStream     = 0x1
+	FlagAck           = 0x1
+	FlagEndHeaders    = 0x4
+	FlagPadded        = 0x8
 )
 
-func writeFrame(w io.Writer, typ, flags byte, stream uint32, payload []byte) error {
+func WriteFrame(w io.Writer, typ, flags byte, stream uint32, payload []byte) error {
 	var h [9]byte
 	h[0], h[1], h[2] = byte(len(payload)>>16), byte(len(payload)>>8), byte(len(payload))
 	h[3], h[4] = typ, flags
@@ -326,12 +326,12 @@ func writeFrame(w io.Writer, typ, flags byte, stream uint32, payload []byte) err
 	return nil
 }
 
-func h2Status(code int) []byte {
+func H2Status(code int) []byte {
 	v := strconv.Itoa(code)
 	return append([]byte{0x08, byte(len(v))}, v...)
 }
 
-func (s *h2Server) conn(c net.Conn) {
+func (s *H2Server) conn(c net.Conn) {
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(15 * time.Second))
 	r := bufio.NewReader(c)
@@ -343,12 +343,12 @@ func (s *h2Server) conn(c net.Conn) {
 	write := func(typ, flags byte, stream uint32, payload []byte) error {
 		wmu.Lock()
 		defer wmu.Unlock()
-		return writeFrame(c, typ, flags, stream, payload)
+		return WriteFrame(c, typ, flags, stream, payload)
 	}
-	if write(frameSettings, 0, 0, nil) != nil {
+	if write(FrameSettings, 0, 0, nil) != nil {
 		return
 	}
-	actions := map[uint32]h2Action{}
+	actions := map[uint32]H2Action{}
 	done := map[uint32]bool{} // streams already answered early
 	nums := map[uint32]int{}  // the request number of each stream
 	for {
@@ -364,15 +364,15 @@ func (s *h2Server) conn(c net.Conn) {
 			return
 		}
 		switch typ {
-		case frameSettings:
-			if flags&flagAck == 0 {
-				_ = write(frameSettings, flagAck, 0, nil)
+		case FrameSettings:
+			if flags&FlagAck == 0 {
+				_ = write(FrameSettings, FlagAck, 0, nil)
 			}
-		case framePing:
-			if flags&flagAck == 0 {
-				_ = write(framePing, flagAck, 0, payload)
+		case FramePing:
+			if flags&FlagAck == 0 {
+				_ = write(FramePing, FlagAck, 0, payload)
 			}
-		case frameHeaders:
+		case FrameHeaders:
 			s.mu.Lock()
 			s.heads++
 			n := s.heads
@@ -380,7 +380,7 @@ func (s *h2Server) conn(c net.Conn) {
 			a := s.decide(n)
 			actions[stream] = a
 			nums[stream] = n
-			if a.early {
+			if a.Early {
 				done[stream] = true
 				ok := s.act(write, c, stream, a)
 				if s.after != nil {
@@ -390,17 +390,17 @@ func (s *h2Server) conn(c net.Conn) {
 					return
 				}
 			}
-		case frameData:
+		case FrameData:
 			if n := uint32(length); n > 0 {
 				var inc [4]byte
 				binary.BigEndian.PutUint32(inc[:], n)
-				_ = write(frameWindowUpdate, 0, 0, inc[:])
+				_ = write(FrameWindowUpdate, 0, 0, inc[:])
 				if !done[stream] {
-					_ = write(frameWindowUpdate, 0, stream, inc[:])
+					_ = write(FrameWindowUpdate, 0, stream, inc[:])
 				}
 			}
 		}
-		if (typ == frameHeaders || typ == frameData) && flags&flagEndStream != 0 {
+		if (typ == FrameHeaders || typ == FrameData) && flags&FlagEndStream != 0 {
 			s.mu.Lock()
 			s.complete++
 			s.mu.Unlock()
@@ -419,55 +419,55 @@ func (s *h2Server) conn(c net.Conn) {
 }
 
 // act answers one stream; false closes the connection.
-func (s *h2Server) act(write func(typ, flags byte, stream uint32, payload []byte) error, c net.Conn, stream uint32, a h2Action) bool {
+func (s *H2Server) act(write func(typ, flags byte, stream uint32, payload []byte) error, c net.Conn, stream uint32, a H2Action) bool {
 	code := func(v uint32) []byte {
 		var b [4]byte
 		binary.BigEndian.PutUint32(b[:], v)
 		return b[:]
 	}
-	switch a.kind {
-	case h2Reset:
-		return write(frameRSTStream, 0, stream, code(a.code)) == nil
-	case h2RespondThenReset:
-		_ = write(frameHeaders, flagEndHeaders, stream, h2Status(a.status))
-		return write(frameRSTStream, 0, stream, code(a.code)) == nil
-	case h2GoAway, h2GoAwayKeep:
+	switch a.Kind {
+	case H2Reset:
+		return write(FrameRSTStream, 0, stream, code(a.Code)) == nil
+	case H2RespondThenReset:
+		_ = write(FrameHeaders, FlagEndHeaders, stream, H2Status(a.Status))
+		return write(FrameRSTStream, 0, stream, code(a.Code)) == nil
+	case H2GoAway, H2GoAwayKeep:
 		last := uint32(0)
-		if a.lastStream != nil {
-			last = a.lastStream(stream)
+		if a.LastStream != nil {
+			last = a.LastStream(stream)
 		}
-		p := append(code(last), code(a.code)...)
-		_ = write(frameGoAway, 0, 0, p)
-		if a.kind == h2GoAwayKeep {
+		p := append(code(last), code(a.Code)...)
+		_ = write(FrameGoAway, 0, 0, p)
+		if a.Kind == H2GoAwayKeep {
 			return true
 		}
 		time.Sleep(10 * time.Millisecond)
 		return false
-	case h2Close:
+	case H2Close:
 		return false
-	case h2RST:
+	case H2RST:
 		if tc, ok := c.(*tls.Conn); ok {
 			if nc, ok := tc.NetConn().(*net.TCPConn); ok {
 				_ = nc.SetLinger(0)
 			}
 		}
 		return false
-	case h2Silent:
+	case H2Silent:
 		return true
 	}
-	st := a.status
+	st := a.Status
 	if st == 0 {
 		st = 200
 	}
-	return write(frameHeaders, flagEndHeaders|flagEndStream, stream, h2Status(st)) == nil
+	return write(FrameHeaders, FlagEndHeaders|FlagEndStream, stream, H2Status(st)) == nil
 }
 
-func firstThen(n int, a h2Action) func(int) h2Action {
-	return func(i int) h2Action {
+func FirstThen(n int, a H2Action) func(int) H2Action {
+	return func(i int) H2Action {
 		if i <= n {
 			return a
 		}
-		return h2Action{kind: h2Respond, status: 200}
+		return H2Action{Kind: H2Respond, Status: 200}
 	}
 }
 
@@ -476,7 +476,7 @@ func firstThen(n int, a h2Action) func(int) h2Action {
 
 // settleGoroutines waits up to d for the goroutine count to fall to at most
 // want, and returns the last count.
-func settleGoroutines(want int, d time.Duration) int {
+func SettleGoroutines(want int, d time.Duration) int {
 	deadline := time.Now().Add(d)
 	n := runtime.NumGoroutine()
 	for n > want && time.Now().Before(deadline) {
@@ -487,7 +487,7 @@ func settleGoroutines(want int, d time.Duration) int {
 	return n
 }
 
-func goroutineDump() string {
+func GoroutineDump() string {
 	buf := make([]byte, 1<<20)
 	return string(buf[:runtime.Stack(buf, true)])
 }
