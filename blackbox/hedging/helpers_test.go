@@ -312,3 +312,20 @@ func checkGoroutines(t *testing.T) {
 		}
 	})
 }
+
+// trickle answers 200 and writes a byte every 5 ms until the client goes
+// away: a body that is still coming when the caller acts on it.
+func trickle(w http.ResponseWriter, r *http.Request) {
+	w.WriteHeader(200)
+	for {
+		if _, err := w.Write([]byte("x")); err != nil {
+			return
+		}
+		w.(http.Flusher).Flush()
+		select {
+		case <-r.Context().Done():
+			return
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}

@@ -134,18 +134,7 @@ func TestCallerCancelEndsABodyWhenNoHedgeWasSent(t *testing.T) {
 	for _, proto := range []string{"h1", "h2"} {
 		t.Run(proto, func(t *testing.T) {
 			u := newUpstream(t, proto == "h2", func(id string, k int, w http.ResponseWriter, r *http.Request) {
-				w.WriteHeader(200)
-				for {
-					if _, err := w.Write([]byte("x")); err != nil {
-						return
-					}
-					w.(http.Flusher).Flush()
-					select {
-					case <-r.Context().Done():
-						return
-					case <-time.After(5 * time.Millisecond):
-					}
-				}
+				trickle(w, r)
 			})
 			rt := hedgeRT(t, u.base, retryhttp.Hedging{Delay: 200 * time.Millisecond})
 			ctx, cancel := context.WithCancel(context.Background())

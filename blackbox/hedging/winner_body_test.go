@@ -202,18 +202,7 @@ func TestCallerCancelEndsTheWinnersBody(t *testing.T) {
 					if !hedgeWins {
 						time.Sleep(40 * time.Millisecond)
 					}
-					w.WriteHeader(200)
-					for {
-						if _, err := w.Write([]byte("x")); err != nil {
-							return
-						}
-						w.(http.Flusher).Flush()
-						select {
-						case <-r.Context().Done():
-							return
-						case <-time.After(5 * time.Millisecond):
-						}
-					}
+					trickle(w, r)
 				})
 				rt := hedgeRT(t, u.base, retryhttp.Hedging{Delay: 10 * time.Millisecond})
 				ctx, cancel := context.WithCancel(context.Background())
