@@ -109,3 +109,16 @@ func FuzzReadSignals(f *testing.F) {
 		_ = throttled(&http.Response{StatusCode: http.StatusForbidden, Header: h})
 	})
 }
+
+// BenchmarkReadSignalsOnA200 is what every response pays for the host hold
+// (the README's Cost section): a 200 with the usual headers and no quota
+// field, looked at for one.
+func BenchmarkReadSignalsOnA200(b *testing.B) {
+	h := http.Header{"Content-Type": {"text/plain"}, "Date": {"Fri, 27 Nov 2026 10:00:00 GMT"}, "Content-Length": {"2"}}
+	now := time.Now()
+	for b.Loop() {
+		if s := readSignals(h, false, now); s.quota || s.hasWait {
+			b.Fatal("a quota or a wait in a 200 without any")
+		}
+	}
+}
