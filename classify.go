@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"net/textproto"
-	"reflect"
 	"strconv"
 	"syscall"
 )
@@ -32,6 +31,10 @@ type failure struct {
 	kind   failKind
 	code   int  // the status code, for failStatus
 	unsent bool // the server never saw the request: no connection was made for it (see connWatch)
+	// unprocessed: the server said it did not process the request (an
+	// HTTP/2 stream it refused, or one above the last stream of its GOAWAY:
+	// RFC 9113 §8.7), so that any request may be sent again.
+	unprocessed bool
 }
 
 // retryable reports whether a retry could help.
@@ -153,6 +156,9 @@ func classifyError(err error) failure {
 	if isHTTP2GoAway(err) {
 		return failure{kind: failReset}
 	}
+	if unprocessedHTTP2(err) {
+		return failure{kind: failReset, unprocessed: true}
+	}
 	// The connection broke before a whole response came: reset, broken
 	// pipe, closed, or cut short: at EOF, or in the middle of a header line,
 	// which net/http reports as a malformed header (textproto.ProtocolError).
@@ -195,86 +201,4 @@ func permanentTLS(err error) bool {
 		errors.As(err, &roots) || errors.As(err, &constraint) ||
 		errors.As(err, &critical) || errors.As(err, &record) ||
 		errors.As(err, &alert)
-}
-
-// http2StreamError receives net/http's HTTP/2 stream errors through
-// errors.As: its unexported type converts itself into any struct with
-// these fields, as golang.org/x/net/http2.StreamError does (net/http's
-// h2_error.go), so no error text is read.
-type http2StreamError struct {
-	StreamID uint32
-	Code     uint32
-	Cause    error
-}
-
-func (e http2StreamError) Error() string { return "http2 stream error" }
-
-// HTTP/2 error codes (RFC 9113 §7) that end a stream the way a reset ends
-// an HTTP/1 connection.
-const (
-	http2NoError       = 0x0
-	http2InternalError = 0x2
-	http2Cancel        = 0x8
-)
-
-// classifyStreamError sorts a stream reset. NO_ERROR, INTERNAL_ERROR and
-// CANCEL are what a server sends when it abandons a stream (a handler that
-// panicked or aborted, a proxy that lost its upstream): a reset, retried
-// like one over HTTP/1, for idempotent requests only. REFUSED_STREAM and a
-// PROTOCOL_ERROR from the peer reach the caller only after net/http's own
-// HTTP/2 client retried them, so retrying again would multiply its
-// retries; they and every other code (a protocol or flow-control error, a
-// request that must use HTTP/1.1) are final.
-func classifyStreamError(e http2StreamError) failure {
-	switch e.Code {
-	case http2NoError, http2InternalError, http2Cancel:
-		return failure{kind: failReset}
-	}
-	return failure{kind: failPermanent}
-}
-
-// isHTTP2GoAway reports whether err is an HTTP/2 GoAwayError: the server
-// sent GOAWAY saying it would still handle the stream, then closed the
-// connection before answering (a server killed during its graceful
-// shutdown). It is what HTTP/1 reports as EOF before the response: a reset,
-// for idempotent requests only, since the server may have processed it.
-// The error is net/http's unexported http2GoAwayError (or x/net's
-// GoAwayError), which has no As method as its StreamError has, so it is
-// recognized by its type's identity: package and name, never its text.
-func isHTTP2GoAway(err error) bool {
-	for _, e := range errorTree(err) {
-		if t := reflect.TypeOf(e); t != nil && t.Kind() == reflect.Struct {
-			switch {
-			case t.PkgPath() == "net/http" && t.Name() == "http2GoAwayError",
-				t.PkgPath() == "golang.org/x/net/http2" && t.Name() == "GoAwayError":
-				return true
-			}
-		}
-	}
-	return false
-}
-
-// errorTree returns err and every error it wraps, depth first, as errors.Is
-// walks them.
-func errorTree(err error) []error {
-	var all []error
-	var walk func(error)
-	walk = func(e error) {
-		for e != nil && len(all) < 64 { // a bound against cycles
-			all = append(all, e)
-			switch u := e.(type) {
-			case interface{ Unwrap() error }:
-				e = u.Unwrap()
-			case interface{ Unwrap() []error }:
-				for _, c := range u.Unwrap() {
-					walk(c)
-				}
-				return
-			default:
-				return
-			}
-		}
-	}
-	walk(err)
-	return all
 }

@@ -7,6 +7,8 @@ import (
 	"crypto/sha256"
 	"crypto/tls"
 	"encoding/binary"
+	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -50,6 +52,7 @@ const (
 	h2ResetProtocol // RST_STREAM PROTOCOL_ERROR, after reading the whole request
 	h2ResetInternal // RST_STREAM INTERNAL_ERROR, as a handler that aborted sends
 	h2ResetCancel   // RST_STREAM CANCEL from the server
+	h2GoAwayError   // GOAWAY ENHANCE_YOUR_CALM with last stream ID below this request's, then close
 )
 
 func newH2Server(t *testing.T, decide func(n int) h2Action) *h2Server {
@@ -199,10 +202,13 @@ func (s *h2Server) respond(c net.Conn, stream uint32, body *bytes.Buffer) bool {
 		return reset(errInternal)
 	case h2ResetCancel:
 		return reset(errCancel)
-	case h2GoAway:
+	case h2GoAway, h2GoAwayError:
 		var p [8]byte
 		if stream > 2 {
 			binary.BigEndian.PutUint32(p[:4], stream-2) // this stream was not processed
+		}
+		if s.decide(n) == h2GoAwayError {
+			binary.BigEndian.PutUint32(p[4:], 0xb) // ENHANCE_YOUR_CALM
 		}
 		_ = writeFrame(c, frameGoAway, 0, 0, p[:])
 		return false
@@ -277,13 +283,12 @@ func TestHTTP2NeverResendsAPOSTTheServerMayHaveProcessed(t *testing.T) {
 	// net/http's HTTP/2 client resends a request through GetBody after a
 	// PROTOCOL_ERROR reset, where the server may have processed it. A POST
 	// without an idempotency key must reach the server once, as it does
-	// through bare net/http: retryhttp gives it no GetBody. Refused
-	// streams and GOAWAY are then net/http's error too, as without
-	// retryhttp.
+	// through bare net/http: retryhttp gives it no GetBody, and does not
+	// send it again itself after any reset but a refused stream.
 	payload := bytes.Repeat([]byte("order "), 3000)
-	for _, action := range []h2Action{h2ResetProtocol, h2ResetInternal, h2Refuse, h2GoAway} {
+	for _, action := range []h2Action{h2ResetProtocol, h2ResetInternal, h2ResetCancel} {
 		for _, bare := range []bool{true, false} {
-			name := map[h2Action]string{h2ResetProtocol: "PROTOCOL_ERROR", h2ResetInternal: "INTERNAL_ERROR", h2Refuse: "REFUSED_STREAM", h2GoAway: "GOAWAY"}[action]
+			name := map[h2Action]string{h2ResetProtocol: "PROTOCOL_ERROR", h2ResetInternal: "INTERNAL_ERROR", h2ResetCancel: "CANCEL"}[action]
 			if bare {
 				name += " bare net/http"
 			}
@@ -310,6 +315,93 @@ func TestHTTP2NeverResendsAPOSTTheServerMayHaveProcessed(t *testing.T) {
 			})
 		}
 	}
+}
+
+func TestHTTP2RefusedPOSTIsSentAgainByteForByte(t *testing.T) {
+	// RFC 9113 §8.7: a stream refused with REFUSED_STREAM, or above the
+	// last stream ID of a GOAWAY, was not processed, so any request may be
+	// sent again. net/http cannot resend a POST that has no GetBody once
+	// its body was written; retryhttp does, from its replay buffer.
+	payload := bytes.Repeat([]byte("order "), 3000)
+	tests := []struct {
+		name     string
+		decide   func(int) h2Action
+		requests int
+	}{
+		{"refused twice", firstThen(2, h2Refuse), 3},
+		{"GOAWAY", firstThen(1, h2GoAway), 2},
+		{"GOAWAY with an error code on the first stream", firstThen(1, h2GoAwayError), 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := newH2Server(t, tt.decide)
+			tr, clock := newTestTransport(t)
+			tr.base = srv.client
+			body := &closeTracker{Reader: bytes.NewReader(payload)}
+			req := mustRequest(t, http.MethodPost, srv.url, onlyReader{body})
+			req.Body = body // no GetBody
+			resp, err := tr.RoundTrip(req)
+			require.NoError(t, err)
+			readAll(t, resp)
+			assert.Equal(t, http.StatusOK, resp.StatusCode)
+			requests, _, bodies := srv.stats()
+			assert.Equal(t, tt.requests, requests)
+			for i, h := range bodies {
+				assert.Equal(t, sha256.Sum256(payload), h, "request %d carried the whole body", i+1)
+			}
+			assert.Len(t, clock.recorded(), tt.requests-1, "each resend after a backoff")
+			assert.Eventually(t, func() bool { return body.closes.Load() == 1 }, 5*time.Second, time.Millisecond,
+				"the caller's body is closed")
+			assert.Equal(t, int32(1), body.closes.Load(), "the caller's body is closed once")
+		})
+	}
+
+	t.Run("past the replay buffer", func(t *testing.T) {
+		// Byte for byte or not at all: a body longer than the buffer is
+		// not sent again, and the error says why.
+		srv := newH2Server(t, firstThen(1, h2Refuse))
+		tr, _ := newTestTransport(t, WithReplayBuffer(1024))
+		tr.base = srv.client
+		body := &closeTracker{Reader: bytes.NewReader(payload)}
+		req := mustRequest(t, http.MethodPost, srv.url, onlyReader{body})
+		req.Body = body
+		_, err := tr.RoundTrip(req)
+		var rerr *Error
+		require.ErrorAs(t, err, &rerr)
+		assert.Equal(t, ReasonBody, rerr.Reason)
+		requests, _, _ := srv.stats()
+		assert.Equal(t, 1, requests)
+		assert.Eventually(t, func() bool { return body.closes.Load() == 1 }, 5*time.Second, time.Millisecond)
+	})
+}
+
+func TestUnprocessedHTTP2ReadsOnlyNetHTTPsOwnWords(t *testing.T) {
+	wrap := func(cause string) string { return h2CannotRetry + cause + h2CannotRetryEnd }
+	tests := []struct {
+		text string
+		want bool
+	}{
+		{wrap("stream error: stream ID 1; REFUSED_STREAM; received from peer"), true},
+		{wrap("stream error: stream ID 12345; REFUSED_STREAM"), true},
+		{wrap(h2GracefulGoAway), true},
+		{"http2: Transport received GOAWAY from server ErrCode:ENHANCE_YOUR_CALM", true},
+		{"http2: Transport received GOAWAY from server ErrCode:unknown error code 0x1f", true},
+		{wrap("stream error: stream ID 1; PROTOCOL_ERROR; received from peer"), false},
+		{wrap("stream error: stream ID 1; REFUSED_STREAM; received from peer; PROTOCOL_ERROR"), false},
+		{wrap("stream error: stream ID ; REFUSED_STREAM"), false},
+		{wrap("stream error: stream ID 1x; REFUSED_STREAM"), false},
+		{"proxy said: " + wrap("stream error: stream ID 1; REFUSED_STREAM"), false},
+		{wrap("stream error: stream ID 1; REFUSED_STREAM") + " (and more)", false},
+		{"http2: Transport received GOAWAY from server ErrCode:", false},
+		{"http2: Transport received GOAWAY from server ErrCode:NO ERROR from the server: please retry", false},
+		{h2GracefulGoAway, false}, // net/http retried it itself, up to 7 times
+		{"REFUSED_STREAM", false},
+	}
+	for _, tt := range tests {
+		assert.Equal(t, tt.want, unprocessedHTTP2(errors.New(tt.text)), tt.text)
+	}
+	wrapped := fmt.Errorf("signing base: %w", errors.New(wrap(h2GracefulGoAway)))
+	assert.True(t, unprocessedHTTP2(wrapped), "found in the tree of a wrapping base's error")
 }
 
 func TestHTTP2StreamResetIsRetriedLikeAConnectionReset(t *testing.T) {

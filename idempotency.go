@@ -49,11 +49,12 @@ func idempotentMethod(method string) bool {
 // mayRetry reports whether a request that failed with f may be sent again as
 // far as its method is concerned: an idempotent request may, and any request
 // may when no connection was ever made for it, since the server then never
-// saw it (RFC 9110 §9.2.2: "...or that the original request was never
-// applied"). A POST whose connection broke after it was sent is never sent
-// again, nor one whose connection was made before a later dial failed.
+// saw it, or when the server said it did not process it (RFC 9110 §9.2.2:
+// "...or that the original request was never applied"; RFC 9113 §8.7). A
+// POST whose connection broke after it was sent is never sent again, nor one
+// whose connection was made before a later dial failed.
 func mayRetry(req *http.Request, f failure) bool {
-	return f.unsent || idempotent(req)
+	return f.unsent || f.unprocessed || idempotent(req)
 }
 
 // hasBody reports whether req carries a body that a retry must send again.
