@@ -46,7 +46,8 @@ const budgetSlots = 10
 //
 // With the defaults, when a dependency is down the traffic to it grows by at
 // most about 20% (plus 10 requests per second), instead of tripling with
-// three attempts per request. When it recovers, nothing needs resetting:
+// three attempts per request. Hedges (see [Hedging]) are paid only from what
+// requests earned, never from the floor. When it recovers, nothing needs resetting:
 // earnings return with requests and the floor refills within a second.
 //
 // Why this design: it is Finagle's and Linkerd's RetryBudget (a percentage
@@ -220,8 +221,21 @@ type receipt struct {
 	token bool   // a floor token paid
 }
 
-// spend takes one retry from the budget, if it has one.
-func (b *Budget) spend(now time.Time) (receipt, bool) {
+// spend takes one retry from the budget, if it has one: from what the
+// requests earned, or else from the floor.
+func (b *Budget) spend(now time.Time) (receipt, bool) { return b.take(now, true) }
+
+// spendEarned takes one hedge from what the requests earned, never from
+// the floor: a hedge is extra load on a server that is answering, and the
+// floor exists so that a client with little traffic can still retry a
+// failure, not so that it can double its requests (Finagle's backup
+// requests use a budget whose floor is 0). Hedging then never adds more
+// than Ratio of the traffic.
+func (b *Budget) spendEarned(now time.Time) (receipt, bool) { return b.take(now, false) }
+
+// take takes one from the earnings, or else (when floor allows it) a floor
+// token.
+func (b *Budget) take(now time.Time, floor bool) (receipt, bool) {
 	b.ready(now)
 	e := b.epoch(now)
 	b.observe(e)
@@ -230,6 +244,9 @@ func (b *Budget) spend(now time.Time) (receipt, bool) {
 	if b.earnedLocked(e) >= 1 {
 		b.retries[e%budgetSlots].add(e)
 		return receipt{epoch: e}, true
+	}
+	if !floor {
+		return receipt{}, false
 	}
 	b.refillLocked(now)
 	if b.tokens >= 1 {

@@ -150,14 +150,16 @@ func ExamplePolicy_Validate() {
 	// Output: retryhttp: invalid Policy.MaxDelay: 1ms is below BaseDelay 1s
 }
 
-// A hedge cuts the wait for a slow copy short. The server here holds the
-// first request until it is canceled and answers the second at once: the
-// hedge, sent 10 ms after the first copy, wins, and the first copy is
-// canceled. An observer sees both copies.
+// A hedge cuts the wait for a slow copy short. The server here holds one
+// request until it is canceled and answers the others at once: the hedge,
+// sent 10 ms after the first copy, wins, and the first copy is canceled.
+// An observer sees both copies. Hedges are paid for from what requests
+// earned in the retry budget (0.2 each by default), so the client sends
+// five requests before the one it hedges.
 func ExampleWithHedging() {
 	var n atomic.Int32
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if n.Add(1) == 1 {
+		if n.Add(1) == 6 {
 			<-r.Context().Done() // a slow server: only the cancellation ends this one
 			return
 		}
@@ -165,10 +167,12 @@ func ExampleWithHedging() {
 	}))
 	defer srv.Close()
 
+	var watching atomic.Bool
 	client := &http.Client{Transport: retryhttp.New(nil,
 		retryhttp.WithHedging(retryhttp.Hedging{Delay: 10 * time.Millisecond}),
 		retryhttp.WithObserver(func(a retryhttp.Attempt) {
 			switch {
+			case !watching.Load():
 			case errors.Is(a.Err, retryhttp.ErrHedgeLost):
 				fmt.Printf("copy %d (hedge: %t): canceled, another copy won\n", a.Number, a.Hedge)
 			case a.Err == nil:
@@ -176,6 +180,16 @@ func ExampleWithHedging() {
 			}
 		}))}
 
+	for range 5 { // they earn one hedge
+		resp, err := client.Get(srv.URL)
+		if err != nil {
+			fmt.Println(err)
+			return
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	watching.Store(true)
 	resp, err := client.Get(srv.URL)
 	if err != nil {
 		fmt.Println(err)

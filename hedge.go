@@ -27,8 +27,10 @@ import (
 // closed. A copy that fails in a way worth retrying (a 503, a reset) does not
 // cancel the others; when every copy has failed, the retries go on with their
 // backoff. Every copy counts as an attempt toward MaxAttempts, and every hedge
-// is paid for from the retry budget like a retry, so hedging cannot raise the
-// amplification of an outage above the budget's. A response that asks for a
+// is paid for from the retry budget, only from what requests earned (Ratio of
+// them), never from its floor of retries per second: hedging adds at most
+// Ratio (20%) to the traffic, even for a client with little of it, and cannot
+// raise the amplification of an outage above the budget's. A response that asks for a
 // wait (Retry-After, or any throttling signal the Transport honors) stops the
 // hedges of its request. Once the first copy has answered, no further hedge is
 // sent for that attempt. A hedge goes to its host like any request: not while
@@ -263,7 +265,7 @@ func (h *hedgeRound) timeUp() {
 	var paid receipt
 	if t.budget != nil {
 		var ok bool
-		if paid, ok = t.budget.spend(t.now()); !ok {
+		if paid, ok = t.budget.spendEarned(t.now()); !ok {
 			if host != nil {
 				host.answered(true, nil, time.Time{}, time.Time{}) // not sent after all
 			}

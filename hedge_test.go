@@ -59,11 +59,12 @@ func ok(int) int { return http.StatusOK }
 const attemptHeader = "X-Test-Attempt"
 
 // hedgeTransport is realTransport over a base that tags each attempt
-// with its number (AttemptFromContext) in attemptHeader.
+// with its number (AttemptFromContext) in attemptHeader. It has no budget
+// unless opts give one: a fresh Transport's requests have earned no hedge.
 func hedgeTransport(t *testing.T, opts ...Option) *Transport {
 	base := cleanhttp.DefaultPooledTransport()
 	t.Cleanup(base.CloseIdleConnections)
-	return New(attemptTagger{base}, opts...)
+	return New(attemptTagger{base}, append([]Option{WithBudget(nil)}, opts...)...)
 }
 
 type attemptTagger struct{ base http.RoundTripper }
@@ -274,6 +275,42 @@ func TestHedgesSpendTheBudget(t *testing.T) {
 	t.Logf("amplification with hedging in an outage: %.3f", amplification)
 	assert.LessOrEqual(t, amplification, 1.25)
 	assert.Greater(t, amplification, 1.0, "some hedges or retries were paid for")
+}
+
+func TestHedgesArePaidOnlyFromWhatRequestsEarned(t *testing.T) {
+	// A client with little traffic: every request is slow enough to be
+	// hedged. The budget's floor (10 retries a second) pays for retries of
+	// failures, never for hedges: hedging adds at most Ratio (0.2) of the
+	// requests, not the floor's 10 a second on top.
+	refused := make(chan struct{}, 1)
+	base := roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		if AttemptFromContext(r.Context()) == 1 {
+			select { // slow: until a hedge wins, or the budget refuses one
+			case <-r.Context().Done():
+				return nil, r.Context().Err()
+			case <-refused:
+			}
+		}
+		return &http.Response{StatusCode: 200, Body: http.NoBody, Header: http.Header{}}, nil
+	})
+	var hedges atomic.Int32
+	tr := New(base, WithHedging(Hedging{Delay: time.Millisecond}), WithRecorder(func(e Event) {
+		switch e.Kind {
+		case EventHedge:
+			hedges.Add(1)
+		case EventBudgetRefusal:
+			refused <- struct{}{}
+		}
+	}))
+	const requests = 50
+	for range requests {
+		resp, err := tr.RoundTrip(mustRequest(t, http.MethodGet, "http://example.invalid/", nil))
+		require.NoError(t, err)
+		resp.Body.Close()
+	}
+	t.Logf("%d hedges for %d requests", hedges.Load(), requests)
+	assert.LessOrEqual(t, int(hedges.Load()), requests/5, "at most Ratio of the requests")
+	assert.Positive(t, hedges.Load(), "the requests earned some")
 }
 
 func TestHedgeLosersLeaveNothingBehind(t *testing.T) {
