@@ -13,11 +13,9 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"os/signal"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/hashicorp/go-cleanhttp"
@@ -174,7 +172,14 @@ them doubling with equal jitter from 0.5-1 s (at least 15.5 s in all, at
 most 31 s), a 10 s connect timeout and 14 s for each attempt to get its
 response headers: a server that restarts within seconds is reached, a
 dead one, or one that never starts answering, is given up on within two
-minutes (a body that stalls midway is bounded only by -timeout).`
+minutes (a body that stalls midway is bounded only by -timeout).
+
+SIGINT (Ctrl-C) and SIGTERM end the command with 130 and 143: the request
+is canceled, -o is left as it was and its temporary file removed, and the
+failure line and -w's line are printed. Whatever it is blocked on (a pipe
+nobody reads on standard output or error, a FIFO given to -o that no one
+opens), it exits within a second of the signal, then without those lines
+if they cannot be written; a second signal makes it exit at once.`
 
 func (f *doFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.method, "X", "", "request method (default GET, POST with -d, HEAD with -I)")
@@ -226,7 +231,7 @@ func runDo(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		f.printWriteOut(stdout, &r)
 		return code
 	}
-	ctx, signaled := interruptible()
+	ctx, signaled := interruptible(stderr)
 	defer signaled.stop()
 	body, err := f.bodyUnlessSignaled(ctx, stdin)
 	if c := signaled.code(stderr); c != 0 {
@@ -237,12 +242,15 @@ func runDo(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return notSent(exitFailed)
 	}
 	defer body.close()
-	out, err := openOutput(f.output, stdout)
+	out, err := openOutput(ctx, f.output, stdout)
 	if err != nil {
 		fmt.Fprintln(stderr, "retryhttp do:", err)
 		return notSent(exitFailed)
 	}
 	defer out.discard() // unless committed
+	if tmp := out.temporary(); tmp != "" {
+		signaled.atExit(func() { os.Remove(tmp) }) // a forced exit skips the deferred discard
+	}
 
 	if f.startJitter > 0 {
 		wait := time.Duration(mrand.Int64N(int64(f.startJitter)))
@@ -308,7 +316,7 @@ func runDo(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	n, err := io.Copy(out, resp.Body)
 	r.size = n
 	if err == nil {
-		err = out.commit()
+		err = out.commit(signaled.came)
 	}
 	if err != nil {
 		r.err = err
@@ -327,8 +335,9 @@ func runDo(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		f.printWriteOut(stdout, &r)
 		return r.code
 	}
+	r.code = signaled.code(nil) // 0, or the status of a signal that came once the body was whole
 	f.printWriteOut(stdout, &r)
-	return exitOK
+	return r.code
 }
 
 // check validates the flags and the URL, and returns the request they
@@ -551,60 +560,6 @@ func (s *transcript) counts() (attempts, redirects int, last retryhttp.Attempt) 
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.attempts, s.redirects, s.last
-}
-
-// signals turns SIGINT and SIGTERM into the cancellation of a context, and
-// remembers which came, for the shell's exit status (128 + its number).
-type signals struct {
-	ch     chan os.Signal
-	cancel context.CancelFunc
-	mu     sync.Mutex
-	got    os.Signal
-	done   chan struct{}
-}
-
-func interruptible() (context.Context, *signals) {
-	ctx, cancel := context.WithCancel(context.Background())
-	s := &signals{ch: make(chan os.Signal, 1), cancel: cancel, done: make(chan struct{})}
-	signal.Notify(s.ch, os.Interrupt, syscall.SIGTERM)
-	go func() {
-		select {
-		case sig := <-s.ch:
-			s.mu.Lock()
-			s.got = sig
-			s.mu.Unlock()
-			cancel()
-		case <-s.done:
-		}
-	}()
-	return ctx, s
-}
-
-func (s *signals) stop() {
-	signal.Stop(s.ch)
-	close(s.done)
-	s.cancel()
-}
-
-// code returns the exit status for the signal that came (130, 143), after
-// saying so on w when it is not nil; 0 when none came.
-func (s *signals) code(w io.Writer) int {
-	s.mu.Lock()
-	sig := s.got
-	s.mu.Unlock()
-	code := 0
-	switch sig {
-	case os.Interrupt:
-		code = exitSIGINT
-	case syscall.SIGTERM:
-		code = exitSIGTERM
-	default:
-		return 0
-	}
-	if w != nil {
-		fmt.Fprintf(w, "retryhttp do: %v: stopped\n", sig)
-	}
-	return code
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) error {

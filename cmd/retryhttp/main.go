@@ -52,7 +52,8 @@ const exitCodeHelp = `Exit codes (curl's numbers where curl has one):
   47   more redirects than -max-redirects
   60   the server's certificate could not be verified (-cacert FILE trusts
        other authorities; so does the SSL_CERT_FILE environment variable)
-  130  interrupted (SIGINT); 143 terminated (SIGTERM)`
+  130  interrupted (SIGINT); 143 terminated (SIGTERM): within a second even
+       when blocked (on a pipe nobody reads, say); a second signal exits at once`
 
 // command is one subcommand.
 type command struct {
