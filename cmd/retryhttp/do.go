@@ -185,7 +185,7 @@ func (f *doFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.method, "X", "", "request method (default GET, POST with -d, HEAD with -I)")
 	fs.Var(&f.headers, "H", "request header 'Name: value' (repeatable)")
 	fs.Var(&f.data, "d", "form data, as curl: text, @file or @- (standard input), read whole with CR and LF removed; repeated -d are joined with &; Content-Type application/x-www-form-urlencoded unless -H sets one")
-	fs.StringVar(&f.dataBinary, "data-binary", "", "request body exactly as given: text, @file (streamed, and read again for each retry) or @- (streamed; retried only while it fits the 64 KiB replay buffer)")
+	fs.StringVar(&f.dataBinary, "data-binary", "", "request body exactly as given: text, @file (streamed; each retry reads it again from the descriptor opened first, so a file replaced meanwhile is not what a retry sends, and one changed in place ends the command with 26 rather than send other bytes) or @- (streamed; retried only while it fits the 64 KiB replay buffer)")
 	fs.StringVar(&f.output, "o", "", "write the body to this file instead of standard output: to a temporary file beside it, renamed over it on success (a symlink is followed; /dev/null, a FIFO or a device is written in place); on a failure the file is left as it was")
 	fs.BoolVar(&f.include, "i", false, "print the status line and the headers before the body")
 	fs.BoolVar(&f.head, "I", false, "send HEAD and print the status line and the headers")
@@ -273,6 +273,25 @@ func runDo(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 
 	client := f.client(&story, stderr)
 	resp, err := client.Do(req)
+	if changed := body.changed(); changed != nil && (err != nil || resp.StatusCode >= 400) {
+		// The attempt that failed may have been cut short by the change, and
+		// the retry was not sent: a retry would have sent other bytes.
+		if resp != nil {
+			resp.Body.Close()
+			r.resp, r.url = resp, resp.Request.URL.String()
+		} else if hop := story.lastRequest(); hop != nil {
+			r.url = hop.URL.String()
+		}
+		r.err, r.code = changed, exitRead
+		if c := signaled.code(nil); c != 0 {
+			r.code = c
+		}
+		attempts, _, _ := story.counts()
+		fmt.Fprintln(stderr, printable(fmt.Sprintf("retryhttp do: %s %s: %v; stopped after %d %s rather than send other bytes",
+			req.Method, redact(r.url), changed, attempts, plural(attempts, "attempt", "attempts"))))
+		f.printWriteOut(stdout, &r)
+		return r.code
+	}
 	if err != nil {
 		if hop := story.lastRequest(); hop != nil {
 			r.url = hop.URL.String() // the URL that failed, as curl's url_effective
