@@ -13,11 +13,9 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"os/signal"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/hashicorp/go-cleanhttp"
@@ -174,13 +172,20 @@ them doubling with equal jitter from 0.5-1 s (at least 15.5 s in all, at
 most 31 s), a 10 s connect timeout and 14 s for each attempt to get its
 response headers: a server that restarts within seconds is reached, a
 dead one, or one that never starts answering, is given up on within two
-minutes (a body that stalls midway is bounded only by -timeout).`
+minutes (a body that stalls midway is bounded only by -timeout).
+
+SIGINT (Ctrl-C) and SIGTERM end the command with 130 and 143: the request
+is canceled, -o is left as it was and its temporary file removed, and the
+failure line and -w's line are printed. Whatever it is blocked on (a pipe
+nobody reads on standard output or error, a FIFO given to -o that no one
+opens), it exits within a second of the signal, then without those lines
+if they cannot be written; a second signal makes it exit at once.`
 
 func (f *doFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.method, "X", "", "request method (default GET, POST with -d, HEAD with -I)")
 	fs.Var(&f.headers, "H", "request header 'Name: value' (repeatable)")
 	fs.Var(&f.data, "d", "form data, as curl: text, @file or @- (standard input), read whole with CR and LF removed; repeated -d are joined with &; Content-Type application/x-www-form-urlencoded unless -H sets one")
-	fs.StringVar(&f.dataBinary, "data-binary", "", "request body exactly as given: text, @file (streamed, and read again for each retry) or @- (streamed; retried only while it fits the 64 KiB replay buffer)")
+	fs.StringVar(&f.dataBinary, "data-binary", "", "request body exactly as given: text, @file (streamed; each retry reads it again from the descriptor opened first, so a file replaced meanwhile is not what a retry sends, and one changed in place ends the command with 26 rather than send other bytes) or @- (streamed; retried only while it fits the 64 KiB replay buffer)")
 	fs.StringVar(&f.output, "o", "", "write the body to this file instead of standard output: to a temporary file beside it, renamed over it on success (a symlink is followed; /dev/null, a FIFO or a device is written in place); on a failure the file is left as it was")
 	fs.BoolVar(&f.include, "i", false, "print the status line and the headers before the body")
 	fs.BoolVar(&f.head, "I", false, "send HEAD and print the status line and the headers")
@@ -226,7 +231,7 @@ func runDo(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		f.printWriteOut(stdout, &r)
 		return code
 	}
-	ctx, signaled := interruptible()
+	ctx, signaled := interruptible(stderr)
 	defer signaled.stop()
 	body, err := f.bodyUnlessSignaled(ctx, stdin)
 	if c := signaled.code(stderr); c != 0 {
@@ -237,12 +242,15 @@ func runDo(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return notSent(exitFailed)
 	}
 	defer body.close()
-	out, err := openOutput(f.output, stdout)
+	out, err := openOutput(ctx, f.output, stdout)
 	if err != nil {
 		fmt.Fprintln(stderr, "retryhttp do:", err)
 		return notSent(exitFailed)
 	}
 	defer out.discard() // unless committed
+	if tmp := out.temporary(); tmp != "" {
+		signaled.atExit(func() { os.Remove(tmp) }) // a forced exit skips the deferred discard
+	}
 
 	if f.startJitter > 0 {
 		wait := time.Duration(mrand.Int64N(int64(f.startJitter)))
@@ -265,6 +273,25 @@ func runDo(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 
 	client := f.client(&story, stderr)
 	resp, err := client.Do(req)
+	if changed := body.changed(); changed != nil && (err != nil || resp.StatusCode >= 400) {
+		// The attempt that failed may have been cut short by the change, and
+		// the retry was not sent: a retry would have sent other bytes.
+		if resp != nil {
+			resp.Body.Close()
+			r.resp, r.url = resp, resp.Request.URL.String()
+		} else if hop := story.lastRequest(); hop != nil {
+			r.url = hop.URL.String()
+		}
+		r.err, r.code = changed, exitRead
+		if c := signaled.code(nil); c != 0 {
+			r.code = c
+		}
+		attempts, _, _ := story.counts()
+		fmt.Fprintln(stderr, printable(fmt.Sprintf("retryhttp do: %s %s: %v; stopped after %d %s rather than send other bytes",
+			req.Method, redact(r.url), changed, attempts, plural(attempts, "attempt", "attempts"))))
+		f.printWriteOut(stdout, &r)
+		return r.code
+	}
 	if err != nil {
 		if hop := story.lastRequest(); hop != nil {
 			r.url = hop.URL.String() // the URL that failed, as curl's url_effective
@@ -308,7 +335,7 @@ func runDo(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	n, err := io.Copy(out, resp.Body)
 	r.size = n
 	if err == nil {
-		err = out.commit()
+		err = out.commit(signaled.came)
 	}
 	if err != nil {
 		r.err = err
@@ -327,8 +354,9 @@ func runDo(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		f.printWriteOut(stdout, &r)
 		return r.code
 	}
+	r.code = signaled.code(nil) // 0, or the status of a signal that came once the body was whole
 	f.printWriteOut(stdout, &r)
-	return exitOK
+	return r.code
 }
 
 // check validates the flags and the URL, and returns the request they
@@ -551,60 +579,6 @@ func (s *transcript) counts() (attempts, redirects int, last retryhttp.Attempt) 
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.attempts, s.redirects, s.last
-}
-
-// signals turns SIGINT and SIGTERM into the cancellation of a context, and
-// remembers which came, for the shell's exit status (128 + its number).
-type signals struct {
-	ch     chan os.Signal
-	cancel context.CancelFunc
-	mu     sync.Mutex
-	got    os.Signal
-	done   chan struct{}
-}
-
-func interruptible() (context.Context, *signals) {
-	ctx, cancel := context.WithCancel(context.Background())
-	s := &signals{ch: make(chan os.Signal, 1), cancel: cancel, done: make(chan struct{})}
-	signal.Notify(s.ch, os.Interrupt, syscall.SIGTERM)
-	go func() {
-		select {
-		case sig := <-s.ch:
-			s.mu.Lock()
-			s.got = sig
-			s.mu.Unlock()
-			cancel()
-		case <-s.done:
-		}
-	}()
-	return ctx, s
-}
-
-func (s *signals) stop() {
-	signal.Stop(s.ch)
-	close(s.done)
-	s.cancel()
-}
-
-// code returns the exit status for the signal that came (130, 143), after
-// saying so on w when it is not nil; 0 when none came.
-func (s *signals) code(w io.Writer) int {
-	s.mu.Lock()
-	sig := s.got
-	s.mu.Unlock()
-	code := 0
-	switch sig {
-	case os.Interrupt:
-		code = exitSIGINT
-	case syscall.SIGTERM:
-		code = exitSIGTERM
-	default:
-		return 0
-	}
-	if w != nil {
-		fmt.Fprintf(w, "retryhttp do: %v: stopped\n", sig)
-	}
-	return code
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) error {

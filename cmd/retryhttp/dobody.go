@@ -19,13 +19,15 @@ type requestBody struct {
 	getBody  func() (io.ReadCloser, error) // a fresh copy, for retries; nil for a stream
 	length   int64                         // -1: unknown
 	form     bool                          // -d: form data, with curl's default Content-Type
+	file     *fileBody                     // -data-binary @file, a regular file
 	closeFns []func()
 }
 
 // body reads -d (whole, with CR and LF removed, as curl does; repeated -d
-// joined with &) or opens -data-binary (a file streams and is reopened for
-// each retry; standard input streams, and is replayed only while it fits
-// the Transport's replay buffer).
+// joined with &) or opens -data-binary (a regular file streams, and each
+// retry reads it again from the same descriptor: see fileBody; standard
+// input or a pipe streams, and is replayed only while it fits the
+// Transport's replay buffer).
 func (f *doFlags) body(stdin io.Reader) (*requestBody, error) {
 	b := &requestBody{length: 0}
 	switch {
@@ -57,8 +59,8 @@ func (f *doFlags) body(stdin io.Reader) (*requestBody, error) {
 		if !info.Mode().IsRegular() { // a pipe or a device cannot be read twice
 			b.r, b.length = file, -1
 		} else {
-			b.r, b.length = file, info.Size()
-			b.getBody = func() (io.ReadCloser, error) { return os.Open(name) }
+			b.file = newFileBody(file, name, info)
+			b.r, b.length, b.getBody = b.file.first(), info.Size(), b.file.getBody
 		}
 		b.form = true
 		b.closeFns = append(b.closeFns, func() { file.Close() })
@@ -133,6 +135,15 @@ func (b *requestBody) attach(req *http.Request) {
 	if b.form && req.Header.Get("Content-Type") == "" {
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	}
+}
+
+// changed returns how a -data-binary file changed while the request was
+// being sent (a *changedError), or nil.
+func (b *requestBody) changed() error {
+	if b.file == nil {
+		return nil
+	}
+	return b.file.changed()
 }
 
 func (b *requestBody) close() {

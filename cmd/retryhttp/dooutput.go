@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -23,6 +24,7 @@ import (
 // successful body is written, which cannot be atomic but is still never
 // touched on a failure.
 type output struct {
+	ctx    context.Context // ends the wait to open a target written directly
 	w      io.Writer
 	file   *os.File // the temporary file, with -o onto a regular file
 	direct bool     // -o onto something that is not a regular file
@@ -41,8 +43,9 @@ func (e *writeError) Unwrap() error { return e.err }
 // a temporary file in the target's folder now, so that a folder that
 // cannot be written is an error before the request is sent. A symlink is
 // followed, as curl does, so that the file it points to is replaced and
-// the link stays.
-func openOutput(name string, stdout io.Writer) (*output, error) {
+// the link stays. When ctx ends (a signal), a target written directly
+// that is still being opened (a FIFO waits for a reader) is given up on.
+func openOutput(ctx context.Context, name string, stdout io.Writer) (*output, error) {
 	if name == "" || name == "-" || name == "/dev/stdout" { // curl's -o - too; /dev/stdout is not reopened
 		return &output{w: stdout}, nil
 	}
@@ -50,7 +53,7 @@ func openOutput(name string, stdout io.Writer) (*output, error) {
 	if err != nil {
 		return nil, fmt.Errorf("-o %s: %w", name, err)
 	}
-	o := &output{target: target, name: name}
+	o := &output{ctx: ctx, target: target, name: name}
 	info, err := os.Stat(name)
 	if err == nil && info.IsDir() { // found now, not after the request was sent and answered
 		return nil, fmt.Errorf("-o %s: is a directory", name)
@@ -131,20 +134,56 @@ func (o *output) Write(p []byte) (int, error) {
 	return n, err
 }
 
-// openDirect opens a target that is not a regular file.
+// openDirect opens a target that is not a regular file. Opening a FIFO
+// waits for a reader, which may never come: when o.ctx ends first (a
+// signal), the open is left to finish (and closed then) in its own
+// goroutine, and openDirect fails with an error that wraps o.ctx.Err().
 func (o *output) openDirect() error {
-	f, err := os.OpenFile(o.target, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o666)
-	if err != nil {
-		return &writeError{fmt.Errorf("-o %s: %w", o.name, err)}
+	type opened struct {
+		f   *os.File
+		err error
 	}
-	o.file, o.w = f, f
+	ch := make(chan opened, 1)
+	go func() {
+		f, err := os.OpenFile(o.target, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o666)
+		ch <- opened{f, err}
+	}()
+	var r opened
+	select {
+	case r = <-ch:
+	case <-o.ctx.Done():
+		go func() {
+			if r := <-ch; r.f != nil {
+				r.f.Close()
+			}
+		}()
+		return fmt.Errorf("-o %s: stopped while waiting to open it (a FIFO that no one reads?): %w", o.name, o.ctx.Err())
+	}
+	if r.err != nil {
+		return &writeError{fmt.Errorf("-o %s: %w", o.name, r.err)}
+	}
+	o.file, o.w = r.f, r.f
 	return nil
 }
 
+// errStopped is why a finished body is not renamed over -o's target: a
+// signal came.
+var errStopped = errors.New("stopped by a signal before the file was replaced")
+
+// temporary returns the name of the temporary file, or "" when there is
+// none (standard output, a target written directly).
+func (o *output) temporary() string {
+	if o.file == nil || o.direct {
+		return ""
+	}
+	return o.file.Name()
+}
+
 // commit makes the output final: the temporary file, synced, takes the
-// target's name (and its mode, when it existed); a target written directly
+// target's name (and its mode, when it existed), unless stopped reports
+// true just before (a signal came: errStopped); a target written directly
 // is closed (and opened first when the body was empty).
-func (o *output) commit() error {
+func (o *output) commit(stopped func() bool) error {
 	if o.direct {
 		if o.w == nil {
 			if err := o.openDirect(); err != nil {
@@ -169,6 +208,9 @@ func (o *output) commit() error {
 	}
 	if cerr := o.file.Close(); err == nil {
 		err = cerr
+	}
+	if err == nil && stopped() {
+		return errStopped
 	}
 	if err == nil {
 		err = os.Rename(o.file.Name(), o.target)

@@ -30,6 +30,7 @@ const (
 	exitPartial     = 18 // the body was cut short
 	exitWrite       = 23 // the body could not be written
 	exitHTTP        = 22 // the final status was 400 or more
+	exitRead        = 26 // a -data-binary file changed while being sent
 	exitTimeout     = 28 // -timeout, -attempt-timeout or -connect-timeout passed
 	exitRedirects   = 47 // more redirects than -max-redirects
 	exitCertificate = 60 // the server's certificate could not be verified
@@ -48,11 +49,14 @@ const exitCodeHelp = `Exit codes (curl's numbers where curl has one):
   23   the body could not be written (-o's disk full; a closed pipe on
        standard output ends the command with SIGPIPE instead, as it ends cat)
   22   the final status was 400 or more (the body is not printed; -w is)
+  26   the -data-binary file changed (its size or modification time) while
+       being sent: no retry is sent with other bytes than the first attempt's
   28   -timeout, -attempt-timeout or -connect-timeout passed
   47   more redirects than -max-redirects
   60   the server's certificate could not be verified (-cacert FILE trusts
        other authorities; so does the SSL_CERT_FILE environment variable)
-  130  interrupted (SIGINT); 143 terminated (SIGTERM)`
+  130  interrupted (SIGINT); 143 terminated (SIGTERM): within a second even
+       when blocked (on a pipe nobody reads, say); a second signal exits at once`
 
 // command is one subcommand.
 type command struct {

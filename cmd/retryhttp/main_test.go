@@ -34,6 +34,16 @@ func TestMain(m *testing.M) {
 	if out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput(); err != nil {
 		panic("go build: " + err.Error() + "\n" + string(out))
 	}
+	// Every user may run the binary, so that a test can run it as nobody
+	// (TestReviewOutputToDevNullAndDevStdout) without a copy: a copy
+	// written by this process while parallel tests fork children can be
+	// held open for writing by one of them between its fork and its exec,
+	// and running the copy then fails with ETXTBSY ("text file busy").
+	for _, name := range []string{dir, binary} {
+		if err := os.Chmod(name, 0o755); err != nil {
+			panic(err)
+		}
+	}
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)

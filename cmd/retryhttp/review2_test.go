@@ -92,10 +92,20 @@ func (b *syncBuffer) String() string {
 
 func startDo(t *testing.T, dir string, args ...string) *started {
 	t.Helper()
+	return startDoTo(t, dir, nil, args...)
+}
+
+// startDoTo is startDo with standard output going to stdout instead, when
+// it is not nil (s.stdout then stays empty).
+func startDoTo(t *testing.T, dir string, stdout *os.File, args ...string) *started {
+	t.Helper()
 	cmd := exec.Command(binary, append([]string{"do"}, args...)...)
 	cmd.Dir = dir
 	s := &started{cmd: cmd, stdout: &syncBuffer{}, stderr: &syncBuffer{}, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = s.stdout, s.stderr
+	if stdout != nil {
+		cmd.Stdout = stdout
+	}
 	require.NoError(t, cmd.Start())
 	go func() { _ = cmd.Wait(); close(s.done) }()
 	t.Cleanup(func() {
