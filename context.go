@@ -9,12 +9,18 @@ type policyKey struct{}
 
 // ContextWithPolicy returns a copy of ctx that makes a Transport use p for
 // the requests made with it. Each zero field of p takes the value of the
-// Transport's own Policy, so p says only what differs for this call:
+// policy in force where it is set: the one an enclosing ContextWithPolicy
+// (or ContextWithoutRetries) put in ctx, else the Transport's own Policy,
+// so p says only what differs for this call:
 //
 //	ctx = retryhttp.ContextWithPolicy(ctx, retryhttp.Policy{MaxAttempts: 6})
 //
 // gives a request 6 attempts with the Transport's delays, jitter and
-// MaxRetryAfter. To ask for a package default where the Transport has
+// MaxRetryAfter, and
+//
+//	ctx = retryhttp.ContextWithPolicy(retryhttp.ContextWithoutRetries(ctx), retryhttp.Policy{AttemptTimeout: 5 * time.Second})
+//
+// keeps retries off and bounds the one attempt. To ask for a package default where the Transport has
 // another value, write the default out (Policy{BaseDelay:
 // retryhttp.DefaultBaseDelay}). Jitter's zero value is FullJitter, so a
 // per-request Policy cannot bring FullJitter back on a Transport that uses
@@ -24,13 +30,16 @@ type policyKey struct{}
 // [Policy.Validate]); so does a merged Policy whose MaxDelay is below its
 // BaseDelay.
 func ContextWithPolicy(ctx context.Context, p Policy) context.Context {
+	if enclosing, ok := ctx.Value(policyKey{}).(*ctxPolicy); ok {
+		p = p.inherit(enclosing.policy)
+	}
 	return context.WithValue(ctx, policyKey{}, &ctxPolicy{policy: p, err: p.validateFields()})
 }
 
 // ctxPolicy is a Policy stored in a context, its fields checked once when
 // stored.
 type ctxPolicy struct {
-	policy Policy // as given: zero fields inherit the Transport's
+	policy Policy // as given, over the enclosing one: zero fields inherit the Transport's
 	err    error  // from validateFields
 }
 

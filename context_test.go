@@ -86,3 +86,38 @@ func TestPerRequestPolicyIsValidatedAgainstTheTransports(t *testing.T) {
 	assert.Equal(t, "MaxDelay", perr.Field)
 	assert.Equal(t, int32(1), up.attempts.Load())
 }
+
+func TestNestedPerRequestPolicyInheritsTheEnclosingOne(t *testing.T) {
+	// A per-request Policy's zero fields come from the policy in force
+	// where it is set: an enclosing ContextWithoutRetries stays in force
+	// under a ContextWithPolicy that only bounds the attempt.
+	up := newUpstream(t, statuses(503))
+	tr, _ := newTestTransport(t)
+	ctx := ContextWithPolicy(ContextWithoutRetries(context.Background()), Policy{AttemptTimeout: 5 * time.Second})
+	resp, err := tr.RoundTrip(mustRequest(t, http.MethodPut, up.URL, nil).WithContext(ctx))
+	require.NoError(t, err)
+	readAll(t, resp)
+	assert.Equal(t, int32(1), up.attempts.Load(), "retries stay off")
+
+	// Three levels: each sets one field, the innermost wins where they
+	// overlap, and the Transport fills in what none set.
+	up.attempts.Store(0)
+	tr2, clock := newTestTransport(t, WithPolicy(Policy{Jitter: NoJitter, BaseDelay: time.Second, MaxDelay: time.Minute}))
+	ctx = ContextWithPolicy(context.Background(), Policy{MaxAttempts: 2})
+	ctx = ContextWithPolicy(ctx, Policy{BaseDelay: 3 * time.Second})
+	ctx = ContextWithPolicy(ctx, Policy{MaxAttempts: 3})
+	resp, err = tr2.RoundTrip(mustRequest(t, http.MethodGet, up.URL, nil).WithContext(ctx))
+	require.NoError(t, err)
+	readAll(t, resp)
+	assert.Equal(t, int32(3), up.attempts.Load())
+	assert.Equal(t, []time.Duration{3 * time.Second, 6 * time.Second}, clock.recorded())
+
+	// A bad field in the enclosing policy stays bad unless overridden.
+	ctx = ContextWithPolicy(ContextWithPolicy(context.Background(), Policy{BaseDelay: -1}), Policy{MaxAttempts: 2})
+	_, err = tr.RoundTrip(mustRequest(t, http.MethodGet, up.URL, nil).WithContext(ctx))
+	assert.ErrorContains(t, err, "Policy.BaseDelay")
+	ctx = ContextWithPolicy(ContextWithPolicy(context.Background(), Policy{BaseDelay: -1}), Policy{BaseDelay: time.Millisecond})
+	resp, err = tr.RoundTrip(mustRequest(t, http.MethodGet, up.URL, nil).WithContext(ctx))
+	require.NoError(t, err)
+	readAll(t, resp)
+}
