@@ -30,8 +30,9 @@ type Error struct {
 	// wait, the context's error, or the error of the WithBeforeRetry
 	// function that stopped the retries.
 	Err error
-	// Waiting is true when the context ended during a wait before a retry
-	// (or for the request's host: see ErrThrottled).
+	// Waiting is true when the context ended during a wait before a retry,
+	// or before the first attempt while its host was held (see
+	// ErrThrottled; Attempts is then 0).
 	Waiting bool
 	// Reason says why no retry followed: ReasonExhausted, ReasonMethod,
 	// ReasonBody, ReasonDeadline, ReasonBudget, ReasonPermanent,
@@ -43,7 +44,10 @@ type Error struct {
 
 func (e *Error) Error() string {
 	s := "retryhttp: "
-	if e.Waiting {
+	switch {
+	case e.Waiting && e.Attempts == 0:
+		s += "canceled while waiting for its host, "
+	case e.Waiting:
 		s += "canceled while waiting to retry, "
 	}
 	if e.Attempts == 0 {

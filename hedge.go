@@ -256,7 +256,7 @@ func (h *hedgeRound) timeUp() {
 	// when the host cannot take it now, no hedge is sent.
 	var host *hostState
 	if !t.noHold && t.hosts.n.Load() != 0 {
-		if host = t.hosts.get(hostKeyOf(h.base.URL)); host != nil {
+		if host = t.hosts.get(t.hostKey(h.base)); host != nil {
 			if _, ok := host.admit(t.now()); !ok {
 				return
 			}
@@ -340,7 +340,7 @@ func (h *hedgeRound) send(c *hedgeCopy) {
 	start := time.Now()
 	resp, err := t.sendCopy(c.req, h.caller, h.p.AttemptTimeout)
 	took := time.Since(start)
-	t.learnFrom(c.host, c.host != nil, c.req.URL, resp)
+	t.learnFrom(c.host, c.host != nil, c.req, resp)
 	final, panicked := false, any(nil)
 	if resp != nil {
 		final, panicked = h.judge(c, resp)
@@ -448,7 +448,7 @@ func (h *hedgeRound) learnLocked(resp *http.Response) {
 // from here once every copy is canceled and closed.
 func (h *hedgeRound) collect(r *run, resp *http.Response, err error, took time.Duration) (*http.Response, error) {
 	t := h.t
-	t.learnFrom(r.host, r.admitted, h.firstReq.URL, resp)
+	t.learnFrom(r.host, r.admitted, &h.firstReq, resp)
 	r.admitted, r.learned = false, true
 	h.mu.Lock()
 	x := h.race

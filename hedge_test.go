@@ -364,7 +364,7 @@ func TestAdaptiveDelayNeedsAHundredObservations(t *testing.T) {
 	up := newUpstream(t, statuses(200))
 	m, _ := newTestMetrics(t)
 	tr := hedgeTransport(t, WithHedging(Hedging{}), WithMetrics(m))
-	k := hostKey{"http", strings.TrimPrefix(up.URL, "http://")}
+	k := hostKey{scheme: "http", host: strings.TrimPrefix(up.URL, "http://")}
 	for i := range 120 {
 		assert.Equal(t, i >= 100, tr.hedge.latencies.delay(k) > 0, "after %d observations", i)
 		resp, err := tr.RoundTrip(mustRequest(t, http.MethodGet, up.URL, nil))
@@ -395,7 +395,7 @@ func TestLatencyHistogram(t *testing.T) {
 	}
 	var l latencies
 	l.percentile = 0.95
-	k := hostKey{"http", "example.invalid"}
+	k := hostKey{scheme: "http", host: "example.invalid"}
 	for i := range 1000 {
 		d := 2 * time.Millisecond
 		if i%100 < 10 { // 10% at 50 ms
@@ -412,7 +412,7 @@ func TestLatencyHistogram(t *testing.T) {
 	assert.LessOrEqual(t, l.delay(k), 3*time.Millisecond)
 
 	for i := range 2 * latencyHosts {
-		l.observe(hostKey{"http", "host" + strconv.Itoa(i)}, time.Millisecond)
+		l.observe(hostKey{scheme: "http", host: "host" + strconv.Itoa(i)}, time.Millisecond)
 	}
 	assert.LessOrEqual(t, int(l.hosts.n.Load()), latencyHosts, "hosts are bounded")
 }

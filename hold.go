@@ -48,8 +48,9 @@ const quotaPoll = 20 * time.Millisecond
 
 // hostKey names a host: scheme, host and port, with the host in lower case
 // and the scheme's default port left out, so that every spelling of one
-// host is one key.
-type hostKey struct{ scheme, host string }
+// host is one key; and, for holds and quotas, the scope that WithHoldKey's
+// function gave the request.
+type hostKey struct{ scheme, host, scope string }
 
 // hostKeyOf returns the key of the host u names. It allocates only for a
 // host written with upper-case letters.
@@ -67,7 +68,35 @@ func hostKeyOf(u *url.URL) hostKey {
 	case scheme == "https" && strings.HasSuffix(host, ":443"):
 		host = host[:len(host)-len(":443")]
 	}
-	return hostKey{scheme, host}
+	return hostKey{scheme: scheme, host: host}
+}
+
+// hostKey returns the key of the hold and quota that req is subject to:
+// its host's, within the scope WithHoldKey's function gives it.
+func (t *Transport) hostKey(req *http.Request) hostKey {
+	k := hostKeyOf(req.URL)
+	if t.holdKey != nil {
+		k.scope = t.holdKey(req)
+	}
+	return k
+}
+
+// WithHoldKey makes the holds and quota pacing of a host (see ErrThrottled)
+// apply per host and per key(req), rather than per host: requests to one
+// host whose keys differ are held and paced apart. Without it, a host is
+// held for all the requests a Transport sends to it (its scheme, host and
+// port, whatever their path or credentials), which is right for a quota per
+// client or per IP address. An SDK that sends the requests of several API
+// keys or tokens to one host, each with a quota of its own, returns the
+// credential (or a digest of it) so that one key's 429 does not hold the
+// others.
+//
+// key is called only while some host has a hold or a quota, for each
+// request to be admitted and each response that announces limits; it must
+// be quick and safe for concurrent use. The number of keys kept is bounded
+// like the number of hosts. Absent or nil: one hold per host.
+func WithHoldKey(key func(req *http.Request) string) Option {
+	return optionFunc(func(t *Transport) { t.holdKey = key })
 }
 
 func hasUpper(s string) bool {
@@ -269,7 +298,7 @@ func (t *Transport) admit(r *run) (stopReason, error) {
 		return stopNone, nil
 	}
 	u := r.out.URL
-	h := t.hosts.get(hostKeyOf(u))
+	h := t.hosts.get(t.hostKey(r.out))
 	if h == nil {
 		return stopNone, nil
 	}
@@ -306,14 +335,14 @@ func (t *Transport) admit(r *run) (stopReason, error) {
 // that the attempt is no longer in flight. Every response is read for this,
 // whatever its request's Policy.
 func (t *Transport) learn(r *run, resp *http.Response) {
-	t.learnFrom(r.host, r.admitted, r.out.URL, resp)
+	t.learnFrom(r.host, r.admitted, r.out, resp)
 	r.admitted = false
 }
 
-// learnFrom records what a response (or an error, when resp is nil) to a
-// request for u says of its host's quota: h is the host's state when the
-// request was admitted to it (admitted), or nil.
-func (t *Transport) learnFrom(h *hostState, admitted bool, u *url.URL, resp *http.Response) {
+// learnFrom records what a response (or an error, when resp is nil) to req
+// says of its host's quota: h is the host's state when the request was
+// admitted to it (admitted), or nil.
+func (t *Transport) learnFrom(h *hostState, admitted bool, req *http.Request, resp *http.Response) {
 	if t.noHold {
 		return
 	}
@@ -333,7 +362,7 @@ func (t *Transport) learnFrom(h *hostState, admitted bool, u *url.URL, resp *htt
 		return
 	}
 	if h == nil {
-		h = t.hosts.getOrAdd(hostKeyOf(u), now)
+		h = t.hosts.getOrAdd(t.hostKey(req), now)
 	}
 	h.answered(admitted, &s, hold, now)
 }

@@ -239,7 +239,7 @@ func TestASuccessfulResponseThatSpendsTheQuotaHoldsTheHost(t *testing.T) {
 func TestHeldRequestsAreReleasedSpreadOut(t *testing.T) {
 	tr, clock := newTestTransport(t)
 	start := clock.now()
-	h := tr.hosts.getOrAdd(hostKey{"http", "example.invalid"}, start)
+	h := tr.hosts.getOrAdd(hostKey{scheme: "http", host: "example.invalid"}, start)
 	h.answered(false, &signals{}, start.Add(10*time.Second), start)
 	req := mustRequest(t, http.MethodGet, "http://example.invalid/", nil)
 	seen := map[time.Duration]bool{}
@@ -260,11 +260,11 @@ func TestHostStateIsBounded(t *testing.T) {
 	var hs hosts
 	now := time.Now()
 	for i := range 3 * maxHosts {
-		h := hs.getOrAdd(hostKey{"https", "host" + strconv.Itoa(i)}, now)
+		h := hs.getOrAdd(hostKey{scheme: "https", host: "host" + strconv.Itoa(i)}, now)
 		h.answered(false, &signals{quota: true, remaining: 10, reset: time.Hour, limit: -1}, time.Time{}, now)
 	}
 	assert.LessOrEqual(t, int(hs.n.Load()), maxHosts)
-	assert.NotNil(t, hs.get(hostKey{"https", "host" + strconv.Itoa(3*maxHosts-1)}), "the newest is kept")
+	assert.NotNil(t, hs.get(hostKey{scheme: "https", host: "host" + strconv.Itoa(3*maxHosts-1)}), "the newest is kept")
 }
 
 func TestNoHostStateCostsNothing(t *testing.T) {

@@ -44,6 +44,7 @@ type Transport struct {
 	timed       bool     // attempts are timed: for observers, or the adaptive hedging delay
 	hedge       *hedging // nil: no hedging
 	beforeRetry []func(next *http.Request, prev Attempt) error
+	holdKey     func(req *http.Request) string // nil: one hold per host
 	budget      *Budget // nil: no budget
 	budgetSet   bool    // WithBudget was given, even with nil
 	err         error   // a bad option; returned by every RoundTrip
@@ -198,10 +199,17 @@ func (t *Transport) roundTrip(req *http.Request, p *Policy) (*http.Response, err
 	if t.budget != nil {
 		t.budget.earn(t.now)
 	}
+	var prev Attempt // the attempt a retry follows, for the WithBeforeRetry functions
 	for r.attempt = 1; ; r.attempt++ {
 		if t.hosts.n.Load() != 0 { // a host is held, or announced its quota
 			if s, err := t.admit(&r); s != stopNone {
 				return nil, t.refuse(&r, s, err)
+			}
+		}
+		if r.attempt > 1 && len(t.beforeRetry) != 0 { // after every wait, the host's included
+			if s, cause := t.runBeforeRetry(&r, prev); s != stopNone {
+				t.release(&r)
+				return nil, t.refuse(&r, s, cause)
 			}
 		}
 		if r.attempt > 1 { // a retry, about to be sent: now it counts
@@ -238,11 +246,14 @@ func (t *Transport) roundTrip(req *http.Request, p *Policy) (*http.Response, err
 			return t.finish(&r, resp, err, s)
 		}
 
+		if len(t.beforeRetry) != 0 {
+			prev = r.report(resp, err, stopNone)
+		}
 		if resp != nil {
 			discard(resp)
 		}
-		if s, cause := t.await(&r, resp, err); s != stopNone {
-			return nil, t.abandon(&r, s, cause)
+		if err := t.sleep(r.req.Context(), r.st.wait); err != nil {
+			return nil, t.abandon(&r, ctxStop(r.req.Context().Err()), err)
 		}
 		r.out = r.st.next
 	}
@@ -313,39 +324,54 @@ func (t *Transport) finish(r *run, resp *http.Response, err error, s stopReason)
 	return nil, &Error{Attempts: r.attempt, Err: err, Reason: s.reason(), detail: t.explain(r, s)}
 }
 
-// await waits before the next attempt and then runs the WithBeforeRetry
-// functions on its request. It returns why the request stops instead, with
-// the error to report: the context's, or the function's.
-func (t *Transport) await(r *run, resp *http.Response, err error) (stopReason, error) {
-	if err := t.sleep(r.req.Context(), r.st.wait); err != nil {
-		return ctxStop(r.req.Context().Err()), err
-	}
-	if len(t.beforeRetry) == 0 {
-		return stopNone, nil
-	}
+// runBeforeRetry runs the WithBeforeRetry functions on the request of the
+// retry about to be sent, after every wait (its host's too): they see the
+// request as it will go out, and a fresh token they set does not wait for
+// the host. It returns why the request stops instead, with the error to
+// report: the function's (stopHook) or, when a function sent the retry to
+// another host that is held, what admitting it there says.
+func (t *Transport) runBeforeRetry(r *run, prev Attempt) (stopReason, error) {
 	// The functions may change the next request's Header and URL: give it
 	// its own, so no other request sees the changes.
-	if r.st.next.Header != nil {
-		r.st.next.Header = r.st.next.Header.Clone()
+	next := r.out
+	if next.Header != nil {
+		next.Header = next.Header.Clone()
 	} else {
-		r.st.next.Header = http.Header{} // a request built by hand may have none
+		next.Header = http.Header{} // a request built by hand may have none
 	}
-	if r.st.next.URL != nil {
-		u := *r.st.next.URL
-		r.st.next.URL = &u
+	var before hostKey
+	if next.URL != nil {
+		u := *next.URL
+		next.URL = &u
+		before = t.hostKey(next)
 	}
-	prev := r.report(resp, err, stopNone)
 	for _, f := range t.beforeRetry {
-		if err := f(r.st.next, prev); err != nil {
+		if err := f(next, prev); err != nil {
 			return stopHook, err
 		}
 	}
-	return stopNone, nil
+	if next.URL == nil || t.hostKey(next) == before || t.hosts.n.Load() == 0 {
+		return stopNone, nil
+	}
+	// Failed over to another host: the retry goes to that one's hold (the
+	// functions are not run again after it).
+	t.release(r)
+	return t.admit(r)
+}
+
+// release gives back the current attempt's place among its host's requests
+// in flight: it will not be sent after all.
+func (t *Transport) release(r *run) {
+	if r.admitted {
+		r.host.answered(true, nil, time.Time{}, time.Time{})
+		r.admitted = false
+	}
 }
 
 // refuse ends a request whose next attempt is not sent: its host's quota
 // is spent for longer than it may wait (stopThrottled, with the
-// *ThrottledError), or the context ended while it waited for the host.
+// *ThrottledError), the context ended while it waited for the host, or a
+// WithBeforeRetry function failed (stopHook).
 // Observers see the attempt that was not sent, with that error, unless the
 // request's previous attempt was reported with a retry to follow.
 func (t *Transport) refuse(r *run, s stopReason, cause error) error {
@@ -366,7 +392,8 @@ func (t *Transport) refuse(r *run, s stopReason, cause error) error {
 	if t.watched {
 		t.observe(r, nil, cause, s)
 	}
-	return &Error{Attempts: 0, Err: cause, Reason: s.reason(), detail: t.explain(r, s)}
+	return &Error{Attempts: 0, Err: cause, Waiting: s == stopCanceled || s == stopDeadlinePassed,
+		Reason: s.reason(), detail: t.explain(r, s)}
 }
 
 // abandon ends a request whose last attempt was already reported with a
