@@ -45,9 +45,9 @@ type Transport struct {
 	hedge       *hedging // nil: no hedging
 	beforeRetry []func(next *http.Request, prev Attempt) error
 	holdKey     func(req *http.Request) string // nil: one hold per host
-	budget      *Budget // nil: no budget
-	budgetSet   bool    // WithBudget was given, even with nil
-	err         error   // a bad option; returned by every RoundTrip
+	budget      *Budget                        // nil: no budget
+	budgetSet   bool                           // WithBudget was given, even with nil
+	err         error                          // a bad option; returned by every RoundTrip
 
 	// Test seams: the clock, the wait, and the randomness (nil: math/rand/v2);
 	// noHold turns the host holds off, to measure what they are worth.
