@@ -228,7 +228,9 @@ func (t *Transport) sendCopy(req *http.Request, caller context.Context, timeout 
 		return checked(t.base.RoundTrip(req))
 	}
 	ctx, bound := boundAttempt(req.Context(), timeout)
-	resp, err := checked(t.base.RoundTrip(req.WithContext(ctx)))
+	req = req.WithContext(ctx)
+	bound.watchBody(req)
+	resp, err := checked(t.base.RoundTrip(req))
 	return bound.settle(caller, resp, err)
 }
 

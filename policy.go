@@ -52,10 +52,14 @@ type Policy struct {
 	// and still be retried; a longer one returns the response at once.
 	// 0 means DefaultMaxRetryAfter (60s).
 	MaxRetryAfter time.Duration
-	// AttemptTimeout bounds one attempt, from sending it until its response
-	// headers arrive; 0 means no bound. It never cuts a response body that the
-	// caller is reading. The effective bound is the earlier of AttemptTimeout
-	// and the context's deadline. Negative is invalid (Validate names it).
+	// AttemptTimeout bounds how long one attempt may go without progress,
+	// from sending it until its response headers arrive; 0 means no bound.
+	// It bounds connecting and, once the request body is sent, the wait for
+	// the response headers; while the body is being sent, only a stall ends
+	// the attempt (no bytes of the body taken for AttemptTimeout), never a
+	// slow upload that goes on. It never cuts a response body that the
+	// caller is reading. The context's deadline still bounds everything.
+	// Negative is invalid (Validate names it).
 	//
 	// An attempt that times out is retried with reason "timeout" when that
 	// is safe: an idempotent request, or one whose connection was never

@@ -16,6 +16,7 @@ const DefaultReplayBuffer = 64 << 10
 var (
 	errSuperseded = errors.New("retryhttp: request body read by an attempt that a retry replaced")
 	errBodyClosed = errors.New("retryhttp: read of a closed request body")
+	errStalled    = errors.New("retryhttp: the request body made no progress for the attempt timeout, and was closed")
 )
 
 // replayError says that a body could not be sent again because more of it
@@ -314,4 +315,21 @@ func (v *bodyView) Close() error {
 		return b.src.Close()
 	}
 	return nil
+}
+
+// abortSource closes the source while a view's Read of it may be in
+// progress, when that Read stalled past an attempt's timeout: the request
+// cannot go on without it. The source counts as closed from then on.
+func (v *bodyView) abortSource() {
+	b := v.s.b
+	b.mu.Lock()
+	closeSrc := !b.srcDone
+	b.srcDone = true
+	if b.err == nil && !b.eof {
+		b.err = errStalled
+	}
+	b.mu.Unlock()
+	if closeSrc {
+		_ = b.src.Close()
+	}
 }

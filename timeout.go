@@ -16,10 +16,18 @@ import (
 // method reports true.
 var ErrAttemptTimeout = errors.New("retryhttp: attempt timed out")
 
-// attemptTimeoutError is the error of an attempt that its timeout ended.
-type attemptTimeoutError struct{ after time.Duration }
+// attemptTimeoutError is the error of an attempt that its timeout ended:
+// stalled while its body was being sent, or else while it connected or
+// waited for the response headers.
+type attemptTimeoutError struct {
+	after   time.Duration
+	stalled bool
+}
 
 func (e *attemptTimeoutError) Error() string {
+	if e.stalled {
+		return "retryhttp: attempt timed out: its request body made no progress for " + e.after.String() + " (Policy.AttemptTimeout)"
+	}
 	return "retryhttp: attempt timed out after " + e.after.String() + " (Policy.AttemptTimeout) before its response headers"
 }
 func (e *attemptTimeoutError) Timeout() bool        { return true }
@@ -105,6 +113,9 @@ func (t *Transport) sendWatched(r *run) (resp *http.Response, err error) {
 	if ctx != r.out.Context() {
 		r.sent = r.out.WithContext(ctx)
 	}
+	if bound != nil {
+		bound.watchBody(r.sent)
+	}
 	resp, err = checked(t.base.RoundTrip(r.sent))
 	if bound != nil {
 		resp, err = bound.settle(r.req.Context(), resp, err)
@@ -130,11 +141,22 @@ func (t *Transport) sendWatched(r *run) (resp *http.Response, err error) {
 // read the body for as long as the caller's own context allows. Whichever
 // comes first, the timer or the base's answer, decides: an answer that
 // came in time is never taken for a timeout.
+//
+// The timer bounds the time without progress, not the attempt's: it runs
+// from the start (connecting, sending the headers), and while a request
+// body is being sent it starts again with every read of the body, so that
+// only a stall (no bytes taken for the timeout) ends a slow upload that
+// goes on; once the body has been read to its end, it bounds the wait for
+// the response headers.
 type attemptBound struct {
 	timer   *time.Timer
 	cancel  context.CancelCauseFunc
-	timeout *attemptTimeoutError
-	state   atomic.Int32 // boundWaiting, then boundAnswered or boundTimedOut
+	d       time.Duration
+	timeout *attemptTimeoutError         // set by the timer before it wins the state
+	state   atomic.Int32                 // boundWaiting, then boundAnswered or boundTimedOut
+	last    atomic.Int64                 // when there was last progress, in monotonic nanoseconds
+	sending atomic.Bool                  // the body is being sent: no progress is then a stall
+	reading atomic.Pointer[progressBody] // the body whose Read is in progress, if any
 }
 
 const (
@@ -143,17 +165,98 @@ const (
 	boundTimedOut
 )
 
-// boundAttempt returns a context for an attempt that must have its response
-// headers within d.
+// monotonic is the origin of the attempt bounds' monotonic clock.
+var monotonic = time.Now()
+
+func sinceMonotonic() int64 { return int64(time.Since(monotonic)) }
+
+// boundAttempt returns a context for an attempt that must make progress
+// within d: connect, send its body, and have its response headers.
 func boundAttempt(ctx context.Context, d time.Duration) (context.Context, *attemptBound) {
-	b := &attemptBound{timeout: &attemptTimeoutError{after: d}}
+	b := &attemptBound{d: d}
+	b.last.Store(sinceMonotonic())
 	ctx, b.cancel = context.WithCancelCause(ctx)
-	b.timer = time.AfterFunc(d, func() {
-		if b.state.CompareAndSwap(boundWaiting, boundTimedOut) {
-			b.cancel(b.timeout)
-		}
-	})
+	b.timer = time.AfterFunc(d, b.check)
 	return ctx, b
+}
+
+// check runs when the timer fires: it ends the attempt if nothing moved
+// for d, or else waits for the rest of d since the last progress.
+func (b *attemptBound) check() {
+	if idle := time.Duration(sinceMonotonic() - b.last.Load()); idle < b.d {
+		b.timer.Reset(b.d - idle)
+		return
+	}
+	if b.state.Load() != boundWaiting {
+		return
+	}
+	b.timeout = &attemptTimeoutError{after: b.d, stalled: b.sending.Load()}
+	if b.state.CompareAndSwap(boundWaiting, boundTimedOut) {
+		b.cancel(b.timeout)
+		if p := b.reading.Load(); p != nil {
+			// The body's own source stalled, inside a Read that the
+			// transport waits for whatever its context says (net/http's
+			// HTTP/1 client waits for its write loop): close the body to
+			// end it.
+			p.abort()
+		}
+	}
+}
+
+// watchBody makes req's body, and the copies its GetBody makes, count
+// their reads as the attempt's progress. req is the attempt's own copy.
+func (b *attemptBound) watchBody(req *http.Request) {
+	if !hasBody(req) {
+		return
+	}
+	req.Body = &progressBody{ReadCloser: req.Body, b: b}
+	if getBody := req.GetBody; getBody != nil {
+		req.GetBody = func() (io.ReadCloser, error) {
+			body, err := getBody()
+			if err != nil || body == nil || body == http.NoBody {
+				return body, err
+			}
+			return &progressBody{ReadCloser: body, b: b}, nil
+		}
+	}
+}
+
+// progressBody is a request body whose reads are an attempt's progress.
+type progressBody struct {
+	io.ReadCloser
+	b    *attemptBound
+	once sync.Once
+}
+
+func (p *progressBody) Read(buf []byte) (int, error) {
+	p.b.sending.Store(true)
+	p.b.reading.Store(p)
+	n, err := p.ReadCloser.Read(buf)
+	p.b.reading.CompareAndSwap(p, nil)
+	if n > 0 || err != nil {
+		p.b.last.Store(sinceMonotonic())
+	}
+	if err != nil { // the body is sent: the wait for the headers starts
+		p.b.sending.Store(false)
+	}
+	return n, err
+}
+
+// Close closes the body once: the attempt's timeout may have closed it
+// already.
+func (p *progressBody) Close() error {
+	var err error
+	p.once.Do(func() { err = p.ReadCloser.Close() })
+	return err
+}
+
+// abort ends a Read of the body that its source does not end: the source
+// is closed (a replay buffer's, whose views share it), then the body.
+func (p *progressBody) abort() {
+	if a, ok := p.ReadCloser.(interface{ abortSource() }); ok {
+		a.abortSource()
+	}
+	_ = p.Close()
 }
 
 // settle settles what an attempt with a timeout returned: when the timer

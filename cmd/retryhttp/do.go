@@ -472,7 +472,12 @@ func (f *doFlags) client(story *transcript, stderr io.Writer) *http.Client {
 		story.verbose = stderr
 	}
 	if f.hedge > 0 { // a single request has no latencies to adapt to: the delay is required
-		opts = append(opts, retryhttp.WithHedging(retryhttp.Hedging{Delay: f.hedge}))
+		// A hedge is paid from what earlier requests earned, and one
+		// command sends one request: it never earns one. The retry budget
+		// exists for a process's stream of requests; for one request its
+		// floor (10 retries a second) never refuses the Policy's few
+		// attempts, so without it -hedge sends the copy it asks for.
+		opts = append(opts, retryhttp.WithBudget(nil), retryhttp.WithHedging(retryhttp.Hedging{Delay: f.hedge}))
 	}
 	maxRedirects := f.maxRedirects
 	return &http.Client{
