@@ -113,9 +113,13 @@ func TestA429WithAResetHoldsTheHost(t *testing.T) {
 		w.WriteHeader(http.StatusOK)
 	})
 	var held atomic.Int64
+	throttled := make(chan struct{}, 2) // an attempt got its 429, and the Transport has read it
 	tr := realTransport(t, WithObserver(func(a Attempt) {
 		if a.Held > 0 {
 			held.Add(1)
+		}
+		if a.Response != nil && a.Response.StatusCode == http.StatusTooManyRequests {
+			throttled <- struct{}{} // observers run after the answer's quota is learned
 		}
 	}))
 	resp, err := tr.RoundTrip(mustRequest(t, http.MethodGet, up.URL+"/first", nil))
@@ -123,9 +127,13 @@ func TestA429WithAResetHoldsTheHost(t *testing.T) {
 	readAll(t, resp)
 	assert.Equal(t, http.StatusOK, resp.StatusCode)
 
+	<-throttled
+
 	// The first request's retry is done. Others sent while the host was
-	// held have waited for the reset too: send three right after a fresh
-	// 429 and check that none arrives before the reset.
+	// held have waited for the reset too: send three once the Transport
+	// has read a fresh 429 (not merely once the server has answered it:
+	// the client may not have read it yet) and check that none arrives
+	// before the reset.
 	up.attempts.Store(0)
 	mu.Lock()
 	arrivals = nil
@@ -137,7 +145,7 @@ func TestA429WithAResetHoldsTheHost(t *testing.T) {
 			readAll(t, resp)
 		}
 	})
-	require.Eventually(t, func() bool { return up.attempts.Load() == 1 }, 5*time.Second, time.Millisecond)
+	<-throttled
 	for range 3 {
 		wg.Go(func() {
 			resp, err := tr.RoundTrip(mustRequest(t, http.MethodGet, up.URL+"/other", nil))
