@@ -5,6 +5,7 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -45,6 +46,7 @@ func withStoppedClock(tr *Transport) *stoppedClock {
 }
 
 // sendAll sends n GETs from 10 goroutines and returns how many got a 200.
+// Each carries its number in X-Request-Id, on every attempt.
 func sendAll(t *testing.T, tr http.RoundTripper, url string, n int) int {
 	t.Helper()
 	var ok atomic.Int32
@@ -52,7 +54,9 @@ func sendAll(t *testing.T, tr http.RoundTripper, url string, n int) int {
 	for g := range 10 {
 		wg.Go(func() {
 			for i := g; i < n; i += 10 {
-				resp, err := tr.RoundTrip(mustRequest(t, http.MethodGet, url, nil))
+				req := mustRequest(t, http.MethodGet, url, nil)
+				req.Header.Set("X-Request-Id", strconv.Itoa(i))
+				resp, err := tr.RoundTrip(req)
 				if !assert.NoError(t, err) {
 					return
 				}
@@ -105,8 +109,19 @@ func TestBudgetBoundsAmplificationInAnOutage(t *testing.T) {
 }
 
 func TestBudgetRefusesNothingAtFivePercentFailures(t *testing.T) {
-	up := newUpstream(t, func(n int, w http.ResponseWriter, _ *http.Request) {
-		if n%20 == 7 { // 5% of attempts fail, from early on
+	// 5% of the requests, from early on, fail their first attempt. (Failing
+	// every 20th arrival instead fails a request whose retries happen to
+	// arrive 20 apart, as they do when its goroutine runs late.)
+	var mu sync.Mutex
+	failed := map[string]bool{}
+	up := newUpstream(t, func(n int, w http.ResponseWriter, r *http.Request) {
+		id := r.Header.Get("X-Request-Id")
+		i, _ := strconv.Atoi(id)
+		mu.Lock()
+		fail := i%20 == 7 && !failed[id]
+		failed[id] = true
+		mu.Unlock()
+		if fail {
 			w.WriteHeader(http.StatusServiceUnavailable)
 		}
 	})

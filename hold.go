@@ -120,8 +120,10 @@ type hostState struct {
 	holdUntil time.Time // no request before it: the quota is spent until then
 	remaining int64     // requests left in the window, as last announced; -1: unknown
 	reset     time.Time // when the window ends; zero: no window known
-	limit     int64     // requests per window, when announced; -1: unknown
+	limit     int64     // requests per window: the least announced in the latest window; -1: unknown
 	inFlight  int64     // requests admitted and not answered yet
+	admitted  int64     // requests admitted in the window, answered or not
+	lowest    int64     // the least quota known for the window: limit when it began, or less announced since; -1: unknown
 	seen      time.Time // when a response last said something
 }
 
@@ -132,7 +134,7 @@ type hostState struct {
 // recently, and a held host only when every host is held.
 func (hs *hosts) getOrAdd(k hostKey, now time.Time) *hostState {
 	return hs.hostMap.getOrAdd(k, maxHosts,
-		func() *hostState { return &hostState{remaining: -1, limit: -1, seen: now} },
+		func() *hostState { return &hostState{remaining: -1, limit: -1, lowest: -1, seen: now} },
 		func(m map[hostKey]*hostState) { evictHosts(m, maxHosts/8, now) })
 }
 
@@ -170,8 +172,12 @@ func evictHosts(m map[hostKey]*hostState, n int, now time.Time) {
 }
 
 // admit lets a request go to the host, counting it in flight, or says until
-// when the host is held: its quota is spent, or the requests in flight take
-// what the last response said was left.
+// when the host is held: its quota is spent, the requests in flight take
+// what the last response said was left, or the window's requests already
+// number the least quota known for it. The last check holds when answers
+// are read out of order, as they are when the goroutines that read them run
+// late: an answer read late may say that more is left than one read before
+// it did, or repeat a quota the server has since lowered.
 func (h *hostState) admit(now time.Time) (until time.Time, ok bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -179,7 +185,7 @@ func (h *hostState) admit(now time.Time) (until time.Time, ok bool) {
 	if now.Before(h.holdUntil) {
 		return h.holdUntil, false
 	}
-	if h.remaining >= 0 && h.remaining-h.inFlight <= 0 {
+	if (h.remaining >= 0 && h.remaining-h.inFlight <= 0) || (h.lowest >= 0 && h.admitted >= h.lowest) {
 		switch {
 		case !h.reset.IsZero():
 			return h.reset, false
@@ -188,14 +194,17 @@ func (h *hostState) admit(now time.Time) (until time.Time, ok bool) {
 		} // nothing in flight to learn from: this request will
 	}
 	h.inFlight++
+	h.admitted++
 	return time.Time{}, true
 }
 
 // rollLocked starts a new window once the announced one has ended: the
-// quota is full again, as far as it is known.
+// quota is full again, as far as it is known: the least announced in the
+// window that ended.
 func (h *hostState) rollLocked(now time.Time) {
 	if !h.reset.IsZero() && !now.Before(h.reset) {
 		h.remaining, h.reset = h.limit, time.Time{}
+		h.admitted, h.lowest = 0, h.limit
 	}
 }
 
@@ -214,7 +223,17 @@ func (h *hostState) answered(admitted bool, s *signals, hold time.Time, now time
 	}
 	h.seen = now
 	h.rollLocked(now)
-	if s.quota {
+	// A window that has ended by the time its news is read (a reset now or
+	// in the past) says nothing of the window under way, but its quota
+	// when none is known yet: the window under way has that much.
+	quota := s.quota && s.reset > 0
+	if s.quota && !quota && s.limit >= 0 && h.limit < 0 {
+		h.limit, h.lowest = s.limit, s.limit
+		if h.reset.IsZero() {
+			h.remaining = s.limit
+		}
+	}
+	if quota {
 		// Resets are announced in whole seconds: announcements of one
 		// window differ by less than windowSlack, a later window's come
 		// later than that. Responses arrive out of order: the least left
@@ -223,6 +242,17 @@ func (h *hostState) answered(admitted bool, s *signals, hold time.Time, now time
 		reset := now.Add(min(s.reset, maxHold))
 		switch {
 		case h.reset.IsZero() || reset.After(h.reset.Add(windowSlack)): // a newer window
+			// An answer read late may be older news than it seems: a reset
+			// in relative seconds, read late, looks later. So a quota is
+			// raised only by the first news after a window ended, and the
+			// window's requests are what the server counted and what is
+			// in flight, or fewer.
+			if s.limit >= 0 {
+				if h.reset.IsZero() || h.limit < 0 || s.limit < h.limit {
+					h.limit = s.limit
+				}
+				h.admitted = min(h.admitted, h.inFlight+max(0, s.limit-s.remaining))
+			}
 			h.remaining, h.reset = s.remaining, reset
 		case reset.Before(h.reset.Add(-windowSlack)): // an older window
 			return
@@ -231,9 +261,12 @@ func (h *hostState) answered(admitted bool, s *signals, hold time.Time, now time
 			if reset.Before(h.reset) {
 				h.reset = reset
 			}
+			if s.limit >= 0 && (h.limit < 0 || s.limit < h.limit) {
+				h.limit = s.limit
+			}
 		}
-		if s.limit >= 0 {
-			h.limit = s.limit
+		if s.limit >= 0 && (h.lowest < 0 || s.limit < h.lowest) {
+			h.lowest = s.limit
 		}
 		if s.remaining == 0 && hold.IsZero() && reset.After(h.holdUntil) {
 			h.holdUntil = reset
@@ -245,7 +278,7 @@ func (h *hostState) answered(admitted bool, s *signals, hold time.Time, now time
 		if hold.After(h.holdUntil) {
 			h.holdUntil = hold
 		}
-		if s.quota && h.reset.After(hold) {
+		if quota && h.reset.After(hold) {
 			h.reset = hold
 		}
 	}

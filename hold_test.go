@@ -113,9 +113,13 @@ func TestA429WithAResetHoldsTheHost(t *testing.T) {
 		w.WriteHeader(http.StatusOK)
 	})
 	var held atomic.Int64
+	throttled := make(chan struct{}, 2) // an attempt got its 429, and the Transport has read it
 	tr := realTransport(t, WithObserver(func(a Attempt) {
 		if a.Held > 0 {
 			held.Add(1)
+		}
+		if a.Response != nil && a.Response.StatusCode == http.StatusTooManyRequests {
+			throttled <- struct{}{} // observers run after the answer's quota is learned
 		}
 	}))
 	resp, err := tr.RoundTrip(mustRequest(t, http.MethodGet, up.URL+"/first", nil))
@@ -123,9 +127,13 @@ func TestA429WithAResetHoldsTheHost(t *testing.T) {
 	readAll(t, resp)
 	assert.Equal(t, http.StatusOK, resp.StatusCode)
 
+	<-throttled
+
 	// The first request's retry is done. Others sent while the host was
-	// held have waited for the reset too: send three right after a fresh
-	// 429 and check that none arrives before the reset.
+	// held have waited for the reset too: send three once the Transport
+	// has read a fresh 429 (not merely once the server has answered it:
+	// the client may not have read it yet) and check that none arrives
+	// before the reset.
 	up.attempts.Store(0)
 	mu.Lock()
 	arrivals = nil
@@ -137,7 +145,7 @@ func TestA429WithAResetHoldsTheHost(t *testing.T) {
 			readAll(t, resp)
 		}
 	})
-	require.Eventually(t, func() bool { return up.attempts.Load() == 1 }, 5*time.Second, time.Millisecond)
+	<-throttled
 	for range 3 {
 		wg.Go(func() {
 			resp, err := tr.RoundTrip(mustRequest(t, http.MethodGet, up.URL+"/other", nil))
@@ -287,6 +295,7 @@ type quotaServer struct {
 	mu        sync.Mutex
 	current   time.Time
 	used      int
+	worst     int // the most arrivals over the quota in one window
 	arrived   atomic.Int64
 	throttled atomic.Int64
 }
@@ -308,6 +317,7 @@ func (q *quotaServer) serve(w http.ResponseWriter, _ *http.Request) {
 	}
 	q.used++
 	remaining := q.limit - q.used
+	q.worst = max(q.worst, -remaining)
 	q.mu.Unlock()
 	q.arrived.Add(1)
 	over := remaining < 0
@@ -358,8 +368,11 @@ func sendConcurrently(tr http.RoundTripper, url string, g, n int) (ok int64) {
 
 func TestAnnouncedQuotaIsKept(t *testing.T) {
 	// 20 goroutines, 400 GETs, a quota of 50 requests per 2 s window: every
-	// request succeeds, and at most 2% of what reaches the server is
-	// answered 429. Without the hold, most of it is (BenchmarkQuota).
+	// request succeeds, and no window gets more than 20 arrivals over the
+	// quota, one per goroutine: a goroutine's own 429 holds the host until
+	// the window's end. How few are answered 429 (none or nearly on an idle
+	// machine, more when the goroutines that read answers run late) is
+	// measured by BenchmarkQuota, with the hold and without.
 	if testing.Short() {
 		t.Skip("takes about 16 s: 8 windows of 2 s")
 	}
@@ -373,7 +386,9 @@ func TestAnnouncedQuotaIsKept(t *testing.T) {
 			t.Logf("%d of 400 succeeded; %d arrived at the server, %d answered 429 (%.1f%%)",
 				ok, arrived, throttled, 100*float64(throttled)/float64(arrived))
 			assert.Equal(t, int64(400), ok, "every request succeeds")
-			assert.LessOrEqual(t, float64(throttled), 0.02*float64(arrived), "at most 2% answered 429")
+			q.mu.Lock()
+			defer q.mu.Unlock()
+			assert.LessOrEqual(t, q.worst, 20, "arrivals over the quota in one window: at most one per goroutine")
 		})
 	}
 }
