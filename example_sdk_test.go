@@ -343,3 +343,39 @@ func ExampleErrThrottled() {
 	// second: true true
 	// requests that reached the server: 1
 }
+
+// An SDK that sends the requests of several API keys to one host, each key
+// with a quota of its own, keys the holds by the credential: one key's
+// spent quota holds that key's requests, not the others'.
+func ExampleWithHoldKey() {
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") == "Bearer key-a" {
+			w.Header().Set("Retry-After", "3600") // key a's quota is spent for an hour
+			http.Error(w, "rate limited", http.StatusTooManyRequests)
+			return
+		}
+		fmt.Fprint(w, "ok")
+	}))
+	defer api.Close()
+	client := &http.Client{Transport: retryhttp.New(nil,
+		retryhttp.WithHoldKey(func(req *http.Request) string { return req.Header.Get("Authorization") }))}
+	get := func(key string) string {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, api.URL, nil)
+		req.Header.Set("Authorization", "Bearer "+key)
+		resp, err := client.Do(req)
+		if err != nil {
+			return fmt.Sprintf("not sent (throttled: %v)", errors.Is(err, retryhttp.ErrThrottled))
+		}
+		resp.Body.Close()
+		return resp.Status
+	}
+	fmt.Println("key a:", get("key-a"))
+	fmt.Println("key a again:", get("key-a"))
+	fmt.Println("key b:", get("key-b"))
+	// Output:
+	// key a: 429 Too Many Requests
+	// key a again: not sent (throttled: true)
+	// key b: 200 OK
+}

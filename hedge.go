@@ -201,7 +201,7 @@ func (t *Transport) sendHedged(r *run, delay time.Duration) (*http.Response, err
 	if t.timed {
 		start = time.Now()
 	}
-	resp, err := t.sendCopy(&h.firstReq, h.caller, r.p.AttemptTimeout)
+	resp, err := t.sendCopy(&h.firstReq, h, h.number)
 	var took time.Duration
 	if t.timed {
 		took = time.Since(start)
@@ -222,16 +222,12 @@ func (t *Transport) sendHedged(r *run, delay time.Duration) (*http.Response, err
 	return h.collect(r, resp, err, took)
 }
 
-// sendCopy sends one copy, within the attempt timeout when there is one.
-func (t *Transport) sendCopy(req *http.Request, caller context.Context, timeout time.Duration) (*http.Response, error) {
-	if timeout <= 0 {
-		return checked(t.base.RoundTrip(req))
-	}
-	ctx, bound := boundAttempt(req.Context(), timeout)
-	req = req.WithContext(ctx)
-	bound.watchBody(req)
-	resp, err := checked(t.base.RoundTrip(req))
-	return bound.settle(caller, resp, err)
+// sendCopy sends copy number n of h's attempt, within the attempt timeout
+// when there is one, counting net/http's resends of it when the Transport
+// counts.
+func (t *Transport) sendCopy(req *http.Request, h *hedgeRound, n int) (*http.Response, error) {
+	_, resp, _, err := t.sendOne(req, h.caller, h.p.AttemptTimeout, t.counted, h.method, n)
+	return resp, err
 }
 
 // timeUp sends a hedge, when one may be sent: the first copy has not
@@ -340,7 +336,7 @@ func (h *hedgeRound) newCopy(n int) (*hedgeCopy, error) {
 func (h *hedgeRound) send(c *hedgeCopy) {
 	t := h.t
 	start := time.Now()
-	resp, err := t.sendCopy(c.req, h.caller, h.p.AttemptTimeout)
+	resp, err := t.sendCopy(c.req, h, c.number)
 	took := time.Since(start)
 	t.learnFrom(c.host, c.host != nil, c.req, resp)
 	final, panicked := false, any(nil)

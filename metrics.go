@@ -28,6 +28,10 @@ import (
 //	retryhttp_hedges_total{method}               each hedge sent (see Hedging)
 //	retryhttp_hedge_wins_total{method}           each hedge that won: its response was final, and
 //	                                             came before any other copy's
+//	retryhttp_transparent_retries_total{method}  each time net/http sent an attempt again on its own,
+//	                                             inside one attempt (a reused HTTP/1 connection reset,
+//	                                             an HTTP/2 stream refused): the server received
+//	                                             attempts plus these
 //	retryhttp_budget_retries_available           retries the budgets would allow now, summed
 //	                                             over the Transports' budgets
 //
@@ -59,6 +63,7 @@ type Metrics struct {
 	holds    *prometheus.CounterVec
 	hedges   *prometheus.CounterVec
 	wins     *prometheus.CounterVec
+	resends  *prometheus.CounterVec
 	avail    *prometheus.Desc
 
 	budgetsMu sync.Mutex
@@ -118,6 +123,10 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "retryhttp_hedge_wins_total",
 			Help: "Hedges that won: their response was final, and came before any other copy's.",
 		}, []string{"method"}),
+		resends: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "retryhttp_transparent_retries_total",
+			Help: "Attempts net/http sent again on its own, unseen by the retry policy: attempts plus these is what the servers received.",
+		}, []string{"method"}),
 		avail: prometheus.NewDesc("retryhttp_budget_retries_available",
 			"Retries the retry budgets of the Transports using these metrics would allow now.", nil, nil),
 	}
@@ -146,6 +155,7 @@ func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
 	m.holds.Describe(ch)
 	m.hedges.Describe(ch)
 	m.wins.Describe(ch)
+	m.resends.Describe(ch)
 	ch <- m.avail
 }
 
@@ -159,6 +169,7 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	m.holds.Collect(ch)
 	m.hedges.Collect(ch)
 	m.wins.Collect(ch)
+	m.resends.Collect(ch)
 	if avail, ok := m.available(); ok {
 		ch <- prometheus.MustNewConstMetric(m.avail, prometheus.GaugeValue, avail)
 	}
@@ -216,6 +227,13 @@ func (m *Metrics) hedged(method int) {
 func (m *Metrics) hedgeWon(method int) {
 	if m != nil {
 		m.wins.WithLabelValues(methodNames[method]).Inc()
+	}
+}
+
+// transparentRetry counts one resend net/http made on its own.
+func (m *Metrics) transparentRetry(method int) {
+	if m != nil {
+		m.resends.WithLabelValues(methodNames[method]).Inc() // rare: no cache needed
 	}
 }
 

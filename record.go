@@ -33,9 +33,9 @@ type Event struct {
 	// last Attempt has it (ReasonExhausted, ReasonCanceled, ...): empty when
 	// the request did not give up (it succeeded, or its status is final).
 	Reason string
-	// Attempt is an EventAttempt's and an EventHedge's attempt number, the
-	// number of the attempt an EventRetry follows, and the number of
-	// attempts an EventRequest sent.
+	// Attempt is an EventAttempt's, an EventHedge's and an
+	// EventTransparentRetry's attempt number, the number of the attempt an
+	// EventRetry follows, and the number of attempts an EventRequest sent.
 	Attempt int
 	// Wait is an EventRetry's wait before the retry, and ServerWait says
 	// that the server asked for it (the source label "retry_after") rather
@@ -49,16 +49,17 @@ type EventKind uint8
 
 // The kinds of Event, with the series of Metrics that counts each.
 const (
-	EventRequest       EventKind = iota + 1 // a RoundTrip ended (retryhttp_requests_total)
-	EventAttempt                            // an attempt was sent and ended (retryhttp_attempts_total)
-	EventRetry                              // a retry was sent, after its wait (retryhttp_retries_total, retryhttp_retry_delay_seconds)
-	EventBudgetRefusal                      // the retry budget refused a retry or a hedge (retryhttp_budget_refusals_total)
-	EventHeld                               // an attempt was held until its host's quota refilled (retryhttp_held_requests_total)
-	EventHedge                              // a hedge was sent (retryhttp_hedges_total)
-	EventHedgeWon                           // a hedge's response was the one returned (retryhttp_hedge_wins_total)
+	EventRequest          EventKind = iota + 1 // a RoundTrip ended (retryhttp_requests_total)
+	EventAttempt                               // an attempt was sent and ended (retryhttp_attempts_total)
+	EventRetry                                 // a retry was sent, after its wait (retryhttp_retries_total, retryhttp_retry_delay_seconds)
+	EventBudgetRefusal                         // the retry budget refused a retry or a hedge (retryhttp_budget_refusals_total)
+	EventHeld                                  // an attempt was held until its host's quota refilled (retryhttp_held_requests_total)
+	EventHedge                                 // a hedge was sent (retryhttp_hedges_total)
+	EventHedgeWon                              // a hedge's response was the one returned (retryhttp_hedge_wins_total)
+	EventTransparentRetry                      // net/http sent an attempt again on its own (retryhttp_transparent_retries_total)
 )
 
-var eventKindNames = [...]string{"", "request", "attempt", "retry", "budget_refusal", "held", "hedge", "hedge_won"}
+var eventKindNames = [...]string{"", "request", "attempt", "retry", "budget_refusal", "held", "hedge", "hedge_won", "transparent_retry"}
 
 func (k EventKind) String() string {
 	if int(k) < len(eventKindNames) && k != 0 {

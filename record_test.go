@@ -231,9 +231,10 @@ func TestRecorderSeesWhatMetricsCount(t *testing.T) {
 	}
 }
 
-// Events are built only when a recorder wants them: with none, the happy
-// path allocates nothing more (TestMetricsHappyPathAllocatesNothing covers
-// the Metrics); with one, an Event costs no allocation either.
+// Events are built only when a recorder wants them, and an Event costs no
+// allocation: a RoundTrip with a recorder pays only for the connection
+// watch that counts net/http's transparent retries (2 allocations: see
+// resend.go), as with Metrics.
 func TestRecorderAllocatesNothing(t *testing.T) {
 	var n atomic.Int32
 	base := staticRT{&http.Response{StatusCode: 200, Body: http.NoBody, Header: http.Header{}}}
@@ -245,7 +246,7 @@ func TestRecorderAllocatesNothing(t *testing.T) {
 			resp.Body.Close()
 		}
 	})
-	assert.Zero(t, allocs)
+	assert.Equal(t, 2.0, allocs)
 	assert.Equal(t, int32(2*101), n.Load(), "an attempt and a request per RoundTrip")
 }
 

@@ -47,15 +47,20 @@ func (e *attemptTimeoutError) Is(target error) bool { return target == ErrAttemp
 //
 // Watches are pooled: a request that needs one (see watchesConn) pays only
 // for the trace's context and the request's copy that carries it.
+//
+// The same watch counts net/http's transparent resends (see
+// countResends): every connection assigned to an attempt after its first
+// carried the request again.
 type connWatch struct {
-	asked, got atomic.Bool
-	trace      httptrace.ClientTrace
+	asked atomic.Bool
+	conns atomic.Int32 // connections assigned: 1 for each time the base sent the request
+	trace httptrace.ClientTrace
 }
 
 var connWatches = sync.Pool{New: func() any {
 	w := new(connWatch)
 	w.trace.GetConn = func(string) { w.asked.Store(true) }
-	w.trace.GotConn = func(httptrace.GotConnInfo) { w.got.Store(true) }
+	w.trace.GotConn = func(httptrace.GotConnInfo) { w.conns.Add(1) }
 	return w
 }}
 
@@ -70,13 +75,13 @@ func newConnWatch(ctx context.Context) (w *connWatch, pooled bool) {
 	}
 	w = connWatches.Get().(*connWatch)
 	w.asked.Store(false)
-	w.got.Store(false)
+	w.conns.Store(0)
 	return w, true
 }
 
 // unsent reports whether the watch shows that no connection was assigned
 // although one was asked for.
-func (w *connWatch) unsent() bool { return w.asked.Load() && !w.got.Load() }
+func (w *connWatch) unsent() bool { return w.asked.Load() && w.conns.Load() == 0 }
 
 // watchesConn reports whether the attempts of req need a connWatch: a
 // request that is not idempotent, which net/http may resend on its own
@@ -98,42 +103,62 @@ func (t *Transport) sendWatched(r *run) (resp *http.Response, err error) {
 	if t.timed {
 		start = time.Now()
 	}
-	ctx := r.out.Context()
-	var watch *connWatch
-	pooled := false
-	if r.watchConn {
-		watch, pooled = newConnWatch(ctx)
-		ctx = httptrace.WithClientTrace(ctx, &watch.trace)
-	}
-	var bound *attemptBound
-	if d := r.p.AttemptTimeout; d > 0 {
-		ctx, bound = boundAttempt(ctx, d)
-	}
-	r.sent = r.out
-	if ctx != r.out.Context() {
-		r.sent = r.out.WithContext(ctx)
-	}
-	if bound != nil {
-		bound.watchBody(r.sent)
-	}
-	resp, err = checked(t.base.RoundTrip(r.sent))
-	if bound != nil {
-		resp, err = bound.settle(r.req.Context(), resp, err)
-	}
-	r.sawConn, r.unsent = false, false
-	if watch != nil {
-		// The trace's hooks are called only while a connection is being
-		// found, which is over when RoundTrip returns: the watch may serve
-		// another request now.
-		r.sawConn, r.unsent = watch.got.Load(), watch.unsent()
-		if pooled {
-			connWatches.Put(watch)
-		}
-	}
+	var ev connEvidence
+	r.sent, resp, ev, err = t.sendOne(r.out, r.req.Context(), r.p.AttemptTimeout, r.watchConn, r.method, r.attempt)
+	r.sawConn, r.unsent = ev.sawConn, ev.unsent
 	if t.timed {
 		r.took = time.Since(start)
 	}
 	return resp, err
+}
+
+// connEvidence is what an attempt's connWatch saw.
+type connEvidence struct {
+	sawConn bool // a connection was assigned to the attempt
+	unsent  bool // one was asked for, and none was assigned
+}
+
+// sendOne sends out, attempt n of a request whose caller's context is
+// caller, through the base: with a connWatch when watch is true (the watch
+// counts net/http's resends when the Transport counts), and within timeout
+// when it is positive. sent is what the base got: out, or a copy with the
+// attempt's context.
+func (t *Transport) sendOne(out *http.Request, caller context.Context, timeout time.Duration, watch bool, method, n int) (sent *http.Request, resp *http.Response, ev connEvidence, err error) {
+	ctx := out.Context()
+	var w *connWatch
+	pooled := false
+	if watch {
+		w, pooled = newConnWatch(ctx)
+		ctx = httptrace.WithClientTrace(ctx, &w.trace)
+	}
+	var bound *attemptBound
+	if timeout > 0 {
+		ctx, bound = boundAttempt(ctx, timeout)
+	}
+	sent = out
+	if ctx != out.Context() {
+		sent = out.WithContext(ctx)
+	}
+	if bound != nil {
+		bound.watchBody(sent)
+	}
+	resp, err = checked(t.base.RoundTrip(sent))
+	if bound != nil {
+		resp, err = bound.settle(caller, resp, err)
+	}
+	if w != nil {
+		// The trace's hooks are called only while a connection is being
+		// found, which is over when RoundTrip returns: the watch may serve
+		// another request now.
+		ev = connEvidence{sawConn: w.conns.Load() != 0, unsent: w.unsent()}
+		if t.counted {
+			t.countResends(caller, method, n, w)
+		}
+		if pooled {
+			connWatches.Put(w)
+		}
+	}
+	return sent, resp, ev, err
 }
 
 // attemptBound is an attempt's timeout: a timer that cancels the attempt's

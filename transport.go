@@ -42,6 +42,7 @@ type Transport struct {
 	recorders   []func(Event)
 	watched     bool     // a logger or observers want each attempt
 	timed       bool     // attempts are timed: for observers, or the adaptive hedging delay
+	counted     bool     // metrics or recorders count each attempt, net/http's resends included
 	hedge       *hedging // nil: no hedging
 	beforeRetry []func(next *http.Request, prev Attempt) error
 	holdKey     func(req *http.Request) string // nil: one hold per host
@@ -98,6 +99,7 @@ func (t *Transport) init() {
 	t.policy = t.policy.withDefaults()
 	t.watched = t.logger != nil || len(t.observers) > 0
 	t.timed = t.watched || (t.hedge != nil && t.hedge.latencies != nil)
+	t.counted = t.metrics != nil || t.recorders != nil
 }
 
 // CloseIdleConnections closes the idle connections of the base transport,
@@ -147,7 +149,7 @@ type run struct {
 	method  int           // the method's index, for metric labels
 	took    time.Duration // how long the current attempt took, when watched
 
-	watchConn bool // the attempts watch whether a connection was assigned (see connWatch)
+	watchConn bool // the attempts watch the connections assigned to them (see connWatch)
 	sawConn   bool // the current attempt got a connection
 	unsent    bool // the current attempt asked for a connection and got none
 	admitted  bool // the current attempt counts in its host's requests in flight
@@ -190,7 +192,7 @@ type step struct {
 // send again, until decide says why to stop.
 func (t *Transport) roundTrip(req *http.Request, p *Policy) (*http.Response, error) {
 	r := run{req: req, p: p, method: methodIndex(req.Method), out: req}
-	r.watchConn = !idempotentIndex(r.method) && watchesConn(req, p)
+	r.watchConn = t.counted || (!idempotentIndex(r.method) && watchesConn(req, p))
 	r.hedge = t.hedge != nil && hedgeable(req, p)
 	if p.MaxAttempts > 1 && hasBody(req) && req.GetBody == nil {
 		r.body = newReplayBody(req.Body, t.replayLimit)

@@ -41,11 +41,14 @@ func rate(by, metric, extra string) string {
 
 // Queries shared by panels: the ratios are defined once.
 var (
-	requestRate   = rate("", "retryhttp_requests_total", "")
-	attemptRate   = rate("", "retryhttp_attempts_total", "")
-	retryRate     = rate("", "retryhttp_retries_total", "")
-	giveUpRate    = rate("", "retryhttp_requests_total", `outcome=~"exhausted|too_late|budget|throttled"`)
-	amplification = attemptRate + " / " + requestRate
+	requestRate = rate("", "retryhttp_requests_total", "")
+	attemptRate = rate("", "retryhttp_attempts_total", "")
+	retryRate   = rate("", "retryhttp_retries_total", "")
+	giveUpRate  = rate("", "retryhttp_requests_total", `outcome=~"exhausted|too_late|budget|throttled"`)
+	// net/http's transparent retries reach the servers too; a client
+	// that never had one has no such series, hence "or vector(0)".
+	resendRate    = rate("", "retryhttp_transparent_retries_total", "") + " or vector(0)"
+	amplification = "(" + attemptRate + " + (" + resendRate + ")) / " + requestRate
 	giveUpRatio   = giveUpRate + " / " + requestRate
 	delayBuckets  = rate(" by (le)", "retryhttp_retry_delay_seconds_bucket", "")
 )
@@ -118,18 +121,19 @@ func Dashboard() (dashboard.Dashboard, error) {
 		WithVariable(labelVariable("instance", "instance")).
 		WithRow(dashboard.NewRowBuilder("Overview")).
 		WithPanel(statPanel("Requests", "RoundTrip calls per second.", "reqps", requestRate)).
-		WithPanel(statPanel("Amplification", "Attempts per request: 1 means no retries; the policy's MaxAttempts is the ceiling. A retry storm shows here first.", "x", amplification).
+		WithPanel(statPanel("Amplification", "What the servers receive per request: attempts, and net/http's transparent retries of them (retryhttp_transparent_retries_total). 1 means no retries; a retry storm shows here first.", "x", amplification).
 			Decimals(2)).
 		WithPanel(statPanel("Give-up ratio", "Share of requests that ended still failing because attempts ran out (exhausted), the wait was too long (too_late), the retry budget refused (budget) or the host's quota was spent for longer than the request could wait (throttled).", "percentunit", giveUpRatio)).
 		WithPanel(statPanel("Retries", "Retries scheduled per second.", "reqps", retryRate)).
 		WithRow(dashboard.NewRowBuilder("Requests and retries")).
 		WithPanel(seriesPanel("Requests by outcome", "How RoundTrip calls ended: ok, exhausted, not_retryable, too_late, canceled, budget, throttled.", "reqps",
 			query(rate(" by (outcome)", "retryhttp_requests_total", ""), "{{outcome}}"))).
-		WithPanel(seriesPanel("Retries by reason", "What caused each retry: a status code, or connect, reset, timeout.", "reqps",
-			query(rate(" by (reason)", "retryhttp_retries_total", ""), "{{reason}}"))).
+		WithPanel(seriesPanel("Retries by reason", "What caused each retry: a status code, or connect, reset, timeout; and the attempts net/http sent again on its own (a reused connection reset, an HTTP/2 stream refused), which the Policy never sees.", "reqps",
+			query(rate(" by (reason)", "retryhttp_retries_total", ""), "{{reason}}"),
+			query(resendRate, "net/http transparent retries"))).
 		WithPanel(seriesPanel("Attempts by status code", "Every attempt sent, the first ones included; error means no response.", "reqps",
 			query(rate(" by (code)", "retryhttp_attempts_total", ""), "{{code}}"))).
-		WithPanel(seriesPanel("Amplification and give-up ratio", "Attempts per request (left) and the share of requests given up (right).", "x",
+		WithPanel(seriesPanel("Amplification and give-up ratio", "What the servers receive per request, net/http's transparent retries included (left), and the share of requests given up (right).", "x",
 			query(amplification, "attempts per request"),
 			query(giveUpRatio, "give-up ratio")).
 			OverrideByName("give-up ratio", []dashboard.DynamicConfigValue{

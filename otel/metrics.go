@@ -32,6 +32,8 @@ const (
 	MetricHeld           = "retryhttp.held_requests"   // {attempt}: attempts held until their host's quota refilled
 	MetricHedges         = "retryhttp.hedges"          // {hedge}: hedges sent
 	MetricHedgeWins      = "retryhttp.hedge.wins"      // {hedge}: hedges whose response was returned
+
+	MetricTransparentRetries = "retryhttp.transparent_retries" // {retry}: attempts net/http sent again on its own
 )
 
 // delayBoundaries are the wait histogram's bucket boundaries, in seconds:
@@ -42,7 +44,8 @@ var delayBoundaries = []float64{0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
 // (see retryhttp.Metrics) with an OpenTelemetry meter from mp, under the
 // scope ScopeName: requests by outcome, attempts by status, retries by
 // reason, the waits before them, budget refusals, held requests, hedges and
-// their wins. The attribute values are those of the Prometheus labels (so
+// their wins, and net/http's transparent retries (see
+// retryhttp.EventTransparentRetry). The attribute values are those of the Prometheus labels (so
 // a method outside the nine standard ones is "OTHER", where the semantic
 // conventions write "_OTHER"):
 //
@@ -57,6 +60,7 @@ var delayBoundaries = []float64{0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
 //	retryhttp.held_requests   {attempt}  http.request.method
 //	retryhttp.hedges          {hedge}    http.request.method
 //	retryhttp.hedge.wins      {hedge}    http.request.method
+//	retryhttp.transparent_retries {retry} http.request.method
 //
 // A nil mp means the global MeterProvider (otel.GetMeterProvider). The
 // measurements carry the caller's request context, so exemplars link them
@@ -82,7 +86,9 @@ func NewMetrics(mp metric.MeterProvider) (retryhttp.Option, error) {
 		held:     counter(MetricHeld, "{attempt}", "Attempts held back because their host's quota was spent, until it refilled."),
 		hedges:   counter(MetricHedges, "{hedge}", "Hedges sent: extra copies of slow idempotent requests."),
 		wins:     counter(MetricHedgeWins, "{hedge}", "Hedges whose response was the one returned."),
-		opts:     map[optKey][]metric.AddOption{},
+		resends: counter(MetricTransparentRetries, "{retry}",
+			"Attempts net/http sent again on its own, unseen by the retry policy: attempts plus these is what the servers received."),
+		opts: map[optKey][]metric.AddOption{},
 	}
 	var err error
 	r.delay, err = m.Float64Histogram(MetricRetryDelay, metric.WithUnit("s"),
@@ -99,9 +105,9 @@ func NewMetrics(mp metric.MeterProvider) (retryhttp.Option, error) {
 
 // recorder records the Events of Transports in OpenTelemetry instruments.
 type recorder struct {
-	requests, attempts, retries, refusals, held, hedges, wins metric.Int64Counter
-	delay                                                     metric.Float64Histogram
-	delayBy                                                   [2][]metric.RecordOption
+	requests, attempts, retries, refusals, held, hedges, wins, resends metric.Int64Counter
+	delay                                                              metric.Float64Histogram
+	delayBy                                                            [2][]metric.RecordOption
 
 	mu   sync.RWMutex
 	opts map[optKey][]metric.AddOption // the attribute sets in use, made once each
@@ -141,6 +147,8 @@ func (r *recorder) record(e retryhttp.Event) {
 		r.hedges.Add(e.Context, 1, r.optsFor(optKey{kind: e.Kind, method: e.Method})...)
 	case retryhttp.EventHedgeWon:
 		r.wins.Add(e.Context, 1, r.optsFor(optKey{kind: e.Kind, method: e.Method})...)
+	case retryhttp.EventTransparentRetry:
+		r.resends.Add(e.Context, 1, r.optsFor(optKey{kind: e.Kind, method: e.Method})...)
 	}
 }
 

@@ -73,6 +73,8 @@ var promNames = map[string]string{
 	retryhttpotel.MetricHeld:           "retryhttp_held_requests_total",
 	retryhttpotel.MetricHedges:         "retryhttp_hedges_total",
 	retryhttpotel.MetricHedgeWins:      "retryhttp_hedge_wins_total",
+
+	retryhttpotel.MetricTransparentRetries: "retryhttp_transparent_retries_total",
 }
 
 var promLabels = map[string]string{
@@ -233,11 +235,38 @@ func TestMetricsMatchThePrometheusSeries(t *testing.T) {
 	for range 20 {
 		send(tight, http.MethodDelete, "/down")
 	}
+	// A server that resets every reused connection: net/http sends each
+	// GET after the first again, on a new connection, by itself.
+	resetting := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Context().Value(connKey{}).(*atomic.Int32).Add(1) == 1 {
+			return
+		}
+		c, _, err := w.(http.Hijacker).Hijack()
+		if err == nil {
+			_ = c.(*net.TCPConn).SetLinger(0)
+			c.Close()
+		}
+	}))
+	resetting.Config.ConnContext = func(ctx context.Context, _ net.Conn) context.Context {
+		return context.WithValue(ctx, connKey{}, new(atomic.Int32))
+	}
+	resetting.Start()
+	t.Cleanup(resetting.Close)
+	own := &http.Transport{}
+	t.Cleanup(own.CloseIdleConnections)
+	resends := retryhttp.New(own, otelOpt, retryhttp.WithMetrics(prom))
+	for range 3 {
+		req, err := http.NewRequest(http.MethodGet, resetting.URL, nil)
+		require.NoError(t, err)
+		resp, err := resends.RoundTrip(req)
+		require.NoError(t, err)
+		resp.Body.Close()
+	}
 
 	want := promSeries(t, reg)
 	got := otelSeries(t, reader)
 	require.NotEmpty(t, want)
-	for _, name := range []string{"retryhttp_hedges_total", "retryhttp_budget_refusals_total", "retryhttp_retry_delay_seconds"} {
+	for _, name := range []string{"retryhttp_hedges_total", "retryhttp_budget_refusals_total", "retryhttp_retry_delay_seconds", "retryhttp_transparent_retries_total"} {
 		assert.True(t, hasSeries(want, name), "the test reached no %s", name)
 	}
 	for k, v := range want {
@@ -255,6 +284,8 @@ func TestMetricsMatchThePrometheusSeries(t *testing.T) {
 		fmt.Println(want, got)
 	}
 }
+
+type connKey struct{}
 
 func hasSeries(m map[string]float64, name string) bool {
 	for k := range m {

@@ -263,6 +263,7 @@ func TestAHedgeHasItsOwnSpan(t *testing.T) {
 	t.Cleanup(srv.Close)
 	tp, rec := tracing(t)
 	rt := retryhttp.New(retryhttpotel.NewBase(nil, otelhttp.WithTracerProvider(tp)),
+		retryhttp.WithBudget(nil), // a fresh Transport has earned no hedge yet
 		retryhttp.WithHedging(retryhttp.Hedging{Delay: 10 * time.Millisecond}))
 	caller, resp, err := get(t, tp, rt, srv.URL)
 	require.NoError(t, err)

@@ -21,6 +21,7 @@ type stats struct {
 	allAttempt float64
 	held       float64 // attempts held for their host's quota
 	refusals   float64 // retries the budget refused
+	resends    float64 // attempts net/http sent again on its own (transparent retries)
 }
 
 // collect reads the retryhttp series from reg.
@@ -52,6 +53,8 @@ func collect(reg prometheus.Gatherer) stats {
 				s.allAttempt += m.GetCounter().GetValue()
 			case "retryhttp_retries_total":
 				s.retries[label("reason")] += m.GetCounter().GetValue()
+			case "retryhttp_transparent_retries_total":
+				s.resends += m.GetCounter().GetValue()
 			case "retryhttp_held_requests_total":
 				s.held += m.GetCounter().GetValue()
 			case "retryhttp_budget_refusals_total":
@@ -82,6 +85,7 @@ func (s stats) minus(before stats) stats {
 		retries: diff(s.retries, before.retries), waitCount: diff(s.waitCount, before.waitCount),
 		waitSum: diff(s.waitSum, before.waitSum), total: s.total - before.total,
 		allAttempt: s.allAttempt - before.allAttempt, held: s.held - before.held, refusals: s.refusals - before.refusals,
+		resends: s.resends - before.resends,
 	}
 }
 
@@ -98,6 +102,9 @@ func (s stats) giveUps() float64 {
 	return s.requests["exhausted"] + s.requests["too_late"] + s.requests["budget"] + s.requests["throttled"]
 }
 
+// amplification is the attempts per request the Transport sent. (The
+// upstream received the resends net/http made of them besides: see the
+// report's "resent by net/http".)
 func (s stats) amplification() float64 {
 	if s.total == 0 {
 		return 0
@@ -122,6 +129,9 @@ func (s stats) progressLine(elapsed time.Duration) string {
 		elapsed.Seconds(), int(s.total), int(s.requests["ok"]), int(sum(s.retries)), int(s.giveUps()), s.amplification())
 	if s.held > 0 {
 		line += fmt.Sprintf("  held %d", int(s.held))
+	}
+	if s.resends > 0 {
+		line += fmt.Sprintf("  net/http resends %d", int(s.resends))
 	}
 	return line
 }
@@ -193,6 +203,10 @@ func (r report) printSummary(w io.Writer) {
 	if s.held > 0 {
 		fmt.Fprintln(w)
 		row("held for the quota", int(s.held), "")
+	}
+	if s.resends > 0 {
+		fmt.Fprintln(w)
+		row("resent by net/http", int(s.resends), "") // transparent retries: the upstream received these too
 	}
 	fmt.Fprintf(w, "\namplification %.2f attempts per request; give-up ratio %s; %.0f requests/s\n",
 		s.amplification(), pct(s.giveUps(), s.total), s.total/r.elapsed.Seconds())
@@ -271,6 +285,11 @@ func (r report) story() []string {
 	}
 	if line := r.giveUpsStory(); line != "" {
 		lines = append(lines, line)
+	}
+	if s := r.total; s.resends > 0 && s.total > 0 {
+		lines = append(lines, fmt.Sprintf("net/http also sent %s again on its own, when a reused connection was reset "+
+			"(retryhttp_transparent_retries_total): the upstream received %d attempts, %.2f per request.",
+			counted(s.resends, "attempt", "attempts"), int(s.allAttempt+s.resends), (s.allAttempt+s.resends)/s.total))
 	}
 	return lines
 }

@@ -34,16 +34,18 @@ func TestRetryRefusedByAHeldHostIsNotARetrySent(t *testing.T) {
 	var rt *retryhttp.Transport
 	r := newRig(t, nil,
 		retryhttp.WithPolicy(retryhttp.Policy{MaxAttempts: 3, BaseDelay: time.Millisecond, MaxDelay: 2 * time.Millisecond, MaxRetryAfter: time.Second}),
-		retryhttp.WithBeforeRetry(func(next *http.Request, prev retryhttp.Attempt) error {
+		retryhttp.WithObserver(func(a retryhttp.Attempt) {
+			if a.Request.URL.Path != "/a" {
+				return
+			}
 			once.Do(func() {
-				// While the retry of /a is about to go, another request
-				// learns that the host is held for 30 s.
+				// Before the retry of /a goes, another request learns
+				// that the host is held for 30 s.
 				resp, err := rt.RoundTrip(get(t, context.Background(), srv.URL+"/other"))
 				if err == nil {
 					resp.Body.Close()
 				}
 			})
-			return nil
 		}))
 	rt = r.rt
 	// /other's events are recorded too; look only at /a's.
@@ -100,14 +102,18 @@ func TestRetryCanceledWhileHeldIsNotARetrySent(t *testing.T) {
 	var once sync.Once
 	var rt *retryhttp.Transport
 	r := newRig(t, nil,
-		retryhttp.WithBeforeRetry(func(next *http.Request, prev retryhttp.Attempt) error {
+		// Once /a's first attempt failed, another request's 429 holds the
+		// host: /a's retry, after its backoff, waits for the host.
+		retryhttp.WithObserver(func(a retryhttp.Attempt) {
+			if a.Request.URL.Path != "/a" {
+				return
+			}
 			once.Do(func() {
 				resp, err := rt.RoundTrip(get(t, retryhttp.ContextWithoutRetries(context.Background()), srv.URL+"/other"))
 				if err == nil {
 					resp.Body.Close()
 				}
 			})
-			return nil
 		}),
 		retryhttp.WithRecorder(func(e retryhttp.Event) {
 			if e.Kind == retryhttp.EventHeld {
