@@ -379,14 +379,17 @@ func (t *Transport) learnFrom(h *hostState, admitted bool, req *http.Request, re
 	if t.noHold {
 		return
 	}
-	if resp == nil || len(resp.Header) == 0 {
+	full := resp != nil && (resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusForbidden)
+	if resp == nil || len(resp.Header) == 0 || (!full && !announcesQuota(resp.Header)) {
+		// Nothing to learn: the common answer, a 200 without quota fields,
+		// costs three map lookups (no clock, no parsing).
 		if admitted {
 			h.answered(true, nil, time.Time{}, time.Time{})
 		}
 		return
 	}
 	now := t.now()
-	s := readSignals(resp.Header, resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusForbidden, now)
+	s := readSignals(resp.Header, full, now)
 	hold := hostHold(resp, &s, now)
 	if !s.quota && hold.IsZero() {
 		if admitted {

@@ -53,6 +53,16 @@ type signals struct {
 // spent reports whether the response says the host's quota is spent.
 func (s *signals) spent() bool { return s.quota && s.remaining == 0 }
 
+// announcesQuota reports whether h has a field that can announce a quota:
+// without one, a response that is not throttled (429, 403) has nothing to
+// teach a host's hold or pacing.
+func announcesQuota(h http.Header) bool {
+	_, a := h[hRateLimit]
+	_, b := h[hXRateLimitRemaining]
+	_, c := h[hRateLimitRemaining]
+	return a || b || c
+}
+
 // readSignals reads the limits a response announces: on any response the
 // quota fields, and on a response to retry (full: 429, 503, ...) the wait
 // fields too. Malformed values are ignored, as the draft asks: a value is
