@@ -154,6 +154,7 @@ type hedgeRound struct {
 	armed     bool       // the timer will call timeUp
 	firstLost bool       // the first copy was canceled because another won
 	race      *hedgeRace // made with the first hedge
+	keyPanic  any        // what WithHoldKey's function panicked with in timeUp, for RoundTrip to panic with
 }
 
 // hedgeRace is what a hedged attempt needs once a hedge is sent; guarded by
@@ -166,7 +167,7 @@ type hedgeRace struct {
 	winner    *hedgeCopy   // the first copy with a final response
 	answered  int          // copies that answered so far
 	decided   bool         // RoundTrip took the results: copies answered later clean up after themselves
-	panicked  any          // what a Classifier panicked with, in a hedge's goroutine, for RoundTrip to panic with
+	panicked  any          // what the base or a Classifier panicked with, in a hedge's goroutine, for RoundTrip to panic with
 	wake      chan struct{}
 }
 
@@ -208,9 +209,15 @@ func (t *Transport) sendHedged(r *run, delay time.Duration) (*http.Response, err
 	}
 	h.mu.Lock()
 	h.over = true
-	race := h.race
+	race, keyPanic := h.race, h.keyPanic
 	h.mu.Unlock()
 	h.timer.disarm()
+	if keyPanic != nil && race == nil {
+		if resp != nil {
+			resp.Body.Close()
+		}
+		panic(keyPanic) // in the caller's goroutine, as any panic of the functions it gave
+	}
 	if race == nil { // the common end: it answered before any hedge was sent
 		r.sent, r.took = &h.firstReq, took
 		resp = h.first.releaseWith(resp)
@@ -226,7 +233,11 @@ func (t *Transport) sendHedged(r *run, delay time.Duration) (*http.Response, err
 // when there is one, counting net/http's resends of it when the Transport
 // counts.
 func (t *Transport) sendCopy(req *http.Request, h *hedgeRound, n int) (*http.Response, error) {
-	_, resp, _, err := t.sendOne(req, h.caller, h.p.AttemptTimeout, t.counted, h.method, n)
+	watch := watchNone
+	if t.counted {
+		watch = watchCount // hedges are idempotent: no evidence needed
+	}
+	_, resp, _, err := t.sendOne(req, h.caller, h.p.AttemptTimeout, watch, h.method, n)
 	return resp, err
 }
 
@@ -254,7 +265,16 @@ func (h *hedgeRound) timeUp() {
 	// when the host cannot take it now, no hedge is sent.
 	var host *hostState
 	if !t.noHold && t.hosts.n.Load() != 0 {
-		if host = t.hosts.get(t.hostKey(h.base)); host != nil {
+		key, p := h.hostKey()
+		if p != nil { // no hedge; RoundTrip panics with it
+			h.keyPanic = p
+			if x := h.race; x != nil && x.panicked == nil {
+				x.panicked = p
+				h.cancelAllLocked()
+			}
+			return
+		}
+		if host = t.hosts.get(key); host != nil {
 			if _, ok := host.admit(t.now()); !ok {
 				return
 			}
@@ -264,12 +284,13 @@ func (h *hedgeRound) timeUp() {
 	if t.budget != nil {
 		var ok bool
 		if paid, ok = t.budget.spendEarned(t.now()); !ok {
+			// Not sent, and not counted as a refusal: hedges come only
+			// from what requests earned, so a client with little traffic
+			// has its hedges refused as a rule, and
+			// retryhttp_budget_refusals_total (which an alert watches)
+			// counts only the retries a failing dependency was refused.
 			if host != nil {
 				host.answered(true, nil, time.Time{}, time.Time{}) // not sent after all
-			}
-			t.metrics.refused()
-			if t.recorders != nil {
-				t.recordOther(EventBudgetRefusal, h.caller, h.method, 0)
 			}
 			return
 		}
@@ -330,16 +351,45 @@ func (h *hedgeRound) newCopy(n int) (*hedgeCopy, error) {
 	return &hedgeCopy{number: n, req: req, cancel: cancel}, nil
 }
 
+// hostKey returns the key of the hold the hedges go to, or what
+// WithHoldKey's function panicked with: it runs in the timer's goroutine,
+// where a panic would end the process.
+func (h *hedgeRound) hostKey() (k hostKey, panicked any) {
+	defer func() {
+		if p := recover(); p != nil {
+			panicked = p
+		}
+	}()
+	return h.t.hostKey(h.base), nil
+}
+
+// errBasePanicked stands for the outcome of a hedge whose base panicked:
+// RoundTrip panics with what it panicked with.
+var errBasePanicked = errors.New("retryhttp: the base RoundTripper panicked while sending a hedge")
+
+// sendCaught sends hedge c, and returns what the base panicked with, if it
+// did: the hedge's goroutine would end the process with it.
+func (h *hedgeRound) sendCaught(c *hedgeCopy) (resp *http.Response, err error, panicked any) {
+	defer func() {
+		if p := recover(); p != nil {
+			resp, err, panicked = nil, errBasePanicked, p
+		}
+	}()
+	resp, err = h.t.sendCopy(c.req, h, c.number)
+	return resp, err, nil
+}
+
 // send sends a hedge, in its own goroutine, and hands what it got to
 // RoundTrip: it wins when its response is final and no copy won before. Its
-// host learns from its response, as from any.
+// host learns from its response, as from any. A panic of the base or of
+// the Classifier comes out of RoundTrip, in the caller's goroutine.
 func (h *hedgeRound) send(c *hedgeCopy) {
 	t := h.t
 	start := time.Now()
-	resp, err := t.sendCopy(c.req, h, c.number)
+	resp, err, panicked := h.sendCaught(c)
 	took := time.Since(start)
 	t.learnFrom(c.host, c.host != nil, c.req, resp)
-	final, panicked := false, any(nil)
+	final := false
 	if resp != nil {
 		final, panicked = h.judge(c, resp)
 	}

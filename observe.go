@@ -60,12 +60,18 @@ func WithObserver(f func(Attempt)) Option {
 	})
 }
 
-// WithBeforeRetry calls f after the wait and before each retry with the
-// request about to be sent: a copy whose Header and URL f may change
+// WithBeforeRetry calls f after every wait (the backoff, and the hold of the
+// retry's host while its quota is spent) immediately before each retry,
+// with the request about to be sent: a copy whose Header and URL f may change
 // (refresh a token, re-sign, fail over to another host; set next.Host too
 // when the request names one), and which already carries its attempt number
 // (see AttemptFromContext); the caller's request is never changed. prev is
-// the attempt that failed, as observers saw it.
+// the attempt that failed, as observers saw it. f is never called for a
+// retry its host refuses (ErrThrottled) before f runs. When f moves the
+// request to another host, or to another hold scope (WithHoldKey), that
+// one's hold applies: if the retry must wait for it, the functions run
+// again after the wait (at most 3 times in all), and if that host refuses,
+// the request ends with ErrThrottled although f ran.
 //
 // An error from f stops the retries: RoundTrip returns an error for which
 // errors.Is(err, thatError) holds (the last response was closed when the

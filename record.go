@@ -52,7 +52,7 @@ const (
 	EventRequest          EventKind = iota + 1 // a RoundTrip ended (retryhttp_requests_total)
 	EventAttempt                               // an attempt was sent and ended (retryhttp_attempts_total)
 	EventRetry                                 // a retry was sent, after its wait (retryhttp_retries_total, retryhttp_retry_delay_seconds)
-	EventBudgetRefusal                         // the retry budget refused a retry or a hedge (retryhttp_budget_refusals_total)
+	EventBudgetRefusal                         // the retry budget refused a retry (retryhttp_budget_refusals_total); a hedge it does not pay for is simply not sent
 	EventHeld                                  // an attempt was held until its host's quota refilled (retryhttp_held_requests_total)
 	EventHedge                                 // a hedge was sent (retryhttp_hedges_total)
 	EventHedgeWon                              // a hedge's response was the one returned (retryhttp_hedge_wins_total)

@@ -19,11 +19,10 @@ import "context"
 // without Metrics or recorders does not pay it. A base that is not
 // net/http's, or that reports no connections, shows none.
 
-// countResends counts the resends the watch of attempt n of a request saw:
-// one for each connection assigned to the attempt after the first.
-func (t *Transport) countResends(ctx context.Context, method, n int, w *connWatch) {
-	resends := int(w.conns.Load()) - 1
-	for range resends {
+// countResends counts the resends of attempt n of a request: one for each
+// connection its watch saw assigned to it after the first.
+func (t *Transport) countResends(ctx context.Context, method, n, conns int) {
+	for range conns - 1 {
 		t.metrics.transparentRetry(method)
 		if t.recorders != nil {
 			t.recordOther(EventTransparentRetry, ctx, method, n)

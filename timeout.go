@@ -34,63 +34,6 @@ func (e *attemptTimeoutError) Timeout() bool        { return true }
 func (e *attemptTimeoutError) Temporary() bool      { return true }
 func (e *attemptTimeoutError) Is(target error) bool { return target == ErrAttemptTimeout }
 
-// connWatch records, through httptrace, whether an attempt asked for a
-// connection and whether one was assigned to it. For a request that is not
-// idempotent, an error that says "the connection could not be made" means
-// the server never saw it only if no connection was assigned before:
-// net/http's HTTP/2 client resends a request on its own after a
-// PROTOCOL_ERROR reset, and if that resend finds the server gone, its dial
-// error is what comes back. And an attempt timeout means the same only
-// when the base said it was waiting for a connection and never got one: a
-// base that does not report connections (not net/http) gives no such
-// evidence, and its request may have been sent.
-//
-// Watches are pooled: a request that needs one (see watchesConn) pays only
-// for the trace's context and the request's copy that carries it.
-//
-// The same watch counts net/http's transparent resends (see
-// countResends): every connection assigned to an attempt after its first
-// carried the request again.
-type connWatch struct {
-	asked atomic.Bool
-	conns atomic.Int32 // connections assigned: 1 for each time the base sent the request
-	trace httptrace.ClientTrace
-}
-
-var connWatches = sync.Pool{New: func() any {
-	w := new(connWatch)
-	w.trace.GetConn = func(string) { w.asked.Store(true) }
-	w.trace.GotConn = func(httptrace.GotConnInfo) { w.conns.Add(1) }
-	return w
-}}
-
-// newConnWatch returns a watch for an attempt with ctx, from the pool
-// (pooled is then true) unless ctx carries a trace of the caller's:
-// httptrace then composes the caller's hooks into the watch's, which makes
-// it that request's alone.
-func newConnWatch(ctx context.Context) (w *connWatch, pooled bool) {
-	if httptrace.ContextClientTrace(ctx) != nil {
-		w = connWatches.New().(*connWatch)
-		return w, false
-	}
-	w = connWatches.Get().(*connWatch)
-	w.asked.Store(false)
-	w.conns.Store(0)
-	return w, true
-}
-
-// unsent reports whether the watch shows that no connection was assigned
-// although one was asked for.
-func (w *connWatch) unsent() bool { return w.asked.Load() && w.conns.Load() == 0 }
-
-// watchesConn reports whether the attempts of req need a connWatch: a
-// request that is not idempotent, which net/http may resend on its own
-// (it has no body, or a GetBody), or which an attempt timeout may cut off
-// before or after its connection was made.
-func watchesConn(req *http.Request, p *Policy) bool {
-	return !idempotent(req) && (p.AttemptTimeout > 0 || !hasBody(req) || req.GetBody != nil)
-}
-
 // sendWatched makes an attempt that needs more than the base's RoundTrip:
 // a duration for observers, a connWatch, or the Policy's AttemptTimeout.
 //
@@ -104,7 +47,7 @@ func (t *Transport) sendWatched(r *run) (resp *http.Response, err error) {
 		start = time.Now()
 	}
 	var ev connEvidence
-	r.sent, resp, ev, err = t.sendOne(r.out, r.req.Context(), r.p.AttemptTimeout, r.watchConn, r.method, r.attempt)
+	r.sent, resp, ev, err = t.sendOne(r.out, r.req.Context(), r.p.AttemptTimeout, r.watch, r.method, r.attempt)
 	r.sawConn, r.unsent = ev.sawConn, ev.unsent
 	if t.timed {
 		r.took = time.Since(start)
@@ -123,12 +66,12 @@ type connEvidence struct {
 // counts net/http's resends when the Transport counts), and within timeout
 // when it is positive. sent is what the base got: out, or a copy with the
 // attempt's context.
-func (t *Transport) sendOne(out *http.Request, caller context.Context, timeout time.Duration, watch bool, method, n int) (sent *http.Request, resp *http.Response, ev connEvidence, err error) {
+func (t *Transport) sendOne(out *http.Request, caller context.Context, timeout time.Duration, watch watchKind, method, n int) (sent *http.Request, resp *http.Response, ev connEvidence, err error) {
 	ctx := out.Context()
 	var w *connWatch
 	pooled := false
-	if watch {
-		w, pooled = newConnWatch(ctx)
+	if watch != watchNone {
+		w, pooled = newConnWatch(ctx, watch)
 		ctx = httptrace.WithClientTrace(ctx, &w.trace)
 	}
 	var bound *attemptBound
@@ -150,9 +93,10 @@ func (t *Transport) sendOne(out *http.Request, caller context.Context, timeout t
 		// The trace's hooks are called only while a connection is being
 		// found, which is over when RoundTrip returns: the watch may serve
 		// another request now.
-		ev = connEvidence{sawConn: w.conns.Load() != 0, unsent: w.unsent()}
+		conns, unsent := w.seen()
+		ev = connEvidence{sawConn: conns != 0, unsent: unsent}
 		if t.counted {
-			t.countResends(caller, method, n, w)
+			t.countResends(caller, method, n, conns)
 		}
 		if pooled {
 			connWatches.Put(w)

@@ -149,10 +149,10 @@ type run struct {
 	method  int           // the method's index, for metric labels
 	took    time.Duration // how long the current attempt took, when watched
 
-	watchConn bool // the attempts watch the connections assigned to them (see connWatch)
-	sawConn   bool // the current attempt got a connection
-	unsent    bool // the current attempt asked for a connection and got none
-	admitted  bool // the current attempt counts in its host's requests in flight
+	watch    watchKind // what the attempts watch their connections for (see connWatch)
+	sawConn  bool      // the current attempt got a connection
+	unsent   bool      // the current attempt asked for a connection and got none
+	admitted bool      // the current attempt counts in its host's requests in flight
 
 	hedge      bool // the request may be hedged
 	noHedge    bool // a response asked for a wait: no more hedges
@@ -192,7 +192,20 @@ type step struct {
 // send again, until decide says why to stop.
 func (t *Transport) roundTrip(req *http.Request, p *Policy) (*http.Response, error) {
 	r := run{req: req, p: p, method: methodIndex(req.Method), out: req}
-	r.watchConn = t.counted || (!idempotentIndex(r.method) && watchesConn(req, p))
+	defer func() {
+		// Every end gives back the attempt's place among its host's
+		// requests in flight; a panic (of the base, a hook, a recorder)
+		// must too, or the host's quota would count it for good.
+		if r.admitted {
+			t.release(&r)
+		}
+	}()
+	switch {
+	case !idempotentIndex(r.method) && watchesConn(req, p):
+		r.watch = watchEvidence
+	case t.counted:
+		r.watch = watchCount
+	}
 	r.hedge = t.hedge != nil && hedgeable(req, p)
 	if p.MaxAttempts > 1 && hasBody(req) && req.GetBody == nil {
 		r.body = newReplayBody(req.Body, t.replayLimit)
@@ -274,7 +287,7 @@ func (t *Transport) send(r *run) (*http.Response, error) {
 			return resp, err
 		}
 	}
-	if t.timed || r.watchConn || r.p.AttemptTimeout > 0 {
+	if t.timed || r.watch != watchNone || r.p.AttemptTimeout > 0 {
 		resp, err := t.sendWatched(r)
 		if t.hedge != nil {
 			t.hedge.observe(r, resp)
@@ -347,18 +360,33 @@ func (t *Transport) runBeforeRetry(r *run, prev Attempt) (stopReason, error) {
 		next.URL = &u
 		before = t.hostKey(next)
 	}
-	for _, f := range t.beforeRetry {
-		if err := f(next, prev); err != nil {
-			return stopHook, err
+	held := r.held
+	for pass := 1; ; pass++ {
+		for _, f := range t.beforeRetry {
+			if err := f(next, prev); err != nil {
+				return stopHook, err
+			}
 		}
+		if next.URL == nil || t.hosts.n.Load() == 0 {
+			return stopNone, nil
+		}
+		key := t.hostKey(next)
+		if key == before {
+			return stopNone, nil
+		}
+		// Moved to another host, or another hold scope (a new credential
+		// under WithHoldKey): the retry goes to that one's hold. When it
+		// had to wait there, the functions run again, so that they stay
+		// the last thing before the send; up to 3 times, for functions
+		// that move the request on every run.
+		t.release(r)
+		s, err := t.admit(r)
+		r.held += held
+		if s != stopNone || r.held == held || pass == 3 {
+			return s, err
+		}
+		before, held = key, r.held
 	}
-	if next.URL == nil || t.hostKey(next) == before || t.hosts.n.Load() == 0 {
-		return stopNone, nil
-	}
-	// Failed over to another host: the retry goes to that one's hold (the
-	// functions are not run again after it).
-	t.release(r)
-	return t.admit(r)
 }
 
 // release gives back the current attempt's place among its host's requests

@@ -28,7 +28,7 @@ const (
 	MetricAttempts       = "retryhttp.attempts"        // {attempt}: attempts sent, by status
 	MetricRetries        = "retryhttp.retries"         // {retry}: retries sent, by reason
 	MetricRetryDelay     = "retryhttp.retry.delay"     // s: the wait before each retry sent
-	MetricBudgetRefusals = "retryhttp.budget.refusals" // {retry}: retries and hedges the budget refused
+	MetricBudgetRefusals = "retryhttp.budget.refusals" // {retry}: retries the budget refused
 	MetricHeld           = "retryhttp.held_requests"   // {attempt}: attempts held until their host's quota refilled
 	MetricHedges         = "retryhttp.hedges"          // {hedge}: hedges sent
 	MetricHedgeWins      = "retryhttp.hedge.wins"      // {hedge}: hedges whose response was returned
@@ -82,7 +82,7 @@ func NewMetrics(mp metric.MeterProvider) (retryhttp.Option, error) {
 		requests: counter(MetricRequests, "{request}", "Requests sent through a retryhttp Transport, by how they ended."),
 		attempts: counter(MetricAttempts, "{attempt}", "Attempts sent, the first ones included, by status code."),
 		retries:  counter(MetricRetries, "{retry}", "Retries sent, by the status code or connection failure that caused them."),
-		refusals: counter(MetricBudgetRefusals, "{retry}", "Retries and hedges the retry budget refused."),
+		refusals: counter(MetricBudgetRefusals, "{retry}", "Retries the retry budget refused."),
 		held:     counter(MetricHeld, "{attempt}", "Attempts held back because their host's quota was spent, until it refilled."),
 		hedges:   counter(MetricHedges, "{hedge}", "Hedges sent: extra copies of slow idempotent requests."),
 		wins:     counter(MetricHedgeWins, "{hedge}", "Hedges whose response was the one returned."),
