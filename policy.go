@@ -58,8 +58,18 @@ type Policy struct {
 	// the response headers; while the body is being sent, only a stall ends
 	// the attempt (no bytes of the body taken for AttemptTimeout), never a
 	// slow upload that goes on. It never cuts a response body that the
-	// caller is reading. The context's deadline still bounds everything.
-	// Negative is invalid (Validate names it).
+	// caller is reading. The context's deadline still bounds everything
+	// (but a body whose Read blocks and whose Close does not end that Read:
+	// net/http waits for it). Negative is invalid (Validate names it).
+	//
+	// Progress is what the base takes of the body. Below it, the operating
+	// system's socket buffers (up to a few MiB) and HTTP/2's flow-control
+	// window hold bytes the server has not read yet, and the wait for the
+	// headers starts once the base has taken the whole body: an upload
+	// whose last few MiB take the server longer than AttemptTimeout to read
+	// is cut, and so is an HTTP/2 stream whose window grants one frame
+	// (16 KiB) less often than that. Set AttemptTimeout above what the
+	// server needs for that much, or 0 for such uploads.
 	//
 	// An attempt that times out is retried with reason "timeout" when that
 	// is safe: an idempotent request, or one whose connection was never
