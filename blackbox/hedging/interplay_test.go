@@ -486,7 +486,7 @@ func TestRetryAfterStopsFurtherHedges(t *testing.T) {
 	})
 	// Every copy fails, the first copy's 503 with Retry-After: 1: the retry
 	// waits the Retry-After, whichever copy failed last.
-	for _, waitLast := range []bool{true} {
+	for _, waitLast := range []bool{true, false} {
 		name := "every copy failed, the Retry-After last: the retry waits it"
 		if !waitLast {
 			name = "every copy failed, the Retry-After first: the retry waits it"
