@@ -262,8 +262,10 @@ func TestAHedgeHasItsOwnSpan(t *testing.T) {
 	}))
 	t.Cleanup(srv.Close)
 	tp, rec := tracing(t)
+	// No budget: a fresh Transport's first request has earned no hedge
+	// (hedges are paid from earnings only), and its first copy would hang.
 	rt := retryhttp.New(retryhttpotel.NewBase(nil, otelhttp.WithTracerProvider(tp)),
-		retryhttp.WithHedging(retryhttp.Hedging{Delay: 10 * time.Millisecond}))
+		retryhttp.WithBudget(nil), retryhttp.WithHedging(retryhttp.Hedging{Delay: 10 * time.Millisecond}))
 	caller, resp, err := get(t, tp, rt, srv.URL)
 	require.NoError(t, err)
 	assert.Equal(t, 200, resp.StatusCode)
