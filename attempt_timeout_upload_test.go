@@ -36,30 +36,31 @@ func (b *tricklingBody) Read(p []byte) (int, error) {
 func (b *tricklingBody) Close() error { return nil }
 
 func TestAttemptTimeoutNeverCutsAnUploadThatGoesOn(t *testing.T) {
-	// An upload that takes 6 times the attempt timeout, a chunk every
-	// 20 ms (a gap that scheduling delay cannot stretch to the timeout's
-	// 250 ms): it is one attempt, and it succeeds.
+	// An upload that takes 1.5 times the attempt timeout, a chunk every
+	// 10 ms (a gap a hundred times shorter than the timeout's 1 s, which no
+	// scheduling delay stretches that far): it is one attempt, and it
+	// succeeds.
 	up := newUpstream(t, statuses(200))
 	base := cleanhttp.DefaultPooledTransport()
 	t.Cleanup(base.CloseIdleConnections)
 	var seen []Attempt
-	tr := New(base, WithPolicy(Policy{AttemptTimeout: 250 * time.Millisecond}),
+	tr := New(base, WithPolicy(Policy{AttemptTimeout: time.Second}),
 		WithObserver(func(a Attempt) { seen = append(seen, a) }))
-	body := &tricklingBody{n: 75, size: 1024, gap: 20 * time.Millisecond}
+	body := &tricklingBody{n: 150, size: 1024, gap: 10 * time.Millisecond}
 	req := mustRequest(t, http.MethodPut, up.URL, nil)
-	req.Body, req.ContentLength = body, 75*1024
+	req.Body, req.ContentLength = body, 150*1024
 	start := time.Now()
 	resp, err := tr.RoundTrip(req)
 	require.NoError(t, err)
 	readAll(t, resp)
 	assert.Equal(t, http.StatusOK, resp.StatusCode)
 	assert.Equal(t, int32(1), up.attempts.Load(), "never cut and sent again")
-	assert.Greater(t, time.Since(start), 250*time.Millisecond, "the upload outlived the attempt timeout")
+	assert.Greater(t, time.Since(start), time.Second, "the upload outlived the attempt timeout") // 150 gaps of 10 ms at least
 	require.Len(t, seen, 1)
 	assert.NoError(t, seen[0].Err)
 	u := up.sizes
 	require.Len(t, u, 1)
-	assert.Equal(t, int64(75*1024), u[0], "the whole body arrived")
+	assert.Equal(t, int64(150*1024), u[0], "the whole body arrived")
 }
 
 func TestAttemptTimeoutEndsAStalledUpload(t *testing.T) {

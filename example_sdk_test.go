@@ -180,9 +180,11 @@ func ExampleWithBeforeRetry_failover() {
 	// Output: served /items/7 by the secondary
 }
 
-// A per-attempt timeout: the first attempt hangs, is cut off after 100 ms
-// and retried, long before the caller's 2 s deadline. Without it the hung
-// attempt would have taken the whole deadline.
+// A per-attempt timeout: the first attempt hangs, is cut off after 1 s and
+// retried, long before the caller's 10 s deadline. Without it the hung
+// attempt would have taken the whole deadline. (The retry has that second
+// too for its answer: an attempt timeout that a healthy server's answer
+// can come near would cut it as well.)
 func ExamplePolicy_attemptTimeout() {
 	var n atomic.Int32
 	release := make(chan struct{})
@@ -200,10 +202,10 @@ func ExamplePolicy_attemptTimeout() {
 	defer srv.Close()
 
 	client := &http.Client{Transport: retryhttp.New(nil, retryhttp.WithPolicy(retryhttp.Policy{
-		AttemptTimeout: 100 * time.Millisecond,
+		AttemptTimeout: time.Second,
 		BaseDelay:      time.Millisecond,
 	}))}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL, nil)
 	resp, err := client.Do(req)

@@ -152,14 +152,15 @@ func ExamplePolicy_Validate() {
 
 // A hedge cuts the wait for a slow copy short. The server here holds one
 // request until it is canceled and answers the others at once: the hedge,
-// sent 10 ms after the first copy, wins, and the first copy is canceled.
+// sent 50 ms after the first copy, wins, and the first copy is canceled.
 // An observer sees both copies. Hedges are paid for from what requests
-// earned in the retry budget (0.2 each by default), so the client sends
-// five requests before the one it hedges.
+// earned in the retry budget (0.2 each by default): four requests earn 0.8
+// of a hedge, too little for any of them to be hedged, and the fifth earns
+// the rest as it is sent.
 func ExampleWithHedging() {
 	var n atomic.Int32
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if n.Add(1) == 6 {
+		if n.Add(1) == 5 {
 			<-r.Context().Done() // a slow server: only the cancellation ends this one
 			return
 		}
@@ -169,7 +170,7 @@ func ExampleWithHedging() {
 
 	var watching atomic.Bool
 	client := &http.Client{Transport: retryhttp.New(nil,
-		retryhttp.WithHedging(retryhttp.Hedging{Delay: 10 * time.Millisecond}),
+		retryhttp.WithHedging(retryhttp.Hedging{Delay: 50 * time.Millisecond}),
 		retryhttp.WithObserver(func(a retryhttp.Attempt) {
 			switch {
 			case !watching.Load():
@@ -180,7 +181,7 @@ func ExampleWithHedging() {
 			}
 		}))}
 
-	for range 5 { // they earn one hedge
+	for range 4 { // they earn 0.8 of a hedge
 		resp, err := client.Get(srv.URL)
 		if err != nil {
 			fmt.Println(err)

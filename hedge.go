@@ -26,9 +26,11 @@ import (
 // rules and its Classifier) wins; the others are canceled and their bodies
 // closed. A copy that fails in a way worth retrying (a 503, a reset) does not
 // cancel the others; when every copy has failed, the retries go on with their
-// backoff. Every copy counts as an attempt toward MaxAttempts, and every hedge
-// is paid for from the retry budget, only from what requests earned (Ratio of
-// them), never from its floor of retries per second: hedging adds at most
+// backoff, or after the wait a copy's response asked for (Retry-After), even
+// when another copy failed later without one. Every copy counts as an
+// attempt toward MaxAttempts, and every hedge is paid for from the retry
+// budget, only from what requests earned (Ratio of them), never from its
+// floor of retries per second: hedging adds at most
 // Ratio (20%) to the traffic, even for a client with little of it, and cannot
 // raise the amplification of an outage above the budget's. A response that asks for a
 // wait (Retry-After, or any throttling signal the Transport honors) stops the
@@ -480,15 +482,34 @@ func (h *hedgeRound) cancelOthersLocked(w *hedgeCopy) {
 // learnLocked notes whether a response asks for a wait: then no more
 // hedges.
 func (h *hedgeRound) learnLocked(resp *http.Response) {
-	if resp != nil && resp.StatusCode >= 400 && readSignals(resp.Header, true, h.t.now()).hasWait {
+	if asksForWait(resp, h.t.now()) {
 		h.race.throttled = true
 	}
+}
+
+// lastAnswered returns the copy that answered last among those for which
+// ok is true, or nil.
+func lastAnswered(copies []*hedgeCopy, ok func(*hedgeCopy) bool) *hedgeCopy {
+	var last *hedgeCopy
+	for _, c := range copies {
+		if c.done && ok(c) && (last == nil || c.order > last.order) {
+			last = c
+		}
+	}
+	return last
+}
+
+// asksForWait reports whether resp is a failure that asks for a wait
+// before the next attempt.
+func asksForWait(resp *http.Response, now time.Time) bool {
+	return resp != nil && resp.StatusCode >= 400 && readSignals(resp.Header, true, now).hasWait
 }
 
 // collect waits for the hedges of an attempt whose first copy answered
 // (with resp, err after took), until a copy wins or every copy has
 // answered. It returns the winner's outcome or, when all failed, the
-// outcome of the last to answer, and reports every other copy to
+// outcome of the last to answer (of the last that asked for a wait, if any
+// did), and reports every other copy to
 // observers: one that lost the race with ErrHedgeLost. Every copy's host
 // has learned from its response by then, and the Classifier has been asked
 // once about each response: r keeps its decision about the one returned.
@@ -532,11 +553,15 @@ func (h *hedgeRound) collect(r *run, resp *http.Response, err error, took time.D
 	x.decided = true
 	copies := append([]*hedgeCopy{first}, x.hedges...)
 	result := x.winner
-	if result == nil { // every copy failed: the last to answer decides
-		for _, c := range copies {
-			if c.done && (result == nil || c.order > result.order) {
-				result = c
-			}
+	if result == nil {
+		// Every copy failed: the last to answer decides, or, when some
+		// copy's response asked for a wait, the last of those, whose wait
+		// the retry then honors (a copy that failed later without one
+		// does not cancel what the server asked).
+		now := t.now()
+		result = lastAnswered(copies, func(c *hedgeCopy) bool { return asksForWait(c.resp, now) })
+		if result == nil {
+			result = lastAnswered(copies, func(*hedgeCopy) bool { return true })
 		}
 	}
 	throttled, won, panicked := x.throttled, x.winner != nil, x.panicked

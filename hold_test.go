@@ -171,23 +171,25 @@ func TestARequestHeldPastItsDeadlineIsNotSent(t *testing.T) {
 		w.WriteHeader(http.StatusTooManyRequests)
 	})
 	var last Attempt
-	tr := realTransport(t, WithPolicy(Policy{MaxRetryAfter: time.Minute}), WithObserver(func(a Attempt) { last = a }))
+	// The injected clock stands still, at the real time (the caller's
+	// deadline is on the real clock): "at once" is "without a wait".
+	tr, clock := newTestTransport(t, WithPolicy(Policy{MaxRetryAfter: time.Minute}), WithObserver(func(a Attempt) { last = a }))
+	clock.t = time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	resp, err := tr.RoundTrip(mustRequest(t, http.MethodGet, up.URL, nil).WithContext(ctx))
 	require.NoError(t, err, "the 429 itself comes back: its wait would pass the deadline")
 	readAll(t, resp)
 
-	start := time.Now()
 	body := &closeTracker{Reader: strings.NewReader("x")}
 	req := mustRequest(t, http.MethodPut, up.URL+"/next", onlyReader{body}).WithContext(ctx)
 	req.Body = body
 	_, err = tr.RoundTrip(req)
-	assert.Less(t, time.Since(start), time.Second, "at once")
+	assert.Empty(t, clock.recorded(), "at once: no wait was started")
 	require.ErrorIs(t, err, ErrThrottled)
 	var te *ThrottledError
 	require.ErrorAs(t, err, &te)
-	assert.WithinDuration(t, time.Now().Add(30*time.Second), te.Until, 2*time.Second, "it says until when")
+	assert.WithinDuration(t, clock.now().Add(30*time.Second), te.Until, time.Second, "it says until when")
 	assert.Contains(t, err.Error(), "not sent")
 	var rerr *Error
 	require.ErrorAs(t, err, &rerr)
@@ -213,16 +215,16 @@ func TestA503WithRetryAfterHoldsOnlyItsRequest(t *testing.T) {
 		}
 		w.WriteHeader(http.StatusOK)
 	})
-	tr := realTransport(t, WithPolicy(Policy{MaxRetryAfter: time.Second}))
+	tr, clock := newTestTransport(t, WithPolicy(Policy{MaxRetryAfter: time.Second}))
 	resp, err := tr.RoundTrip(mustRequest(t, http.MethodGet, up.URL+"/busy", nil))
 	require.NoError(t, err)
 	readAll(t, resp)
-	start := time.Now()
+	require.Empty(t, clock.recorded(), "the 503's 30 s are past MaxRetryAfter: returned, not waited")
 	resp, err = tr.RoundTrip(mustRequest(t, http.MethodGet, up.URL+"/other", nil))
 	require.NoError(t, err)
 	readAll(t, resp)
 	assert.Equal(t, http.StatusOK, resp.StatusCode)
-	assert.Less(t, time.Since(start), time.Second, "not held")
+	assert.Empty(t, clock.recorded(), "not held: no wait before /other")
 }
 
 func TestASuccessfulResponseThatSpendsTheQuotaHoldsTheHost(t *testing.T) {

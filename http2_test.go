@@ -455,11 +455,13 @@ func TestHTTP2DroppedGetBodyCopyStillClosesTheBody(t *testing.T) {
 	// Every stream is refused: net/http resends through the GetBody that
 	// retryhttp gives it, then, while it backs off, the caller's deadline
 	// ends and net/http drops the copy it made. The caller's body is still
-	// closed, once.
+	// closed, once. net/http resends at once, then backs off for a second:
+	// a deadline of 900 ms falls in that backoff, and leaves the two first
+	// sends most of a second, however busy the machine.
 	srv := newH2Server(t, func(int) h2Action { return h2Refuse })
 	tr, _ := newTestTransport(t)
 	tr.base = srv.client
-	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 900*time.Millisecond)
 	defer cancel()
 	body := &closeTracker{Reader: strings.NewReader("payload")}
 	req := mustRequest(t, http.MethodPut, srv.url, onlyReader{body}).WithContext(ctx)

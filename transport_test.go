@@ -206,7 +206,9 @@ func TestAttemptTimeoutIsRetried(t *testing.T) {
 		w.WriteHeader(http.StatusOK)
 	})
 	tr, _ := newTestTransport(t)
-	tr.base.(*http.Transport).ResponseHeaderTimeout = 100 * time.Millisecond
+	// The second attempt must get its headers within the timeout: 500 ms is
+	// far more than loopback takes on a busy machine.
+	tr.base.(*http.Transport).ResponseHeaderTimeout = 500 * time.Millisecond
 	resp, err := tr.RoundTrip(mustRequest(t, http.MethodGet, up.URL, nil))
 	require.NoError(t, err)
 	readAll(t, resp)

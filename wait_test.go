@@ -89,10 +89,12 @@ func TestBackoffWaitsFollowThePolicy(t *testing.T) {
 }
 
 func TestNoWaitStartsThatCannotEndBeforeTheDeadline(t *testing.T) {
+	// A wait of 30 s against a deadline 10 s away: the attempt before it
+	// has all of those 10 s to come back, however busy the machine.
 	up := newUpstream(t, statuses(503, 200))
-	tr, clock := newTestTransport(t, WithPolicy(Policy{BaseDelay: time.Second, Jitter: NoJitter}))
+	tr, clock := newTestTransport(t, WithPolicy(Policy{BaseDelay: 30 * time.Second, MaxDelay: 30 * time.Second, Jitter: NoJitter}))
 	tr.now = time.Now // the deadline is on the real clock
-	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	resp, err := tr.RoundTrip(mustRequest(t, http.MethodGet, up.URL, nil).WithContext(ctx))
 	require.NoError(t, err, "the last response comes back at once")
@@ -103,27 +105,34 @@ func TestNoWaitStartsThatCannotEndBeforeTheDeadline(t *testing.T) {
 
 	// The same holds for a Retry-After longer than what is left.
 	up2 := newUpstream(t, func(n int, w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Retry-After", "5")
+		w.Header().Set("Retry-After", "30")
 		w.WriteHeader(http.StatusServiceUnavailable)
 	})
-	ctx2, cancel2 := context.WithTimeout(context.Background(), 2*time.Second)
+	ctx2, cancel2 := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel2()
 	resp, err = tr.RoundTrip(mustRequest(t, http.MethodGet, up2.URL, nil).WithContext(ctx2))
 	require.NoError(t, err)
 	readAll(t, resp)
 	assert.Equal(t, int32(1), up2.attempts.Load())
+	assert.Empty(t, clock.recorded())
 }
 
 func TestCancelDuringWaitReturnsPromptly(t *testing.T) {
 	up := newUpstream(t, statuses(503))
 	tr := New(nil, WithPolicy(Policy{BaseDelay: time.Minute, MaxDelay: time.Minute, Jitter: NoJitter}))
 	t.Cleanup(tr.CloseIdleConnections)
+	// The wait is the real one, told apart only by the moment it starts:
+	// the caller cancels 20 ms after that (the cancel was a fixed 20 ms
+	// after the server's answer, which a busy machine could read later).
+	waiting := make(chan struct{})
+	tr.sleep = func(ctx context.Context, d time.Duration) error {
+		close(waiting)
+		return sleep(ctx, d)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	var waited atomic.Bool
 	go func() {
-		for up.attempts.Load() == 0 {
-			time.Sleep(time.Millisecond)
-		}
+		<-waiting
 		time.Sleep(20 * time.Millisecond)
 		waited.Store(true)
 		cancel()

@@ -42,11 +42,11 @@ func TestInvalidPortsAreNotRetried(t *testing.T) {
 			defer base.CloseIdleConnections()
 			c := &countingRT{next: base}
 			rt := retryhttp.New(c, retryhttp.WithPolicy(retryhttp.Policy{BaseDelay: 200 * time.Millisecond, Jitter: retryhttp.NoJitter}))
-			start := time.Now()
 			_, err := (&http.Client{Transport: rt}).Get(u)
 			require.Error(t, err)
+			// One attempt reached the base: no retry, hence no wait (the
+			// elapsed time, under 150 ms, said the same on idle machines).
 			assert.Equal(t, int32(1), c.n.Load(), "%v", err)
-			assert.Less(t, time.Since(start), 150*time.Millisecond)
 			var re *retryhttp.Error
 			if errors.As(err, &re) {
 				assert.Equal(t, 1, re.Attempts)

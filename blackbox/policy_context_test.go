@@ -39,47 +39,53 @@ func (a *always) RoundTrip(r *http.Request) (*http.Response, error) {
 	return res, nil
 }
 
-func timeRoundTrip(t *testing.T, rt http.RoundTripper, ctx context.Context) (time.Duration, *http.Response) {
+// waitsOf sends a GET through a Transport made with opts over base and
+// returns the waits the Transport chose before each retry, as its
+// observer saw them (what it decided, not how long the machine took).
+func waitsOf(t *testing.T, base http.RoundTripper, ctx context.Context, opts ...retryhttp.Option) ([]time.Duration, *http.Response) {
 	t.Helper()
-	start := time.Now()
+	var waits []time.Duration
+	rt := retryhttp.New(base, append(opts, retryhttp.WithObserver(func(a retryhttp.Attempt) {
+		if a.Retry {
+			waits = append(waits, a.Wait)
+		}
+	}))...)
 	res, err := rt.RoundTrip(testkit.NewReq(t, http.MethodGet, "http://x.invalid/", nil).WithContext(ctx))
 	require.NoError(t, err)
 	res.Body.Close()
-	return time.Since(start), res
+	return waits, res
 }
 
 func TestPerRequestPolicyInheritsDelays(t *testing.T) {
 	base := &always{code: 503}
-	rt := retryhttp.New(base, retryhttp.WithBudget(nil), retryhttp.WithPolicy(retryhttp.Policy{
+	ctx := retryhttp.ContextWithPolicy(context.Background(), retryhttp.Policy{MaxAttempts: 4})
+	waits, _ := waitsOf(t, base, ctx, retryhttp.WithBudget(nil), retryhttp.WithPolicy(retryhttp.Policy{
 		MaxAttempts: 2, BaseDelay: 150 * time.Millisecond, MaxDelay: 150 * time.Millisecond, Jitter: retryhttp.NoJitter,
 	}))
-	ctx := retryhttp.ContextWithPolicy(context.Background(), retryhttp.Policy{MaxAttempts: 4})
-	d, _ := timeRoundTrip(t, rt, ctx)
 	assert.Equal(t, int32(4), base.n.Load())
-	// Inherited: 3 waits of exactly 150 ms (NoJitter, capped by MaxDelay).
-	assert.GreaterOrEqual(t, d, 440*time.Millisecond, "BaseDelay and NoJitter inherited")
-	assert.Less(t, d, 700*time.Millisecond, "MaxDelay inherited (150+300+600 ms otherwise)")
+	// Inherited: 3 waits of exactly 150 ms (BaseDelay and NoJitter, capped
+	// by MaxDelay: 150, 300, 600 ms otherwise).
+	ms := 150 * time.Millisecond
+	assert.Equal(t, []time.Duration{ms, ms, ms}, waits, "BaseDelay, NoJitter and MaxDelay inherited")
 }
 
 func TestPerRequestPolicyInheritsMaxRetryAfter(t *testing.T) {
 	base := &always{code: 503, retryAfter: "1"}
-	rt := retryhttp.New(base, retryhttp.WithBudget(nil), retryhttp.WithPolicy(retryhttp.Policy{MaxRetryAfter: 500 * time.Millisecond}))
 	ctx := retryhttp.ContextWithPolicy(context.Background(), retryhttp.Policy{MaxAttempts: 5})
-	d, res := timeRoundTrip(t, rt, ctx)
+	waits, res := waitsOf(t, base, ctx, retryhttp.WithBudget(nil), retryhttp.WithPolicy(retryhttp.Policy{MaxRetryAfter: 500 * time.Millisecond}))
 	assert.Equal(t, 503, res.StatusCode)
 	assert.Equal(t, int32(1), base.n.Load(), "Retry-After 1 s is past the Transport's 500 ms cap: returned at once")
-	assert.Less(t, d, 500*time.Millisecond)
+	assert.Empty(t, waits)
 }
 
 func TestPerRequestPolicyOverridesOnlyWhatItSets(t *testing.T) {
 	base := &always{code: 503}
-	rt := retryhttp.New(base, retryhttp.WithBudget(nil), retryhttp.WithPolicy(retryhttp.Policy{
+	ctx := retryhttp.ContextWithPolicy(context.Background(), retryhttp.Policy{BaseDelay: time.Millisecond})
+	waits, _ := waitsOf(t, base, ctx, retryhttp.WithBudget(nil), retryhttp.WithPolicy(retryhttp.Policy{
 		MaxAttempts: 2, BaseDelay: 5 * time.Second, Jitter: retryhttp.NoJitter,
 	}))
-	ctx := retryhttp.ContextWithPolicy(context.Background(), retryhttp.Policy{BaseDelay: time.Millisecond})
-	d, _ := timeRoundTrip(t, rt, ctx)
 	assert.Equal(t, int32(2), base.n.Load(), "MaxAttempts inherited")
-	assert.Less(t, d, time.Second, "BaseDelay overridden")
+	assert.Equal(t, []time.Duration{time.Millisecond}, waits, "BaseDelay overridden, NoJitter inherited")
 }
 
 func TestPerRequestPolicyOnAZeroTransport(t *testing.T) {

@@ -33,23 +33,34 @@ import (
 // that did not decide its request (the first copy then won with a 200) is a
 // response too: the host must be held.
 func TestALosingCopys429HoldsTheHost(t *testing.T) {
+	// The first copy answers once the Transport has read the hedge's 429:
+	// a Classifier with no opinion says when (a hedge's response is
+	// classified after its host has learned from it).
+	hedgeRead := make(chan struct{})
+	var once sync.Once
+	probe := retryhttp.WithClassifier(func(req *http.Request, res *http.Response, err error) retryhttp.Decision {
+		if retryhttp.AttemptFromContext(req.Context()) == 2 {
+			once.Do(func() { close(hedgeRead) })
+		}
+		return retryhttp.UseDefault
+	})
 	u := newUpstream(t, false, func(id string, k int, w http.ResponseWriter, r *http.Request) {
 		if id == "A" && k == 1 {
-			if hang(r, 60*time.Millisecond) {
+			if !until(r, hedgeRead) {
 				return
 			}
 			_, _ = io.WriteString(w, "first")
 			return
 		}
 		if id == "A" {
-			w.Header().Set("Retry-After", "3")
+			w.Header().Set("Retry-After", "30")
 			w.WriteHeader(http.StatusTooManyRequests)
 			return
 		}
 		_, _ = io.WriteString(w, "other")
 	})
-	rt := hedgeRT(t, u.base, retryhttp.Hedging{Delay: 10 * time.Millisecond})
-	req, _ := get(t, nil, u.url)
+	rt := hedgeRT(t, u.base, retryhttp.Hedging{Delay: 10 * time.Millisecond}, probe)
+	req, _ := get(t, guarded(t), u.url)
 	req.Header.Set(idHeader, "A")
 	res, err := rt.RoundTrip(req)
 	require.NoError(t, err)
@@ -58,9 +69,9 @@ func TestALosingCopys429HoldsTheHost(t *testing.T) {
 	require.Equal(t, "first", string(body))
 	require.Equal(t, 2, u.copies("A"), "the hedge got its 429")
 
-	// The server said: no more requests for 3 s. A request that cannot wait
-	// that long must not be sent.
-	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	// The server said: no more requests for 30 s. A request that cannot
+	// wait that long must not be sent.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	reqB, _ := get(t, ctx, u.url)
 	reqB.Header.Set(idHeader, "B")
@@ -68,8 +79,8 @@ func TestALosingCopys429HoldsTheHost(t *testing.T) {
 	if err == nil {
 		res.Body.Close()
 	}
-	assert.ErrorIs(t, err, retryhttp.ErrThrottled, "the host was not held after a hedge's 429 with Retry-After: 3")
-	assert.Zero(t, u.copies("B"), "a request was sent into a host that answered 429 Retry-After: 3")
+	assert.ErrorIs(t, err, retryhttp.ErrThrottled, "the host was not held after a hedge's 429 with Retry-After: 30")
+	assert.Zero(t, u.copies("B"), "a request was sent into a host that answered 429 Retry-After: 30")
 }
 
 func goid() int {
@@ -89,9 +100,7 @@ func TestClassifierOncePerCopy(t *testing.T) {
 	goroutines := map[int]bool{}
 	b := &countingBase{f: func(ctx context.Context, k int, r *http.Request) (*http.Response, error) {
 		if k == 1 {
-			if err := after(ctx, 60*time.Millisecond); err != nil {
-				return nil, err
-			}
+			return hangForever(ctx, k, r) // until the hedge wins
 		}
 		return testkit.Resp(200, "ok"), nil
 	}}
@@ -103,7 +112,7 @@ func TestClassifierOncePerCopy(t *testing.T) {
 			mu.Unlock()
 			return retryhttp.UseDefault
 		}))
-	req, _ := get(t, nil, "http://example.invalid/")
+	req, _ := get(t, guarded(t), "http://example.invalid/")
 	me := goid()
 	res, err := rt.RoundTrip(req)
 	require.NoError(t, err)
@@ -127,32 +136,47 @@ func TestClassifierOncePerCopy(t *testing.T) {
 // ErrHedgeLost". A copy that failed on its own before any copy won (a reset,
 // an attempt timeout) was not canceled: observers should see its error.
 func TestACopyThatFailedOnItsOwnIsNotReportedAsLost(t *testing.T) {
+	// "reset": the hedge fails at once; the first copy answers once the
+	// Transport has had that failure for a while. "attempt timeout": the
+	// first copy hangs until its AttemptTimeout (1 s) ends it; the hedge,
+	// sent at 500 ms, answers a while after that, within its own bound
+	// (until 1.5 s).
+	const timeout, delay = 4 * processed, 2 * processed
 	for _, how := range []string{"reset", "attempt timeout"} {
 		t.Run(how, func(t *testing.T) {
-			b := &countingBase{f: func(ctx context.Context, k int, r *http.Request) (*http.Response, error) {
+			b := &countingBase{}
+			b.f = func(ctx context.Context, k int, r *http.Request) (*http.Response, error) {
 				switch {
 				case how == "reset" && k == 2:
 					return nil, resetErr()
 				case how == "attempt timeout" && k == 1:
-					return hangForever(ctx, k, r) // cut by its AttemptTimeout at 40 ms
-				case how == "attempt timeout" && k == 2: // sent at 10 ms, answers at 45 ms
-					if err := after(ctx, 35*time.Millisecond); err != nil {
+					return hangForever(ctx, k, r) // cut by its AttemptTimeout
+				case how == "attempt timeout" && k == 2:
+					if err := await(ctx, b.returned(1)); err != nil {
+						return nil, err
+					}
+					if err := after(ctx, processed/2); err != nil {
 						return nil, err
 					}
 					return testkit.Resp(200, "hedge"), nil
 				}
-				if err := after(ctx, 60*time.Millisecond); err != nil {
+				if err := await(ctx, b.returned(2)); err != nil {
+					return nil, err
+				}
+				if err := after(ctx, processed); err != nil {
 					return nil, err
 				}
 				return testkit.Resp(200, "first"), nil
-			}}
+			}
 			rec := &recorder{}
 			pol := retryhttp.Policy{MaxAttempts: 2, BaseDelay: time.Millisecond, MaxDelay: time.Millisecond}
+			hedging := retryhttp.Hedging{Delay: 10 * time.Millisecond}
 			if how == "attempt timeout" {
-				pol.AttemptTimeout = 40 * time.Millisecond
+				pol.AttemptTimeout = timeout
+				hedging.Delay = delay
 			}
-			rt := hedgeRT(t, b, retryhttp.Hedging{Delay: 10 * time.Millisecond}, retryhttp.WithObserver(rec.observe), retryhttp.WithPolicy(pol))
-			req, _ := get(t, nil, "http://example.invalid/")
+			rt := hedgeRT(t, b, hedging, retryhttp.WithObserver(rec.observe), retryhttp.WithPolicy(pol))
+			req, _ := get(t, guarded(t), "http://example.invalid/")
 			res, err := rt.RoundTrip(req)
 			require.NoError(t, err)
 			res.Body.Close()
@@ -192,15 +216,13 @@ func TestAFailedHedgeMakesRoomForAnother(t *testing.T) {
 	rec := &recorder{}
 	rt := hedgeRT(t, b, retryhttp.Hedging{Delay: 10 * time.Millisecond, MaxHedges: 1}, retryhttp.WithObserver(rec.observe),
 		retryhttp.WithPolicy(retryhttp.Policy{MaxAttempts: 3, BaseDelay: time.Millisecond, MaxDelay: time.Millisecond}))
-	ctx, cancel := context.WithTimeout(context.Background(), 400*time.Millisecond)
-	defer cancel()
-	req, _ := get(t, ctx, "http://example.invalid/")
+	req, _ := get(t, guarded(t), "http://example.invalid/")
 	res, err := rt.RoundTrip(req)
 	if err == nil {
 		res.Body.Close()
 	}
 	t.Logf("copies %d; attempts %+v", len(b.arrivals()), rec.snapshot())
-	require.NoError(t, err, "no further hedge after the first hedge failed: the request waited for the hung first copy until its deadline")
+	require.NoError(t, err, "no further hedge after the first hedge failed: the request waited for the hung first copy until the guard's deadline")
 	assert.Equal(t, 200, res.StatusCode)
 }
 
@@ -216,7 +238,7 @@ func TestAHedgeIsCountedAgainstAnAnnouncedQuota(t *testing.T) {
 			name = "control: a concurrent request is held"
 		}
 		t.Run(name, func(t *testing.T) {
-			reset := strconv.FormatInt(time.Now().Add(3*time.Second).Unix(), 10)
+			reset := strconv.FormatInt(time.Now().Add(30*time.Second).Unix(), 10)
 			u := newUpstream(t, false, func(id string, k int, w http.ResponseWriter, r *http.Request) {
 				w.Header().Set("X-RateLimit-Limit", "2")
 				w.Header().Set("X-RateLimit-Reset", reset)
@@ -253,7 +275,7 @@ func TestAHedgeIsCountedAgainstAnAnnouncedQuota(t *testing.T) {
 			}()
 			require.True(t, waitFor(time.Second, func() bool { return u.copies("A") == 1 }))
 			if control {
-				ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 				defer cancel()
 				reqB, _ := get(t, ctx, u.url)
 				reqB.Header.Set(idHeader, "B")
@@ -276,10 +298,7 @@ func TestClassifierPanicOnAHedgePropagatesOutOfRoundTrip(t *testing.T) {
 	if os.Getenv("HEDGING_PANIC_CHILD") == "1" {
 		b := &countingBase{f: func(ctx context.Context, k int, r *http.Request) (*http.Response, error) {
 			if k == 1 {
-				if err := after(ctx, 100*time.Millisecond); err != nil {
-					return nil, err
-				}
-				return testkit.Resp(200, "first"), nil
+				return hangForever(ctx, k, r) // until the panic cancels every copy
 			}
 			return testkit.Resp(418, "hedge"), nil
 		}}
@@ -290,7 +309,7 @@ func TestClassifierPanicOnAHedgePropagatesOutOfRoundTrip(t *testing.T) {
 				}
 				return retryhttp.UseDefault
 			}))
-		req, _ := get(t, nil, "http://example.invalid/")
+		req, _ := get(t, guarded(t), "http://example.invalid/")
 		func() {
 			defer func() {
 				if v := recover(); v != nil {

@@ -21,8 +21,9 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// slowFirst answers the first copy of each request after 80 ms, the others
-// at once; every answer echoes the body it received.
+// slowFirst answers the first copy of each request after 80 ms (or, when
+// the request carries hangFirst, never: only a hedge can answer it), the
+// others at once; every answer echoes the body it received.
 func slowFirst(t *testing.T, h2 bool) (*upstream, *sync.Map) {
 	bodies := &sync.Map{} // id -> []string (bodies received, in arrival order)
 	var mu sync.Mutex
@@ -37,7 +38,11 @@ func slowFirst(t *testing.T, h2 bool) (*upstream, *sync.Map) {
 		bodies.Store(id, append(list, string(b)))
 		mu.Unlock()
 		if k == 1 && id != "warm" {
-			if hang(r, 80*time.Millisecond) {
+			wait := 80 * time.Millisecond
+			if r.Header.Get(hangFirst) != "" {
+				wait = time.Minute // until the hedge wins
+			}
+			if hang(r, wait) {
 				return
 			}
 		}
@@ -53,6 +58,12 @@ func slowFirst(t *testing.T, h2 bool) (*upstream, *sync.Map) {
 	res.Body.Close()
 	return u, bodies
 }
+
+// hangFirst marks a request whose first copy slowFirst never answers: one
+// that must be hedged is answered by its hedge however late the machine
+// runs the hedge's timer. A request that must not be hedged is answered by
+// its first copy after 80 ms, time for a wrongful hedge to show.
+const hangFirst = "X-Test-Hang-First"
 
 func newBodyReq(t *testing.T, ctx context.Context, method, url string, body io.ReadCloser, getBody func() (io.ReadCloser, error)) (*http.Request, string) {
 	t.Helper()
@@ -133,6 +144,9 @@ func TestWhichRequestsAreHedged(t *testing.T) {
 				}
 				if c.header != "" {
 					req.Header.Set(c.header, "k-"+id)
+				}
+				if c.want == 2 {
+					req.Header.Set(hangFirst, "1")
 				}
 				opts := []retryhttp.Option{}
 				if c.policy != nil {
@@ -306,15 +320,16 @@ func TestCallersBodyClosedOnceWhicheverCopyWins(t *testing.T) {
 				name = proto + "/first wins"
 			}
 			t.Run(name, func(t *testing.T) {
-				u := newUpstream(t, proto == "h2", func(id string, k int, w http.ResponseWriter, r *http.Request) {
+				var u *upstream
+				u = newUpstream(t, proto == "h2", func(id string, k int, w http.ResponseWriter, r *http.Request) {
 					_, _ = io.Copy(io.Discard, r.Body)
 					slow := (k == 1) != firstWins
 					if slow {
-						hang(r, 3*time.Second)
+						hang(r, time.Minute) // until the other copy wins
 						return
 					}
-					if firstWins {
-						time.Sleep(30 * time.Millisecond)
+					if firstWins && !until(r, u.arrived(id, 2)) { // the first answers once the hedge is in
+						return
 					}
 					_, _ = io.WriteString(w, "ok")
 				})

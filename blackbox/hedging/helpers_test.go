@@ -57,10 +57,11 @@ type upstream struct {
 	base     http.RoundTripper // a client transport for this server (TLS for HTTP/2)
 	arrivals atomic.Int32
 
-	mu     sync.Mutex
-	perID  map[string]int
-	states map[net.Conn]http.ConnState
-	total  int // connections ever accepted
+	mu      sync.Mutex
+	perID   map[string]int
+	states  map[net.Conn]http.ConnState
+	total   int                       // connections ever accepted
+	arrival map[copyKey]chan struct{} // closed when that copy has arrived
 
 	handlersRunning atomic.Int32
 }
@@ -69,7 +70,7 @@ type handler func(id string, k int, w http.ResponseWriter, r *http.Request)
 
 func newUpstream(t testing.TB, h2 bool, h handler) *upstream {
 	t.Helper()
-	u := &upstream{perID: map[string]int{}, states: map[net.Conn]http.ConnState{}}
+	u := &upstream{perID: map[string]int{}, states: map[net.Conn]http.ConnState{}, arrival: map[copyKey]chan struct{}{}}
 	u.srv = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		u.handlersRunning.Add(1)
 		defer u.handlersRunning.Add(-1)
@@ -82,6 +83,7 @@ func newUpstream(t testing.TB, h2 bool, h handler) *upstream {
 		if a := r.Header.Get(attemptHeader); a != "" {
 			k, _ = atoi(a)
 		}
+		close(u.arrivalOf(id, k))
 		h(id, k, w, r)
 	}))
 	u.srv.Config.ConnState = func(c net.Conn, s http.ConnState) {
@@ -116,6 +118,53 @@ func newUpstream(t testing.TB, h2 bool, h handler) *upstream {
 	})
 	return u
 }
+
+type copyKey struct {
+	id string
+	k  int
+}
+
+func (u *upstream) arrivalOf(id string, k int) chan struct{} {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	ch, ok := u.arrival[copyKey{id, k}]
+	if !ok {
+		ch = make(chan struct{})
+		u.arrival[copyKey{id, k}] = ch
+	}
+	return ch
+}
+
+// arrived is closed once copy k of request id has arrived: a handler waits
+// for it to answer only after another copy is in, an order that no timer
+// can upset.
+func (u *upstream) arrived(id string, k int) <-chan struct{} { return u.arrivalOf(id, k) }
+
+// until blocks until ch is closed, and reports false if the request's
+// context ended first.
+func until(r *http.Request, ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	case <-r.Context().Done():
+		return false
+	}
+}
+
+// guarded is a caller's context whose deadline only keeps a broken
+// Transport from hanging a test: far past anything the test waits for, so
+// that an error saying the caller's deadline ended the request means the
+// Transport did not end it as it should.
+func guarded(t testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// processed is how long the Transport is given to act on an answer a base
+// has just returned (in memory: microseconds of work) before a test's
+// next step, when no event says that it has.
+const processed = 250 * time.Millisecond
 
 // copies returns how many copies of request id arrived.
 func (u *upstream) copies(id string) int {

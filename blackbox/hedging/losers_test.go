@@ -27,17 +27,23 @@ func TestLosersLeaveNoConnectionsOrGoroutines(t *testing.T) {
 			checkGoroutines(t)
 			var slowDone atomic.Int32
 			{
-				u := newUpstream(t, proto == "h2", func(id string, k int, w http.ResponseWriter, r *http.Request) {
+				var u *upstream
+				u = newUpstream(t, proto == "h2", func(id string, k int, w http.ResponseWriter, r *http.Request) {
 					n, _ := atoi(id)
-					// A third of the requests: the first copy is slow; a
-					// third: the hedge is slow; the rest answer at once.
+					// A third of the requests: the first copy never
+					// answers; a third: the hedge never answers, and the
+					// first copy answers once it is in; the rest answer at
+					// once. A copy that never answers ends when the other
+					// wins.
 					switch {
 					case n%3 == 0 && k == 1, n%3 == 1 && k == 2:
-						hang(r, 5*time.Second)
+						hang(r, time.Minute)
 						slowDone.Add(1)
 						return
 					case n%3 == 1 && k == 1:
-						time.Sleep(25 * time.Millisecond)
+						if !until(r, u.arrived(id, 2)) {
+							return
+						}
 					}
 					_, _ = io.WriteString(w, "ok "+id)
 				})
@@ -64,7 +70,7 @@ func TestLosersLeaveNoConnectionsOrGoroutines(t *testing.T) {
 				}
 				wg.Wait()
 				// Every slow copy was canceled (the server saw its
-				// context end), long before its 5 s.
+				// context end): it has no other way to end in time.
 				require.True(t, waitFor(2*time.Second, func() bool { return u.handlersRunning.Load() == 0 }),
 					"handlers still running: %d", u.handlersRunning.Load())
 				ok := waitFor(2*time.Second, func() bool { _, busy := u.conns(); return busy == 0 })
@@ -146,14 +152,15 @@ func TestLoserWhoseBodyStreamsForeverIsClosed(t *testing.T) {
 	}
 }
 
-// The first copy's dial hangs for a second; the hedge dials again and wins.
-// RoundTrip returns at once. (net/http itself does not cancel a dial when
-// its request is canceled: the dial goes on for the pool, so only its end
-// is waited for.)
+// The first copy's dial hangs until the test lets it end; the hedge dials
+// again and wins. RoundTrip returns while that dial is still stuck.
+// (net/http itself does not cancel a dial when its request is canceled:
+// the dial goes on for the pool, so only its end is waited for.)
 func TestLoserStuckInDial(t *testing.T) {
 	checkGoroutines(t)
 	var dialEnded atomic.Int32
 	var dials atomic.Int32
+	release := make(chan struct{})
 	{
 		u := newUpstream(t, false, func(id string, k int, w http.ResponseWriter, r *http.Request) {
 			_, _ = io.WriteString(w, "ok")
@@ -167,7 +174,7 @@ func TestLoserStuckInDial(t *testing.T) {
 				select {
 				case <-ctx.Done():
 					return nil, ctx.Err()
-				case <-time.After(time.Second):
+				case <-release:
 					return nil, context.DeadlineExceeded
 				}
 			}
@@ -175,14 +182,15 @@ func TestLoserStuckInDial(t *testing.T) {
 		}
 		rec := &recorder{}
 		rt := hedgeRT(t, base, retryhttp.Hedging{Delay: 10 * time.Millisecond}, retryhttp.WithObserver(rec.observe))
-		req, id := get(t, nil, u.url)
-		start := time.Now()
+		req, id := get(t, guarded(t), u.url)
 		res, err := rt.RoundTrip(req)
+		stuck := dialEnded.Load() == 0 // RoundTrip returned while the first dial was still stuck
+		close(release)
 		require.NoError(t, err)
 		b, _ := io.ReadAll(res.Body)
 		res.Body.Close()
 		assert.Equal(t, "ok", string(b))
-		assert.Less(t, time.Since(start), time.Second)
+		assert.True(t, stuck, "RoundTrip waited for the first copy's dial")
 		assert.Equal(t, 1, u.copies(id))
 		got := rec.of(id)
 		require.Len(t, got, 2, "%+v", got)
@@ -190,12 +198,13 @@ func TestLoserStuckInDial(t *testing.T) {
 	}
 }
 
-// A base that ignores its context (undocumented territory). When the copy
-// that ignores cancellation is a hedge, RoundTrip returns as soon as the
-// first copy wins. When it is the first copy (the usual slow one), the
-// winning hedge is returned only once the first copy's base returns: the
-// first copy runs in RoundTrip's own goroutine. This records that (Logf) and
-// checks that the loser's late response is closed either way.
+// A base that ignores its context (undocumented territory): the losing
+// copy notices that it was canceled but answers anyway, later. When that
+// copy is a hedge, RoundTrip returns as soon as the first copy wins, while
+// the hedge is still out. When it is the first copy (the usual slow one),
+// the winning hedge is returned only once the first copy's base returns:
+// the first copy runs in RoundTrip's own goroutine. Either way the loser's
+// late response is closed.
 func TestLoserOverABaseThatIgnoresCancellation(t *testing.T) {
 	for _, slowFirst := range []bool{false, true} {
 		name := "the hedge ignores cancellation"
@@ -206,41 +215,55 @@ func TestLoserOverABaseThatIgnoresCancellation(t *testing.T) {
 			var n atomic.Int32
 			lateBody := &trackedBody{Reader: nilReader{}}
 			loserDone := make(chan struct{})
+			hedgeIn := make(chan struct{})
+			release := make(chan struct{}) // lets a hedge that lost answer
 			base := testkit.RoundTripFunc(func(r *http.Request) (*http.Response, error) {
-				k := n.Add(1)
+				n.Add(1)
+				k := retryhttp.AttemptFromContext(r.Context())
+				if k == 2 {
+					close(hedgeIn)
+				}
 				if (k == 1) == slowFirst {
-					time.Sleep(1500 * time.Millisecond) // ignores r.Context()
+					<-r.Context().Done() // the other copy won: canceled, and answers anyway
+					if !slowFirst {
+						<-release
+					}
 					defer close(loserDone)
 					res := testkit.Resp(200, "")
 					res.Body = lateBody
 					return res, nil
 				}
 				if k == 1 {
-					time.Sleep(30 * time.Millisecond) // the first copy wins after the hedge was sent
+					<-hedgeIn // the first copy wins after the hedge was sent
 				}
 				return testkit.Resp(200, "winner"), nil
 			})
 			rec := &recorder{}
 			rt := hedgeRT(t, base, retryhttp.Hedging{Delay: 10 * time.Millisecond}, retryhttp.WithObserver(rec.observe))
 			req, _ := get(t, nil, "http://example.invalid/")
-			start := time.Now()
 			res, err := rt.RoundTrip(req)
-			took := time.Since(start)
+			returnedFirst := true // RoundTrip returned before the loser's base did
+			select {
+			case <-loserDone:
+				returnedFirst = false
+			default:
+			}
+			close(release)
 			require.NoError(t, err)
 			b, _ := io.ReadAll(res.Body)
 			res.Body.Close()
 			assert.Equal(t, "winner", string(b))
 			if slowFirst {
-				t.Logf("RoundTrip returned the hedge's answer after %v (the first copy's base took 1.5 s)", took.Round(time.Millisecond))
+				assert.False(t, returnedFirst, "the hedge's answer is returned once the first copy's base returned")
 			} else {
-				assert.Less(t, took, 500*time.Millisecond, "RoundTrip waited for a hedge whose base ignores cancellation")
+				assert.True(t, returnedFirst, "RoundTrip waited for a hedge whose base ignores cancellation")
 			}
 			select {
 			case <-loserDone:
-			case <-time.After(3 * time.Second):
+			case <-time.After(10 * time.Second): // a guard: it returns at once
 				t.Fatal("loser never returned")
 			}
-			assert.True(t, waitFor(time.Second, func() bool { return lateBody.closes.Load() == 1 }),
+			assert.True(t, waitFor(5*time.Second, func() bool { return lateBody.closes.Load() == 1 }),
 				"the loser's late response body was not closed (closes=%d)", lateBody.closes.Load())
 		})
 	}

@@ -320,23 +320,31 @@ func TestObserverNeedsNoLockForOneRequestAtATime(t *testing.T) {
 // was returned". When every copy fails and the attempts run out, the response
 // returned (a 503) may be a hedge's: it is returned, so it counts.
 func TestHedgeWinsCountsOnlyWins(t *testing.T) {
-	b := &countingBase{f: func(ctx context.Context, k int, r *http.Request) (*http.Response, error) {
-		wait := 30 * time.Millisecond
+	// The first copy fails once the hedge is in; the hedge fails last, once
+	// the Transport has had the first copy's failure for a while.
+	b := &countingBase{}
+	b.f = func(ctx context.Context, k int, r *http.Request) (*http.Response, error) {
+		wait := b.arrived(2)
 		if k == 2 {
-			wait = 40 * time.Millisecond // the hedge fails last
+			wait = b.returned(1)
 		}
-		if err := after(ctx, wait); err != nil {
+		if err := await(ctx, wait); err != nil {
 			return nil, err
+		}
+		if k == 2 {
+			if err := after(ctx, processed); err != nil {
+				return nil, err
+			}
 		}
 		res := testkit.Resp(503, "copy "+strconv.Itoa(k))
 		res.Header.Set("X-Attempt", strconv.Itoa(retryhttp.AttemptFromContext(r.Context())))
 		return res, nil
-	}}
+	}
 	m, reg := newMetrics(t)
 	rec := &recorder{}
 	rt := hedgeRT(t, b, retryhttp.Hedging{Delay: 10 * time.Millisecond}, retryhttp.WithMetrics(m), retryhttp.WithObserver(rec.observe),
 		retryhttp.WithPolicy(retryhttp.Policy{MaxAttempts: 2, BaseDelay: time.Millisecond, MaxDelay: time.Millisecond}))
-	req, _ := get(t, nil, "http://example.invalid/")
+	req, _ := get(t, guarded(t), "http://example.invalid/")
 	res, err := rt.RoundTrip(req)
 	require.NoError(t, err)
 	body, _ := io.ReadAll(res.Body)

@@ -26,17 +26,40 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// raceBase sends copy 1 to first and every later copy to hedge. Both get
-// the copy's context.
+// raceBase sends copy 1 (attempt 1, whenever it reaches the base) to first
+// and every later copy to hedge. Both get the copy's context.
 func raceBase(first, hedge func(ctx context.Context, n int) (*http.Response, error)) (http.RoundTripper, *atomic.Int32) {
 	var n atomic.Int32
 	return testkit.RoundTripFunc(func(r *http.Request) (*http.Response, error) {
-		k := int(n.Add(1))
+		n.Add(1)
+		k := retryhttp.AttemptFromContext(r.Context())
 		if k == 1 {
 			return first(r.Context(), k)
 		}
 		return hedge(r.Context(), k)
 	}), &n
+}
+
+// afterTheHedge wraps hedge so that first, given the returned func, answers
+// 200 "first" only once the first hedge has returned its answer to the
+// Transport and the Transport has had time to act on it (processed): unless
+// that answer won and the first copy was canceled.
+func afterTheHedge(hedge func(ctx context.Context, n int) (*http.Response, error)) (first, wrapped func(ctx context.Context, n int) (*http.Response, error)) {
+	back := make(chan struct{})
+	var once sync.Once
+	wrapped = func(ctx context.Context, n int) (*http.Response, error) {
+		defer once.Do(func() { close(back) })
+		return hedge(ctx, n)
+	}
+	first = func(ctx context.Context, n int) (*http.Response, error) {
+		select {
+		case <-back:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		return okAfter(processed)(ctx, n)
+	}
+	return first, wrapped
 }
 
 // after waits d, or returns the context's error.
@@ -166,10 +189,10 @@ func TestOddAnswersOfAHedge(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			base, _ := raceBase(okAfter(60*time.Millisecond), c.hedge)
+			base, _ := raceBase(afterTheHedge(c.hedge))
 			rec := &recorder{}
 			rt := hedgeRT(t, base, retryhttp.Hedging{Delay: 10 * time.Millisecond}, retryhttp.WithObserver(rec.observe))
-			req, _ := get(t, nil, "http://example.invalid/")
+			req, _ := get(t, guarded(t), "http://example.invalid/")
 			res, err := rt.RoundTrip(req)
 			if err != nil {
 				assert.Nil(t, res, "a response means err == nil")
@@ -197,9 +220,17 @@ func TestEveryResponseBodyClosedExactlyOnce(t *testing.T) {
 	for i := 0; i < 60; i++ {
 		var mu sync.Mutex
 		var bodies []*trackedBody
-		mk := func(d time.Duration, text string) func(ctx context.Context, n int) (*http.Response, error) {
+		hedgeIn := make(chan struct{})
+		var once sync.Once
+		// The first copy answers as soon as the hedge is in, the hedge at
+		// once; both ignore their context: both answer.
+		mk := func(text string) func(ctx context.Context, n int) (*http.Response, error) {
 			return func(ctx context.Context, n int) (*http.Response, error) {
-				time.Sleep(d) // ignores ctx: both may answer
+				if text == "first" {
+					<-hedgeIn
+				} else {
+					once.Do(func() { close(hedgeIn) })
+				}
 				r := testkit.Resp(200, "")
 				b := &trackedBody{Reader: strings.NewReader(text)}
 				mu.Lock()
@@ -209,7 +240,7 @@ func TestEveryResponseBodyClosedExactlyOnce(t *testing.T) {
 				return r, nil
 			}
 		}
-		base, _ := raceBase(mk(20*time.Millisecond, "first"), mk(10*time.Millisecond, "hedge"))
+		base, _ := raceBase(mk("first"), mk("hedge"))
 		rt := hedgeRT(t, base, retryhttp.Hedging{Delay: 10 * time.Millisecond})
 		req, _ := get(t, nil, "http://example.invalid/")
 		res, err := rt.RoundTrip(req)
@@ -245,17 +276,21 @@ func TestUpgradeResponseStaysWritable(t *testing.T) {
 	type tc struct {
 		name   string
 		slowK  int // the copy that never answers (0: none)
-		delayK int // the copy that answers after 40 ms
+		delayK int // the copy that answers once the second has arrived
 	}
 	for _, c := range []tc{{"no hedge sent", 0, 0}, {"hedge wins", 1, 0}, {"first wins after a hedge", 2, 1}} {
 		t.Run(c.name, func(t *testing.T) {
+			secondIn := make(chan struct{})
 			s := testkit.NewH1Server(t, func(n int, conn *net.TCPConn, br *bufio.Reader, r *http.Request) bool {
+				if n == 2 {
+					close(secondIn)
+				}
 				if n == c.slowK {
 					_, _ = br.ReadByte() // until the client goes away
 					return false
 				}
 				if n == c.delayK {
-					time.Sleep(40 * time.Millisecond)
+					<-secondIn // answers once the hedge is in
 				}
 				_, _ = io.WriteString(conn, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
 				line, err := br.ReadString('\n')
@@ -283,17 +318,23 @@ func TestUpgradeResponseStaysWritable(t *testing.T) {
 	}
 }
 
-// Doubtful, recorded only: the copies of a hedged attempt share one Header
-// map (the caller's, on the first attempt). A base that writes req.Header
-// (which the RoundTripper contract forbids, but some middlewares do) would
-// then write one map from two goroutines at once.
-func TestCopiesShareTheHeaderMap(t *testing.T) {
+// Each copy of a hedged attempt has a Header map of its own (the first
+// copy the caller's, a hedge a clone): a base that writes req.Header (which
+// the RoundTripper contract forbids, but some middlewares do) does not
+// write one map from two goroutines at once.
+func TestCopiesDoNotShareAHeaderMap(t *testing.T) {
 	var mu sync.Mutex
 	maps := map[uintptr]int{}
+	hedgeIn := make(chan struct{})
 	base, _ := raceBase(func(ctx context.Context, n int) (*http.Response, error) {
-		return okAfter(40*time.Millisecond)(ctx, n)
+		if err := await(ctx, hedgeIn); err != nil {
+			return nil, err
+		}
+		return testkit.Resp(200, "first"), nil
 	}, func(ctx context.Context, n int) (*http.Response, error) {
-		return testkit.Resp(200, "hedge"), nil
+		close(hedgeIn)
+		<-ctx.Done() // the first copy wins
+		return nil, ctx.Err()
 	})
 	rt := hedgeRT(t, testkit.RoundTripFunc(func(r *http.Request) (*http.Response, error) {
 		mu.Lock()
@@ -301,11 +342,14 @@ func TestCopiesShareTheHeaderMap(t *testing.T) {
 		mu.Unlock()
 		return base.RoundTrip(r)
 	}), retryhttp.Hedging{Delay: 5 * time.Millisecond})
-	req, _ := get(t, nil, "http://example.invalid/")
+	req, _ := get(t, guarded(t), "http://example.invalid/")
 	res, err := rt.RoundTrip(req)
 	require.NoError(t, err)
 	res.Body.Close()
 	mu.Lock()
 	defer mu.Unlock()
-	t.Logf("distinct Header maps among 2 copies: %d (caller's shared: %v)", len(maps), maps[reflect.ValueOf(req.Header).Pointer()] > 0)
+	assert.Len(t, maps, 2, "two copies, two Header maps")
+	for p, n := range maps {
+		assert.Equal(t, 1, n, "Header map %x went to %d copies", p, n)
+	}
 }

@@ -78,41 +78,46 @@ func TestWinnerBodyIsReadableInFull(t *testing.T) {
 	type scenario struct {
 		name      string
 		delay     time.Duration
-		handler   func(k int, w http.ResponseWriter, r *http.Request)
+		handler   func(u *upstream, id string, k int, w http.ResponseWriter, r *http.Request)
 		wantHedge bool // the winner is a hedge
 		wantSent  int
 	}
 	scenarios := []scenario{
 		{name: "hedge wins", delay: 10 * time.Millisecond, wantHedge: true, wantSent: 2,
-			handler: func(k int, w http.ResponseWriter, r *http.Request) {
+			handler: func(u *upstream, id string, k int, w http.ResponseWriter, r *http.Request) {
 				if k == 1 {
-					hang(r, 5*time.Second)
+					hang(r, time.Minute) // until the hedge wins
 					return
 				}
 				streamBody(w, bigBody, time.Millisecond)
 			}},
 		{name: "first wins after a hedge was sent", delay: 10 * time.Millisecond, wantHedge: false, wantSent: 2,
-			handler: func(k int, w http.ResponseWriter, r *http.Request) {
+			handler: func(u *upstream, id string, k int, w http.ResponseWriter, r *http.Request) {
 				if k == 1 {
-					time.Sleep(60 * time.Millisecond)
-					streamBody(w, bigBody, time.Millisecond)
+					if until(r, u.arrived(id, 2)) { // answers once the hedge is in
+						streamBody(w, bigBody, time.Millisecond)
+					}
 					return
 				}
-				hang(r, 5*time.Second)
+				hang(r, time.Minute) // until the first copy wins
 			}},
-		{name: "first wins at once, body outlasts Delay", delay: 40 * time.Millisecond, wantHedge: false, wantSent: 1,
-			handler: func(k int, w http.ResponseWriter, r *http.Request) {
+		// The headers come at once on a warm connection, far within the
+		// Delay; the body is read after two Delays, once any timer armed
+		// for the race has fired.
+		{name: "first wins at once, body outlasts Delay", delay: 2 * processed, wantHedge: false, wantSent: 1,
+			handler: func(u *upstream, id string, k int, w http.ResponseWriter, r *http.Request) {
 				streamBody(w, bigBody, 5*time.Millisecond)
 			}},
 	}
 	for _, proto := range []string{"h1", "h2"} {
 		for _, sc := range scenarios {
 			t.Run(proto+"/"+sc.name, func(t *testing.T) {
-				u := newUpstream(t, proto == "h2", func(id string, k int, w http.ResponseWriter, r *http.Request) {
+				var u *upstream
+				u = newUpstream(t, proto == "h2", func(id string, k int, w http.ResponseWriter, r *http.Request) {
 					if id == "warm" {
 						return
 					}
-					sc.handler(k, w, r)
+					sc.handler(u, id, k, w, r)
 				})
 				rec := &recorder{}
 				rt := hedgeRT(t, u.base, retryhttp.Hedging{Delay: sc.delay}, retryhttp.WithObserver(rec.observe))
@@ -123,13 +128,14 @@ func TestWinnerBodyIsReadableInFull(t *testing.T) {
 				wres, err := rt.RoundTrip(warm)
 				require.NoError(t, err)
 				wres.Body.Close()
-				req, id := get(t, nil, u.url)
+				req, id := get(t, guarded(t), u.url)
 				res, err := rt.RoundTrip(req)
 				require.NoError(t, err)
 				defer res.Body.Close()
 				require.Equal(t, 200, res.StatusCode)
-				// Let every timer the race may have armed fire before reading.
-				time.Sleep(5 * sc.delay)
+				// Let every timer the race may have armed fire before
+				// reading: the body must survive it.
+				time.Sleep(2 * sc.delay)
 				readSlowly(t, res.Body, bigBody)
 				require.NoError(t, res.Body.Close())
 
@@ -151,11 +157,15 @@ func TestWinnerBodyIsReadableInFull(t *testing.T) {
 // Reading the body with a pause much longer than the Delay between reads:
 // a hedge-timer or a race context must not cut it.
 func TestWinnerBodySurvivesLongPausesBetweenReads(t *testing.T) {
+	// The hedge's headers come at once, far within the AttemptTimeout
+	// (250 ms); the caller then waits twice that before reading, and the
+	// body comes in chunks 40 ms apart.
+	const timeout = processed
 	for _, proto := range []string{"h1", "h2"} {
 		t.Run(proto, func(t *testing.T) {
 			u := newUpstream(t, proto == "h2", func(id string, k int, w http.ResponseWriter, r *http.Request) {
 				if k == 1 {
-					hang(r, 5*time.Second)
+					hang(r, time.Minute) // until the hedge wins
 					return
 				}
 				w.WriteHeader(200)
@@ -166,12 +176,12 @@ func TestWinnerBodySurvivesLongPausesBetweenReads(t *testing.T) {
 				}
 			})
 			rt := hedgeRT(t, u.base, retryhttp.Hedging{Delay: 5 * time.Millisecond},
-				retryhttp.WithPolicy(retryhttp.Policy{AttemptTimeout: 30 * time.Millisecond, BaseDelay: time.Millisecond, MaxDelay: time.Millisecond}))
-			req, _ := get(t, nil, u.url)
+				retryhttp.WithPolicy(retryhttp.Policy{AttemptTimeout: timeout, BaseDelay: time.Millisecond, MaxDelay: time.Millisecond}))
+			req, _ := get(t, guarded(t), u.url)
 			res, err := rt.RoundTrip(req)
 			require.NoError(t, err)
 			defer res.Body.Close()
-			time.Sleep(100 * time.Millisecond)
+			time.Sleep(2 * timeout)
 			b, err := io.ReadAll(res.Body)
 			require.NoError(t, err)
 			assert.Equal(t, "chunk-chunk-chunk-chunk-chunk-", string(b))
@@ -190,17 +200,18 @@ func TestCallerCancelEndsTheWinnersBody(t *testing.T) {
 				name = proto + "/hedge wins"
 			}
 			t.Run(name, func(t *testing.T) {
-				u := newUpstream(t, proto == "h2", func(id string, k int, w http.ResponseWriter, r *http.Request) {
+				var u *upstream
+				u = newUpstream(t, proto == "h2", func(id string, k int, w http.ResponseWriter, r *http.Request) {
 					slow := k == 1
 					if !hedgeWins {
 						slow = k == 2
 					}
 					if slow {
-						hang(r, 5*time.Second)
+						hang(r, time.Minute) // until the other copy wins
 						return
 					}
-					if !hedgeWins {
-						time.Sleep(40 * time.Millisecond)
+					if !hedgeWins && !until(r, u.arrived(id, 2)) { // the first answers once the hedge is in
+						return
 					}
 					trickle(w, r)
 				})
@@ -224,7 +235,7 @@ func TestCallerCancelEndsTheWinnersBody(t *testing.T) {
 				select {
 				case err := <-done:
 					assert.Error(t, err, "the body must end with an error once the caller's context is canceled")
-				case <-time.After(2 * time.Second):
+				case <-time.After(10 * time.Second): // a guard: it ends at once
 					res.Body.Close()
 					t.Fatal("canceling the caller's context did not end the winner's body")
 				}

@@ -117,7 +117,8 @@ func TestConcurrentSeam(t *testing.T) {
 			return
 		case 2:
 			if rand.IntN(4) == 0 {
-				time.Sleep(150 * time.Millisecond) // past AttemptTimeout
+				<-r.Context().Done() // hangs: only AttemptTimeout ends it
+				return
 			}
 		}
 		_, _ = io.WriteString(w, id+":"+string(b)+":"+r.Header.Get("X-Try"))
@@ -129,7 +130,10 @@ func TestConcurrentSeam(t *testing.T) {
 	var mu sync.Mutex
 	perReq := map[string]int{}
 	rt := retryhttp.New(base, retryhttp.WithBudget(nil),
-		retryhttp.WithPolicy(retryhttp.Policy{MaxAttempts: 8, BaseDelay: time.Millisecond, MaxDelay: 3 * time.Millisecond, AttemptTimeout: 80 * time.Millisecond}),
+		// Attempts that hang are cut by AttemptTimeout; the others answer
+		// far within it, however busy the machine (at 80 ms, some did not,
+		// and requests ran out of attempts).
+		retryhttp.WithPolicy(retryhttp.Policy{MaxAttempts: 8, BaseDelay: time.Millisecond, MaxDelay: 3 * time.Millisecond, AttemptTimeout: 500 * time.Millisecond}),
 		retryhttp.WithClassifier(retryhttp.Classifiers(nil,
 			func(r *http.Request, resp *http.Response, err error) retryhttp.Decision {
 				attempts.Add(1)

@@ -192,14 +192,15 @@ func TestAlwaysRetryStaysWithinThePolicy(t *testing.T) {
 		s, n := statusServer(t)
 		rec := &recorder{}
 		rt := testkit.NewRT(t, nil, retryhttp.WithClassifier(always(retryhttp.Retry)), retryhttp.WithObserver(rec.observe),
-			retryhttp.WithPolicy(retryhttp.Policy{MaxAttempts: 4, BaseDelay: 5 * time.Second, MaxDelay: 5 * time.Second, Jitter: retryhttp.NoJitter}))
-		req := testkit.NewReq(t, http.MethodGet, s.URL, nil).WithContext(ctxTimeout(t, 500*time.Millisecond))
-		start := time.Now()
+			retryhttp.WithPolicy(retryhttp.Policy{MaxAttempts: 4, BaseDelay: 30 * time.Second, MaxDelay: 30 * time.Second, Jitter: retryhttp.NoJitter}))
+		// A wait of 30 s against a deadline of 5 s: not started (one
+		// attempt, Reason deadline, and no Retry reported).
+		req := testkit.NewReq(t, http.MethodGet, s.URL, nil).WithContext(ctxTimeout(t, 5*time.Second))
 		resp, err := rt.RoundTrip(req)
 		require.NoError(t, err)
 		resp.Body.Close()
-		assert.Less(t, time.Since(start), 300*time.Millisecond)
 		assert.Equal(t, 1, n.get())
+		assert.False(t, rec.last(t).Retry, "no wait was started")
 		assert.Equal(t, retryhttp.ReasonDeadline, rec.last(t).Reason)
 	})
 	t.Run("MaxRetryAfter", func(t *testing.T) {
@@ -209,12 +210,11 @@ func TestAlwaysRetryStaysWithinThePolicy(t *testing.T) {
 		})
 		rec := &recorder{}
 		rt := testkit.NewRT(t, nil, retryhttp.WithClassifier(always(retryhttp.Retry)), retryhttp.WithObserver(rec.observe))
-		start := time.Now()
 		resp, err := rt.RoundTrip(testkit.NewReq(t, http.MethodGet, s.URL, nil))
 		require.NoError(t, err)
 		resp.Body.Close()
-		assert.Less(t, time.Since(start), time.Second)
 		assert.Equal(t, 403, resp.StatusCode)
+		assert.False(t, rec.last(t).Retry, "returned at once, no wait")
 		assert.Equal(t, int32(1), s.Requests.Load())
 		assert.Equal(t, retryhttp.ReasonRetryAfter, rec.last(t).Reason)
 	})

@@ -69,8 +69,8 @@ func TestObserversSeeEveryAttempt(t *testing.T) {
 	for i, at := range as {
 		assert.Equal(t, i+1, at.Number)
 		assert.Same(t, sent[i], at.Request)
-		assert.GreaterOrEqual(t, at.Duration, 15*time.Millisecond)
-		assert.Less(t, at.Duration, 500*time.Millisecond)
+		assert.GreaterOrEqual(t, at.Duration, 15*time.Millisecond) // the base takes 20 ms
+		assert.Less(t, at.Duration, 10*time.Second, "a duration, not a time")
 		assert.True(t, (at.Response == nil) != (at.Err == nil), "attempt %d: Response and Err", i+1)
 	}
 	assert.Equal(t, 503, as[0].Response.StatusCode)

@@ -33,7 +33,18 @@ func TestHoldAtMaxRetryAfterIsConsistent(t *testing.T) {
 		}
 		w.WriteHeader(200)
 	})
-	tr := realTransport(t, retryhttp.WithPolicy(retryhttp.Policy{MaxRetryAfter: 2 * time.Second}))
+	// The others are sent once the Transport has read the 429 (its
+	// observer runs after the host learned from it), not 20 ms after the
+	// server answered it: a busy machine may read it later, and the others
+	// then went out before the hold, proving nothing.
+	read429 := make(chan struct{})
+	var once sync.Once
+	tr := realTransport(t, retryhttp.WithPolicy(retryhttp.Policy{MaxRetryAfter: 2 * time.Second}),
+		retryhttp.WithObserver(func(a retryhttp.Attempt) {
+			if a.Response != nil && a.Response.StatusCode == 429 {
+				once.Do(func() { close(read429) })
+			}
+		}))
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		resp, err := tr.RoundTrip(get(t, context.Background(), up.URL+"/first"))
@@ -42,8 +53,7 @@ func TestHoldAtMaxRetryAfterIsConsistent(t *testing.T) {
 			assert.Equal(t, 200, resp.StatusCode)
 		}
 	})
-	require.Eventually(t, func() bool { return up.n.Load() == 1 }, 2*time.Second, time.Millisecond)
-	time.Sleep(20 * time.Millisecond)
+	<-read429
 	var throttled atomic.Int32
 	for range 10 {
 		wg.Go(func() {
@@ -192,8 +202,11 @@ func TestHeldRequestsAreReleasedSpreadOutAndNeverEarly(t *testing.T) {
 		offs = append(offs, x.at.Sub(T))
 	}
 	sort.Slice(offs, func(i, j int) bool { return offs[i] < offs[j] })
+	// How far apart they arrive also depends on how the machine runs 30
+	// goroutines (it asserted a spread above 30 ms): that the Transport
+	// releases them at many instants is pinned with the injected clock by
+	// the library's TestHeldRequestsAreReleasedSpreadOut.
 	t.Logf("spread from %v to %v", offs[0], offs[len(offs)-1])
-	assert.Greater(t, offs[len(offs)-1]-offs[0], 30*time.Millisecond, "released spread out")
 }
 
 // TestCancelDuringHoldReturnsPromptly and leaves no goroutine behind.
@@ -220,11 +233,12 @@ func TestCancelDuringHoldReturnsPromptly(t *testing.T) {
 			_, errs[i] = tr.RoundTrip(req)
 		})
 	}
-	time.Sleep(200 * time.Millisecond)
+	time.Sleep(200 * time.Millisecond) // most are held by now; any that is not is canceled before it is
 	start := time.Now()
 	cancel()
 	wg.Wait()
-	assert.Less(t, time.Since(start), 200*time.Millisecond)
+	// Held for 20 s unless the cancel ends the hold: a guard far below that.
+	assert.Less(t, time.Since(start), 10*time.Second)
 	for i, err := range errs {
 		assert.ErrorIs(t, err, context.Canceled)
 		assert.False(t, errors.Is(err, retryhttp.ErrThrottled))
@@ -245,9 +259,11 @@ func TestCancelDuringHoldReturnsPromptly(t *testing.T) {
 // another response past its deadline, stops with ErrThrottled and its
 // second body (from GetBody) is closed.
 func TestRetryHeldPastDeadline(t *testing.T) {
+	// /a's retry waits 2 s (its own Retry-After); /z's 429 holds the host
+	// for 30 s, and is read long before those 2 s are over.
 	up := newUpstream(t, func(n int, w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/a" {
-			w.Header().Set("Retry-After", "1")
+			w.Header().Set("Retry-After", "2")
 			w.WriteHeader(503) // holds only itself
 			return
 		}
@@ -255,7 +271,7 @@ func TestRetryHeldPastDeadline(t *testing.T) {
 		w.WriteHeader(429)
 	})
 	tr := realTransport(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	var wg sync.WaitGroup
 	var err error
@@ -263,7 +279,7 @@ func TestRetryHeldPastDeadline(t *testing.T) {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodPut, up.URL+"/a", strings.NewReader("data"))
 		_, err = tr.RoundTrip(req)
 	})
-	require.Eventually(t, func() bool { return up.n.Load() == 1 }, 2*time.Second, time.Millisecond)
+	require.Eventually(t, func() bool { return up.n.Load() == 1 }, 10*time.Second, time.Millisecond)
 	resp, e := tr.RoundTrip(get(t, retryhttp.ContextWithoutRetries(context.Background()), up.URL+"/z"))
 	require.NoError(t, e)
 	drain(resp)

@@ -149,10 +149,8 @@ func TestDoSignalEndsACommandBlockedWritingStdout(t *testing.T) {
 				}
 				p := startDoTo(t, dir, fullPipe(t), args...)
 				waitClosed(t, srv.sent, "the start of the body")
-				sent := time.Now()
 				require.NoError(t, p.cmd.Process.Signal(tt.sig))
-				code := p.wait(t, 10*time.Second)
-				assert.Less(t, time.Since(sent), 5*time.Second)
+				code := p.wait(t, 10*time.Second) // a guard; what ended it is in stderr
 				assert.Equal(t, tt.code, code, p.stderr.String())
 				assert.Contains(t, p.stderr.String(), "after the signal, still blocked", "the grace period ended it")
 				got, err := os.ReadFile(out)
@@ -179,10 +177,8 @@ func TestDoSignalEndsACommandWaitingForAFIFOReader(t *testing.T) {
 			p := startDo(t, dir, "-o", fifo, "-w", "%{exitcode}", srv.url)
 			waitClosed(t, srv.sent, "the start of the body")
 			waitInSyscall(t, p.cmd.Process.Pid, syscall.SYS_OPENAT, "the command to open the FIFO")
-			sent := time.Now()
 			require.NoError(t, p.cmd.Process.Signal(tt.sig))
-			code := p.wait(t, 10*time.Second)
-			assert.Less(t, time.Since(sent), 5*time.Second)
+			code := p.wait(t, 10*time.Second) // a guard; what ended it is in stderr
 			assert.Equal(t, tt.code, code, p.stderr.String())
 			assert.Equal(t, strconv.Itoa(tt.code), p.stdout.String(), "-w's line is written")
 			assert.Contains(t, p.stderr.String(), "-o "+fifo+": stopped while waiting to open it")
@@ -214,12 +210,10 @@ func TestDoSecondSignalExitsAtOnce(t *testing.T) {
 			require.NoError(t, os.WriteFile(out, []byte("yesterday"), 0o644))
 			p := startDoTo(t, dir, fullPipe(t), "-o", out, "-w", "%{exitcode}", srv.url)
 			waitClosed(t, srv.sent, "the start of the body")
-			sent := time.Now()
 			require.NoError(t, p.cmd.Process.Signal(tt.first))
 			waitClosed(t, srv.gone, "the first signal to cancel the request")
 			require.NoError(t, p.cmd.Process.Signal(tt.second))
-			code := p.wait(t, 10*time.Second)
-			assert.Less(t, time.Since(sent), 5*time.Second)
+			code := p.wait(t, 10*time.Second) // a guard; what ended it is in stderr
 			assert.Equal(t, tt.code, code, p.stderr.String())
 			assert.Contains(t, p.stderr.String(), "stopped at once by a second signal")
 			got, err := os.ReadFile(out)

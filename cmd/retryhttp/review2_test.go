@@ -322,11 +322,9 @@ func TestReview2SelfSignedCertificateAndHTTP2(t *testing.T) {
 		hits.Add(1)
 		_, _ = io.WriteString(w, r.Proto)
 	})
-	start := time.Now()
 	r := do(t, "", "-w", "%{http_code} %{num_attempts} %{exitcode} %{reason}", s.URL+"/")
 	assert.Equal(t, 60, r.code, r.stderr)
-	assert.Less(t, time.Since(start), 3*time.Second, "a certificate error is not retried")
-	assert.Equal(t, "000 1 60 permanent", r.stdout)
+	assert.Equal(t, "000 1 60 permanent", r.stdout, "a certificate error is not retried: one attempt, no wait")
 	line := onlyLine(t, r.stderr)
 	assert.Regexp(t, `^retryhttp do: GET https://127\.0\.0\.1:\d+/: tls: failed to verify certificate: x509: certificate signed by unknown authority after 1 attempt; not retried: no retry fixes this error$`, line)
 	assert.Zero(t, hits.Load())
@@ -573,11 +571,13 @@ func TestReview2ExitCodeTable(t *testing.T) {
 // far less than the first would take; -v says which was the hedge.
 func TestReview2HedgeASlowFirstCopy(t *testing.T) {
 	t.Parallel()
+	// The first copy answers after a minute unless canceled: only the
+	// hedge can answer in time, however late a busy machine sends it.
 	s := newServer(t, func(n int, w http.ResponseWriter, r *http.Request) {
 		if n == 1 {
 			select {
 			case <-r.Context().Done():
-			case <-time.After(5 * time.Second):
+			case <-time.After(time.Minute):
 			}
 			_, _ = io.WriteString(w, "slow")
 			return
@@ -589,7 +589,7 @@ func TestReview2HedgeASlowFirstCopy(t *testing.T) {
 	elapsed := time.Since(start)
 	require.Equal(t, 0, r.code, r.stderr)
 	assert.Equal(t, "fast 200 2", r.stdout)
-	assert.Less(t, elapsed, 3*time.Second, "the hedge's answer was not taken")
+	assert.Less(t, elapsed, 30*time.Second, "the command waited for the first copy")
 	assert.Contains(t, r.stderr, "(hedge)", "-v does not say which attempt was the hedge: %q", r.stderr)
 	assert.Equal(t, int32(2), s.attempts.Load())
 }
@@ -678,9 +678,10 @@ func TestReview2RetryAfterPastTheTimeout(t *testing.T) {
 		w.Header().Set("Retry-After", "5")
 		http.Error(w, "later", http.StatusServiceUnavailable)
 	})
-	start := time.Now()
+	// Had it waited, -timeout would have ended it with 28: 22 and the
+	// reason say that no wait was started (an elapsed time under 1.5 s
+	// said the same, on an idle machine).
 	r := do(t, "", "-timeout", "2", "-w", "%{exitcode} %{reason} %{num_attempts}", s.URL+"/")
-	assert.Less(t, time.Since(start), 1500*time.Millisecond, "it waited for a wait it could not finish")
 	assert.Equal(t, 22, r.code, r.stderr)
 	assert.Equal(t, "22 deadline 1", r.stdout)
 	assert.Regexp(t, `^retryhttp do: GET http://127\.0\.0\.1:\d+/: 503 Service Unavailable after 1 attempt; not retried: the next wait would pass -timeout 2s\n`, r.stderr)
@@ -694,9 +695,7 @@ func TestReview2RetryAfterPastTheTimeout(t *testing.T) {
 		code int
 		want string
 	}{{busy.URL + "/", 22, "503 22 deadline 1"}, {"http://127.0.0.1:1/", 7, "000 7 deadline 1"}} {
-		start := time.Now()
 		r := runCmd(t, "", "do", "-timeout", "1", "-base-delay", "3s", "-jitter", "none", "-w", "%{http_code} %{exitcode} %{reason} %{num_attempts}", tt.url)
-		assert.Less(t, time.Since(start), 900*time.Millisecond)
 		assert.Equal(t, tt.code, r.code, r.stderr)
 		assert.Equal(t, tt.want, r.stdout)
 		assert.Contains(t, r.stderr, " after 1 attempt; not retried: the next wait would pass -timeout 1s\n")
@@ -709,9 +708,7 @@ func TestReview2MaxRetryAfter(t *testing.T) {
 		w.Header().Set("Retry-After", "3")
 		w.WriteHeader(http.StatusTooManyRequests)
 	})
-	start := time.Now()
 	r := do(t, "", "-max-retry-after", "1s", "-w", "%{reason}", long.URL+"/")
-	assert.Less(t, time.Since(start), 2*time.Second)
 	assert.Equal(t, 22, r.code)
 	assert.Equal(t, "retry_after", r.stdout)
 	assert.Equal(t, "retryhttp do: GET "+long.URL+"/: 429 Too Many Requests after 1 attempt; not retried: the server asked for a longer wait (Retry-After: 3) than -max-retry-after 1s\n", r.stderr)
@@ -724,7 +721,7 @@ func TestReview2MaxRetryAfter(t *testing.T) {
 		}
 		_, _ = io.WriteString(w, "ok")
 	})
-	start = time.Now()
+	start := time.Now()
 	r = do(t, "", "-v", "-max-retry-after", "2s", short.URL+"/")
 	require.Equal(t, 0, r.code, r.stderr)
 	assert.GreaterOrEqual(t, time.Since(start), 900*time.Millisecond, "Retry-After: 1 was not honored")
@@ -746,7 +743,7 @@ func TestReview2SignalDuringBackoffWait(t *testing.T) {
 		t.Run(tt.sig.String(), func(t *testing.T) {
 			t.Parallel()
 			s := newServer(t, func(_ int, w http.ResponseWriter, _ *http.Request) {
-				w.Header().Set("Retry-After", "20")
+				w.Header().Set("Retry-After", "50")
 				http.Error(w, "later", http.StatusServiceUnavailable)
 			})
 			dir := t.TempDir()
@@ -754,10 +751,10 @@ func TestReview2SignalDuringBackoffWait(t *testing.T) {
 			require.NoError(t, os.WriteFile(out, []byte("yesterday"), 0o644))
 			p := startDo(t, dir, "-v", "-o", out, "-w", "%{http_code} %{exitcode} %{reason}", s.URL+"/")
 			waitFor(t, 10*time.Second, func() bool { return strings.Contains(p.stderr.String(), "(Retry-After)") }, "the first attempt")
-			sent := time.Now()
 			require.NoError(t, p.cmd.Process.Signal(tt.sig))
-			code := p.wait(t, 5*time.Second)
-			assert.Less(t, time.Since(sent), 2*time.Second, "the wait was not cut short")
+			// The wait is 50 s: exiting within the 10 s the test waits
+			// shows it was cut short (it asserted 2 s before).
+			code := p.wait(t, 10*time.Second)
 			assert.Equal(t, tt.code, code, p.stderr.String())
 			assert.Regexp(t, `^(000|503) `+strconv.Itoa(tt.code)+` canceled$`, p.stdout.String(), "stdout holds only -w's line")
 			assert.Regexp(t, `retryhttp do: GET http://127\.0\.0\.1:\d+/: .*stopped: interrupted\n$`, p.stderr.String())
@@ -918,7 +915,9 @@ func TestReview2SimAndDemoFlagValidation(t *testing.T) {
 		start := time.Now()
 		r := runCmd(t, "", args...)
 		assert.Equal(t, 2, r.code, "%q: %s", args, r.stderr)
-		assert.Less(t, time.Since(start), 5*time.Second, "%q", args)
+		// A guard: a usage error ends at once; a command that ran (a demo
+		// of 30 s) would not.
+		assert.Less(t, time.Since(start), 20*time.Second, "%q", args)
 		assert.Equal(t, 1, strings.Count(r.stderr, "\n"), "%q: %q", args, r.stderr)
 		assert.Regexp(t, `^retryhttp (sim|demo): .* \(see retryhttp (sim|demo) -h\)\n$`, r.stderr, "%q", args)
 		assert.NotContains(t, r.stderr, "panic")

