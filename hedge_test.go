@@ -122,8 +122,8 @@ func TestNoHedgeWhenTheFirstCopyAnswersInTime(t *testing.T) {
 	req := mustRequest(t, http.MethodGet, "http://example.invalid/", nil)
 	plain := New(base)
 	hedged := New(base, WithHedging(Hedging{Delay: time.Minute}))
-	assert.LessOrEqual(t, testing.AllocsPerRun(500, func() { _, _ = hedged.RoundTrip(req) })-
-		testing.AllocsPerRun(500, func() { _, _ = plain.RoundTrip(req) }), 2.0)
+	assert.LessOrEqual(t, allocsPerRun(500, func() { _, _ = hedged.RoundTrip(req) })-
+		allocsPerRun(500, func() { _, _ = plain.RoundTrip(req) }), 2.0)
 }
 
 func TestOnlySafeRequestsAreHedged(t *testing.T) {

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"runtime/debug"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -177,4 +178,13 @@ type closeTracker struct {
 func (c *closeTracker) Close() error {
 	c.closes.Add(1)
 	return nil
+}
+
+// allocsPerRun is testing.AllocsPerRun with the collector off: a
+// collection empties the sync.Pools the Transport draws from (the pooled
+// connection watches, the hedge timers), and a busy machine collects in the
+// middle of a run.
+func allocsPerRun(runs int, f func()) float64 {
+	defer debug.SetGCPercent(debug.SetGCPercent(-1))
+	return testing.AllocsPerRun(runs, f)
 }

@@ -280,7 +280,7 @@ func TestHostStateIsBounded(t *testing.T) {
 func TestNoHostStateCostsNothing(t *testing.T) {
 	tr := New(staticRT{&http.Response{StatusCode: 200, Body: http.NoBody, Header: http.Header{"Content-Type": {"text/plain"}}}})
 	req := mustRequest(t, http.MethodGet, "http://example.invalid/", nil)
-	assert.Zero(t, testing.AllocsPerRun(200, func() { _, _ = tr.RoundTrip(req) }))
+	assert.Zero(t, allocsPerRun(200, func() { _, _ = tr.RoundTrip(req) }))
 	assert.Zero(t, tr.hosts.n.Load())
 }
 

@@ -292,8 +292,8 @@ func TestAttemptNumbersCostNothingOnTheFirstAttempt(t *testing.T) {
 	assert.Equal(t, 1, AttemptFromContext(context.Background()))
 
 	ok := New(staticRT{&http.Response{StatusCode: 200, Body: http.NoBody, Header: http.Header{}}})
-	assert.Zero(t, testing.AllocsPerRun(100, func() { _, _ = ok.RoundTrip(req) }), "the happy path allocates nothing")
+	assert.Zero(t, allocsPerRun(100, func() { _, _ = ok.RoundTrip(req) }), "the happy path allocates nothing")
 	seam := New(staticRT{&http.Response{StatusCode: 200, Body: http.NoBody, Header: http.Header{}}},
 		WithObserver(func(Attempt) {}), WithClassifier(func(*http.Request, *http.Response, error) Decision { return UseDefault }))
-	assert.LessOrEqual(t, testing.AllocsPerRun(100, func() { _, _ = seam.RoundTrip(req) }), 1.0, "an observer and a classifier: at most one")
+	assert.LessOrEqual(t, allocsPerRun(100, func() { _, _ = seam.RoundTrip(req) }), 1.0, "an observer and a classifier: at most one")
 }

@@ -701,7 +701,7 @@ func TestRequestUnchangedByHedging(t *testing.T) {
 	for _, proto := range []string{"h1", "h2"} {
 		u := newUpstream(t, proto == "h2", func(id string, k int, w http.ResponseWriter, r *http.Request) {
 			_, _ = io.Copy(io.Discard, r.Body)
-			if k == 1 && hang(r, 2*time.Second) {
+			if k == 1 && hang(r, time.Minute) {
 				return
 			}
 			_, _ = io.WriteString(w, "ok")

@@ -188,7 +188,7 @@ func TestBodyReadToEOFWithoutCloseLeavesNoGoroutine(t *testing.T) {
 	checkGoroutines(t)
 	u := newUpstream(t, false, func(id string, k int, w http.ResponseWriter, r *http.Request) {
 		n, _ := atoi(id)
-		if n%2 == 0 && k == 1 && hang(r, 2*time.Second) {
+		if n%2 == 0 && k == 1 && hang(r, time.Minute) {
 			return
 		}
 		_, _ = io.WriteString(w, "ok")
