@@ -8,16 +8,63 @@ import (
 	"time"
 )
 
-// classify returns why an attempt failed, from its response or its error.
-func classify(resp *http.Response, err error) failure {
-	if err != nil {
-		return classifyError(err)
+// attempt is one attempt of a request (or one copy of a hedged attempt):
+// what it sends, what it got, and what was learned while it went. The loop
+// in roundTrip makes one per attempt and hands it down the pipeline; each
+// layer fills in its part.
+type attempt struct {
+	number int           // 1 for the first attempt; a hedged attempt's copies count on from it
+	out    *http.Request // the attempt's request, as the gate readied it
+	sent   *http.Request // what the base got: out, or a copy with the attempt's context
+	hedge  bool          // a hedge: an extra copy, sent while an earlier one waited
+
+	host     *hostState    // its host's quota, when the host has one
+	admitted bool          // it counts among its host's requests in flight
+	held     time.Duration // how long it waited for its host
+
+	resp *http.Response
+	err  error
+	took time.Duration // from sending until the response headers or the error, when timed
+	ev   connEvidence  // what its connWatch saw
+
+	judged   bool     // the Classifier was asked about resp or err already (a hedge's copy, as it answered)
+	decision Decision // and what it said
+
+	others []attempt // the other copies of a hedged attempt, which do not decide it
+}
+
+// release gives back the attempt's place among its host's requests in
+// flight: it was not sent after all, or its answer taught the host
+// nothing.
+func (a *attempt) release() {
+	if a.admitted {
+		a.host.answered(true, nil, time.Time{}, time.Time{})
+		a.admitted = false
 	}
-	f := classifyStatus(resp.StatusCode)
-	if f.kind == failNone && resp.StatusCode == http.StatusForbidden && throttled(resp) {
-		f = failure{kind: failStatus, code: resp.StatusCode} // a rate limit, retried like a 429
+}
+
+// report describes attempt a, with the verdict that followed it, as
+// observers and WithBeforeRetry functions see it.
+func report(a *attempt, v *verdict) Attempt {
+	r := Attempt{
+		Request:  a.sent,
+		Number:   a.number,
+		Response: a.resp,
+		Err:      a.err,
+		Duration: a.took,
+		Held:     a.held,
+		Hedge:    a.hedge,
+		Retry:    v.stop == stopNone,
 	}
-	return f
+	if r.Request == nil { // not sent: its host refused it
+		r.Request = a.out
+	}
+	if r.Retry {
+		r.Wait, r.ServerWait, r.Reason = v.wait, v.serverWait, v.f.reason()
+	} else {
+		r.Reason = v.stop.reason()
+	}
+	return r
 }
 
 // nextRequest returns the request for the next attempt: a copy of this
@@ -25,47 +72,24 @@ func classify(resp *http.Response, err error) failure {
 // carries the next attempt's number in its context, with a fresh copy of
 // the body. It fails when the body cannot be sent again: GetBody failed, or
 // more of the body was read than the replay buffer holds.
-func (r *run) nextRequest() (*http.Request, error) {
-	ctx := context.WithValue(r.req.Context(), attemptKey{}, r.attempt+1)
+func (c *call) nextRequest(a *attempt) (*http.Request, error) {
+	ctx := context.WithValue(c.ctx, attemptKey{}, c.attempts+1)
 	switch {
-	case r.body != nil:
-		return r.body.request(r.out, ctx)
-	case !hasBody(r.req):
-		return r.out.WithContext(ctx), nil
-	case r.req.GetBody != nil:
-		b, err := r.req.GetBody()
+	case c.body != nil:
+		return c.body.request(a.out, ctx)
+	case !hasBody(c.req):
+		return a.out.WithContext(ctx), nil
+	case c.req.GetBody != nil:
+		b, err := c.req.GetBody()
 		if err == nil && b == nil {
 			err = errors.New("GetBody returned a nil body")
 		}
 		if err != nil {
 			return nil, err
 		}
-		return withBody(r.out, ctx, b, r.req.GetBody), nil
+		return withBody(a.out, ctx, b, c.req.GetBody), nil
 	}
 	return nil, errors.New("the request has a body and no GetBody")
-}
-
-// request returns a copy of req with ctx for the next attempt, reading the
-// body through a new view. Its GetBody makes more views of the same
-// attempt, for the base transport's own resends and for middlewares that
-// read a copy, but only when req is idempotent: net/http's HTTP/2 client
-// resends a request through GetBody after a PROTOCOL_ERROR reset too, when
-// the server may have processed it, so a request that is not idempotent
-// gets none, as it has none without retryhttp. Nor does a body whose
-// declared length is above the replay buffer: a copy of it could not be
-// read whole without taking the body from the attempt (a signing
-// middleware that reads a copy first would break the attempt), so the base
-// sees no GetBody, as without retryhttp.
-func (b *replayBody) request(req *http.Request, ctx context.Context) (*http.Request, error) {
-	v, err := b.attemptView()
-	if err != nil {
-		return nil, err
-	}
-	var getBody func() (io.ReadCloser, error)
-	if idempotent(req) && req.ContentLength <= int64(b.limit) {
-		getBody = b.copyView
-	}
-	return withBody(req, ctx, v, getBody), nil
 }
 
 // withBody returns a shallow copy of req with ctx and another body, as
@@ -75,69 +99,4 @@ func withBody(req *http.Request, ctx context.Context, body io.ReadCloser, getBod
 	r.Body = body
 	r.GetBody = getBody
 	return r
-}
-
-// maxDrain is how much of a discarded response body is read so that its
-// connection can carry the next attempt, and maxDrainTime how long that may
-// take. A longer body, or one that does not arrive promptly, is cut off and
-// its connection closed instead.
-const (
-	maxDrain     = 64 << 10
-	maxDrainTime = 100 * time.Millisecond
-)
-
-// discard drains a bounded part of a response the caller will not see and
-// closes it, so its keep-alive connection is reused. The drain runs in a
-// goroutine of its own and is given maxDrainTime: a body that stalls is
-// closed then (which ends a net/http body's read in progress), and the
-// Transport goes on even if the body's Read does not return. A panic in the
-// body's Read reaches the caller while the Transport waits for the drain;
-// one that comes later ends only the drain.
-func discard(resp *http.Response) {
-	body := resp.Body
-	drained := make(chan any, 1)
-	go func() {
-		defer func() { drained <- recover() }()
-		_, _ = io.CopyN(io.Discard, body, maxDrain)
-	}()
-	timer := time.NewTimer(maxDrainTime)
-	select {
-	case p := <-drained:
-		timer.Stop()
-		if p != nil {
-			panic(p)
-		}
-	case <-timer.C:
-	}
-	_ = body.Close()
-}
-
-// closeBody closes the body of a request that will not be sent, as the
-// RoundTripper contract asks.
-func closeBody(req *http.Request) {
-	if req.Body != nil {
-		_ = req.Body.Close()
-	}
-}
-
-// sleep waits d, or until ctx ends. It returns ctx.Err(), joined with the
-// context's cause when that differs, so errors.Is(err, context.Canceled)
-// holds either way.
-func sleep(ctx context.Context, d time.Duration) error {
-	if d > 0 {
-		timer := time.NewTimer(d)
-		defer timer.Stop()
-		select {
-		case <-timer.C:
-			return nil
-		case <-ctx.Done():
-		}
-	} else if ctx.Err() == nil {
-		return nil
-	}
-	err := ctx.Err()
-	if cause := context.Cause(ctx); cause != nil && cause != err {
-		err = errors.Join(err, cause)
-	}
-	return err
 }

@@ -198,8 +198,11 @@ const clockEvery = 16
 // client with less than clockEvery requests a slot, whose retries the
 // floor covers anyway. spend reads the clock every time.
 func (b *Budget) earn(now func() time.Time) {
-	b.once.Do(func() { b.init(defaultBudget, now()) })
 	e := b.current.Load()
+	if e == 0 { // a zero Budget's first request: init stores current last, and never 0
+		b.once.Do(func() { b.init(defaultBudget, now()) })
+		e = b.current.Load()
+	}
 	if n := b.requests[e%budgetSlots].add(e); n%clockEvery == 0 {
 		b.observe(b.epoch(now()))
 	}

@@ -12,6 +12,42 @@ import (
 	"syscall"
 )
 
+// classify returns why an attempt failed, from its response or its error.
+func classify(resp *http.Response, err error) failure {
+	if err != nil {
+		return classifyError(err)
+	}
+	f := classifyStatus(resp.StatusCode)
+	if f.kind == failNone && resp.StatusCode == http.StatusForbidden && throttled(resp) {
+		f = failure{kind: failStatus, code: resp.StatusCode} // a rate limit, retried like a 429
+	}
+	return f
+}
+
+// throttled reports whether a response is a throttle the Transport retries
+// like a 429 although its status is not one it retries: GitHub's primary
+// rate limit, a 403 that says its quota is spent (X-RateLimit-Remaining: 0,
+// or the drafts' RateLimit r=0 or RateLimit-Remaining: 0), with or without
+// a reset. Any other 403 stays final.
+func throttled(resp *http.Response) bool {
+	if resp.StatusCode != http.StatusForbidden {
+		return false
+	}
+	h := resp.Header
+	if n, ok := plainInt(h, hXRateLimitRemaining); ok && n == 0 {
+		return true
+	}
+	if n, ok := plainInt(h, hRateLimitRemaining); ok && n == 0 {
+		return true
+	}
+	if v, ok := h[hRateLimit]; ok {
+		var s signals
+		s.readRateLimit(v, nil)
+		return s.spent()
+	}
+	return false
+}
+
 // failKind says why an attempt failed, for the retry decision, logs and
 // metrics.
 type failKind uint8

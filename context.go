@@ -2,7 +2,6 @@ package retryhttp
 
 import (
 	"context"
-	"net/http"
 )
 
 type policyKey struct{}
@@ -50,17 +49,11 @@ func ContextWithoutRetries(ctx context.Context) context.Context {
 	return ContextWithPolicy(ctx, Policy{MaxAttempts: 1})
 }
 
-// policyFor returns the Policy for req: the one ContextWithPolicy stored in
-// its context, over the Transport's, or the Transport's. It fails when the
-// Transport was built with a bad option or the Policy is invalid.
-func (t *Transport) policyFor(req *http.Request) (*Policy, error) {
-	if t.err != nil {
-		return nil, t.err
-	}
-	cp, _ := req.Context().Value(policyKey{}).(*ctxPolicy)
-	if cp == nil {
-		return &t.policy, nil
-	}
+// policyOf returns the Policy of a request whose context carries cp (from
+// ContextWithPolicy): cp's over the Transport's. It fails when that Policy
+// is invalid. (RoundTrip reads the context itself, so that a request
+// without one pays a single lookup.)
+func (t *Transport) policyOf(cp *ctxPolicy) (*Policy, error) {
 	if cp.err != nil {
 		return nil, cp.err
 	}

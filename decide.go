@@ -7,80 +7,107 @@ import (
 	"time"
 )
 
-// decide is the one place that says whether and when a request is sent
-// again after an attempt. It returns why the request stops, or stopNone
-// with r's step filled in: the wait, and the next attempt's request, paid
-// for from the budget. It asks, in order: the Classifier and the
-// Transport's own rules (is this a failure a retry may fix?), the context,
-// MaxAttempts and the method (may it be retried?), the server and the
-// Policy (how long to wait, within MaxRetryAfter and the deadline?), the
-// budget, and the body (can it be sent again?).
-func (t *Transport) decide(r *run, resp *http.Response, err error) stopReason {
-	f := classify(resp, err)
+// This file holds every decision to stop a request or go on: decide, after
+// each attempt, and decideHold, before an attempt whose host is held. (The
+// other ways a request ends are not decisions but events: its context ends
+// during a wait, or a WithBeforeRetry function returns an error.)
+//
+// Five words say what happened, each at its own level:
+//   - failure (classify.go): what went wrong with one attempt, by the
+//     Transport's own rules;
+//   - Decision (classifier.go): what a Classifier said of an attempt;
+//   - stopReason (outcome.go): why a request stops, from decide;
+//   - Reason (outcome.go): stopReason's name, for Attempt, *Error and logs;
+//   - outcome (outcome.go): the coarse label of retryhttp_requests_total.
+
+// verdict is what decide says after an attempt: stop (and why), or retry
+// after a wait with the next attempt's request, paid for from the budget.
+type verdict struct {
+	stop       stopReason    // stopNone: a retry follows
+	f          failure       // what went wrong with the attempt
+	from       int           // the attempt's number (of the copy that decided a hedged attempt)
+	wait       time.Duration // the wait before the retry (or the one that would end too late)
+	serverWait bool          // the wait is the server's (Retry-After, ...), not the backoff
+	next       *http.Request // the retry's request, with a fresh body
+	paid       receipt       // what the retry took from the budget
+	bodyErr    error         // why the body cannot be sent again (stopBody)
+}
+
+// settled reports whether attempt a needs no verdict beyond stopFinal: it
+// got a response below 400, and no Classifier is asked. It is decide's
+// shortcut for the common answer, cheap enough to be inlined.
+func (t *Transport) settled(a *attempt) bool {
+	return a.err == nil && a.resp.StatusCode < 400 && t.classifier == nil
+}
+
+// decide says whether and when a request is sent again after attempt a
+// (prevWait: the wait before it, for the decorrelated jitter). It asks, in
+// order: the Classifier and the Transport's own rules (is this a failure a
+// retry may fix?), the context, MaxAttempts and the method (may it be
+// retried?), the server and the Policy (how long to wait, within
+// MaxRetryAfter and the deadline?), the budget, and the body (can it be
+// sent again?).
+func (t *Transport) decide(c *call, a *attempt, prevWait time.Duration) verdict {
+	f := classify(a.resp, a.err)
 	switch {
 	case f.kind == failTimeout && f.unsent:
-		f.unsent = r.unsent // only on evidence that no connection was assigned
-	case f.unsent && r.sawConn:
+		f.unsent = a.ev.unsent // only on evidence that no connection was assigned
+	case f.unsent && a.ev.sawConn:
 		f.unsent = false // a connection was assigned before the dial failed: the server may have seen it
 	}
 	final := false
 	if t.classifier != nil {
-		d := r.decision
-		if !r.judged { // a hedged attempt's copies were judged as they answered
-			d = t.classifier(r.sent, resp, err)
+		d := a.decision
+		if !a.judged { // a hedged attempt's copies were judged as they answered
+			d = t.classifier(a.sent, a.resp, a.err)
 		}
-		r.judged = false
-		f, final = decideWith(d, f, resp)
+		f, final = decideWith(d, f, a.resp)
 	}
-	if s := r.stop(f, final, err); s != stopNone {
-		return s
+	v := verdict{f: f, from: a.number}
+	if v.stop = c.stop(a, f, final); v.stop != stopNone {
+		return v
 	}
-	if r.st == nil {
-		r.st = new(step)
-	}
-	r.st.f, r.st.from = f, r.number()
-	wait, retryAfter, s := t.nextWait(r, resp)
-	r.st.wait, r.st.retryAfter, r.st.paid = wait, retryAfter, receipt{}
-	if s != stopNone {
-		return s
+	v.wait, v.serverWait, v.stop = t.nextWait(c, a.resp, prevWait)
+	if v.stop != stopNone {
+		return v
 	}
 	if t.budget != nil {
 		var ok bool
-		if r.st.paid, ok = t.budget.spend(t.now()); !ok {
-			t.metrics.refused()
-			if t.recorders != nil {
-				t.recordOther(EventBudgetRefusal, r.req.Context(), r.method, 0)
+		if v.paid, ok = t.budget.spend(t.now()); !ok {
+			if t.counted {
+				t.count(c.ctx, event{kind: EventBudgetRefusal, method: c.method})
 			}
-			return stopBudget
+			v.stop = stopBudget
+			return v
 		}
 	}
-	if r.st.next, r.st.bodyErr = r.nextRequest(); r.st.bodyErr != nil {
-		t.budget.refund(r.st.paid) // the retry will not be sent
-		return stopBody
+	if v.next, v.bodyErr = c.nextRequest(a); v.bodyErr != nil {
+		t.budget.refund(v.paid) // the retry will not be sent
+		v.stop = stopBody
 	}
-	return stopNone
+	return v
 }
 
-// stop returns why the request must end after an attempt that failed with
-// f (final: a Classifier said DoNotRetry), or stopNone when a retry is
+// stop returns why the request must end after attempt a failed with f
+// (final: a Classifier said DoNotRetry), or stopNone when a retry is
 // allowed so far.
-func (r *run) stop(f failure, final bool, err error) stopReason {
-	ctxErr := r.req.Context().Err()
+func (c *call) stop(a *attempt, f failure, final bool) stopReason {
+	ctxErr := c.ctx.Err()
 	switch {
-	case err != nil && ctxErr != nil:
+	case a.err != nil && ctxErr != nil:
 		return ctxStop(ctxErr)
 	case final && f.retryable(): // the Classifier stopped what the Transport would retry
 		return stopClassifier
 	case final || !f.retryable():
-		if err != nil {
+		if a.err != nil {
 			return stopPermanent
 		}
 		return stopFinal
 	case ctxErr != nil:
 		return ctxStop(ctxErr)
-	case r.attempt >= r.p.MaxAttempts:
+	case c.attempts >= c.p.MaxAttempts:
 		return stopExhausted
-	case !mayRetry(r.out, f):
+	case !mayRetry(a.out, f):
 		return stopMethod
 	}
 	return stopNone
@@ -100,10 +127,10 @@ func ctxStop(err error) stopReason {
 // or else the Policy's backoff. It stops the request when the server asks
 // for more than MaxRetryAfter, or when the wait would not end before the
 // context's deadline.
-func (t *Transport) nextWait(r *run, resp *http.Response) (wait time.Duration, fromServer bool, s stopReason) {
-	p := r.p
+func (t *Transport) nextWait(c *call, resp *http.Response, prevWait time.Duration) (wait time.Duration, fromServer bool, s stopReason) {
+	p := c.p
 	now := t.now()
-	deadline, hasDeadline := r.req.Context().Deadline()
+	deadline, hasDeadline := c.ctx.Deadline()
 	if resp != nil {
 		if sig := readSignals(resp.Header, true, now); sig.hasWait {
 			if sig.wait > p.MaxRetryAfter {
@@ -115,54 +142,47 @@ func (t *Transport) nextWait(r *run, resp *http.Response) (wait time.Duration, f
 			return jitteredBefore(sig.wait, p.BaseDelay, t.rand, now, deadline, hasDeadline), true, stopNone
 		}
 	}
-	wait = p.Delay(r.attempt-1, r.st.wait, t.rand)
+	wait = p.Delay(c.attempts-1, prevWait, t.rand)
 	if hasDeadline && !now.Add(wait).Before(deadline) {
 		return wait, false, stopDeadline
 	}
 	return wait, false, stopNone
 }
 
-// report describes the current attempt, as observers and WithBeforeRetry
-// functions see it.
-func (r *run) report(resp *http.Response, err error, s stopReason) Attempt {
-	a := Attempt{
-		Request:  r.sent,
-		Number:   r.number(),
-		Response: resp,
-		Err:      err,
-		Duration: r.took,
-		Held:     r.held,
-		Hedge:    r.shownHedge,
-		Retry:    s == stopNone,
+// decideHold says whether an attempt whose host is held until then waits
+// for it, and how long (jittered, as a Retry-After wait is), or is not sent
+// (stopThrottled, with a *ThrottledError): a request without retries never
+// waits, nor one whose wait would pass MaxRetryAfter or its deadline.
+func (t *Transport) decideHold(c *call, out *http.Request, until, now time.Time) (time.Duration, stopReason, error) {
+	asked := until.Sub(now)
+	deadline, hasDeadline := c.ctx.Deadline()
+	if c.p.MaxAttempts == 1 || asked > c.p.MaxRetryAfter || (hasDeadline && !until.Before(deadline)) {
+		u := out.URL
+		return 0, stopThrottled, &ThrottledError{Host: u.Scheme + "://" + u.Host, Until: until}
 	}
-	if a.Retry {
-		a.Wait, a.ServerWait, a.Reason = r.st.wait, r.st.retryAfter, r.st.f.reason()
-	} else {
-		a.Reason = s.reason()
-	}
-	return a
+	return jitteredBefore(asked, c.p.BaseDelay, t.rand, now, deadline, hasDeadline), stopNone, nil
 }
 
 // explain says in words why the request stopped, for the log record and
 // the *Error: what happened, and what would have allowed a retry.
-func (t *Transport) explain(r *run, s stopReason) string {
+func (t *Transport) explain(c *call, v *verdict, s stopReason) string {
 	switch s {
 	case stopMethod:
-		return "not retried: " + methodOf(r.req) + " is not idempotent and the server may have seen it; " +
+		return "not retried: " + methodOf(c.req) + " is not idempotent and the server may have seen it; " +
 			"an Idempotency-Key header or ContextWithIdempotent allows retries"
 	case stopBody:
 		var re *replayError
-		if errors.As(r.st.bodyErr, &re) {
+		if errors.As(v.bodyErr, &re) {
 			return "not retried: " + re.Error()[len("retryhttp: "):]
 		}
-		if r.body != nil {
-			return "not retried: the request body cannot be sent again: reading it failed: " + r.st.bodyErr.Error()
+		if c.body != nil {
+			return "not retried: the request body cannot be sent again: reading it failed: " + v.bodyErr.Error()
 		}
-		return "not retried: the request body cannot be sent again: GetBody failed: " + r.st.bodyErr.Error()
+		return "not retried: the request body cannot be sent again: GetBody failed: " + v.bodyErr.Error()
 	case stopRetryAfter:
-		return "not retried: the server asked for a wait above MaxRetryAfter (" + r.p.MaxRetryAfter.String() + ")"
+		return "not retried: the server asked for a wait above MaxRetryAfter (" + c.p.MaxRetryAfter.String() + ")"
 	case stopDeadline:
-		return "not retried: the next wait (" + r.st.wait.Round(time.Millisecond).String() + ") would end after the context's deadline"
+		return "not retried: the next wait (" + v.wait.Round(time.Millisecond).String() + ") would end after the context's deadline"
 	case stopDeadlinePassed:
 		return "the context's deadline passed"
 	case stopBudget:
@@ -174,10 +194,10 @@ func (t *Transport) explain(r *run, s stopReason) string {
 	case stopHook:
 		return "not retried: the WithBeforeRetry function failed"
 	case stopThrottled:
-		if r.p.MaxAttempts == 1 {
+		if c.p.MaxAttempts == 1 {
 			return "the host's quota is spent, and a request without retries does not wait for it"
 		}
-		return "the host's quota is spent until after the context's deadline or MaxRetryAfter (" + r.p.MaxRetryAfter.String() + ")"
+		return "the host's quota is spent until after the context's deadline or MaxRetryAfter (" + c.p.MaxRetryAfter.String() + ")"
 	case stopExhausted:
 		return "exhausted: all the attempts the Policy allows"
 	case stopPermanent:

@@ -135,6 +135,25 @@ func (c *fakeClock) sleep(ctx context.Context, d time.Duration) error {
 	return ctx.Err()
 }
 
+// advance moves the clock forward by d, as if d passed.
+func (c *fakeClock) advance(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+// slowBase is a base that takes d of the fake clock's time per request.
+type slowBase struct {
+	base  http.RoundTripper
+	clock *fakeClock
+	d     time.Duration
+}
+
+func (b slowBase) RoundTrip(req *http.Request) (*http.Response, error) {
+	b.clock.advance(b.d)
+	return b.base.RoundTrip(req)
+}
+
 func (c *fakeClock) recorded() []time.Duration {
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -255,13 +255,14 @@ func TestHeldRequestsAreReleasedSpreadOut(t *testing.T) {
 	seen := map[time.Duration]bool{}
 	for range 50 {
 		clock.t = start // every request comes at the same instant
-		r := run{req: req, out: req, p: &tr.policy}
-		s, err := tr.admit(&r)
+		c := call{req: req, ctx: req.Context(), p: &tr.policy}
+		a := attempt{number: 1, out: req}
+		s, err := tr.admit(&c, &a)
 		require.Equal(t, stopNone, s, "%v", err)
-		assert.GreaterOrEqual(t, r.held, 10*time.Second, "never before the hold ends")
-		assert.LessOrEqual(t, r.held, 11*time.Second)
-		seen[r.held] = true
-		r.host.answered(r.admitted, nil, time.Time{}, time.Time{})
+		assert.GreaterOrEqual(t, a.held, 10*time.Second, "never before the hold ends")
+		assert.LessOrEqual(t, a.held, 11*time.Second)
+		seen[a.held] = true
+		a.release()
 	}
 	assert.Greater(t, len(seen), 40, "50 held requests come back at many instants, not one")
 }

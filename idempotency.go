@@ -61,3 +61,36 @@ func mayRetry(req *http.Request, f failure) bool {
 func hasBody(req *http.Request) bool {
 	return req.Body != nil && req.Body != http.NoBody
 }
+
+// idempotentIndex reports whether the method numbered i by methodIndex is
+// one that RFC 9110 §9.2.2 makes idempotent: GET, HEAD, PUT, DELETE,
+// OPTIONS and TRACE.
+func idempotentIndex(i int) bool {
+	const idempotentMethods = 1<<0 | 1<<1 | 1<<3 | 1<<5 | 1<<7 | 1<<8
+	return idempotentMethods&(1<<i) != 0
+}
+
+// methodIndex returns the index of req's method in methodNames.
+func methodIndex(method string) int {
+	switch method {
+	case "", http.MethodGet:
+		return 0
+	case http.MethodHead:
+		return 1
+	case http.MethodPost:
+		return 2
+	case http.MethodPut:
+		return 3
+	case http.MethodPatch:
+		return 4
+	case http.MethodDelete:
+		return 5
+	case http.MethodConnect:
+		return 6
+	case http.MethodOptions:
+		return 7
+	case http.MethodTrace:
+		return 8
+	}
+	return numMethods - 1
+}

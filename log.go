@@ -9,54 +9,54 @@ import (
 
 // logRetry writes one record for a retry about to happen, if the Transport
 // has a logger that wants it.
-func (t *Transport) logRetry(r *run, resp *http.Response, err error) {
-	if !t.logger.Enabled(r.req.Context(), slog.LevelInfo) {
+func (t *Transport) logRetry(c *call, a *attempt, v *verdict) {
+	if !t.logger.Enabled(c.ctx, slog.LevelInfo) {
 		return
 	}
 	attrs := []slog.Attr{
-		slog.String("method", methodOf(r.req)),
-		slog.String("url", redact(r.out.URL)),
-		slog.Int("attempt", r.number()),
-		slog.String("reason", r.st.f.reason()),
-		slog.Duration("wait", r.st.wait),
+		slog.String("method", methodOf(c.req)),
+		slog.String("url", redact(a.out.URL)),
+		slog.Int("attempt", a.number),
+		slog.String("reason", v.f.reason()),
+		slog.Duration("wait", v.wait),
 	}
-	if r.st.retryAfter {
+	if v.serverWait {
 		attrs = append(attrs, slog.Bool("retry_after", true))
 	}
-	t.logger.LogAttrs(r.req.Context(), slog.LevelInfo, "retryhttp: retrying", appendOutcome(attrs, resp, err)...)
+	t.logger.LogAttrs(c.ctx, slog.LevelInfo, "retryhttp: retrying", appendOutcome(attrs, a.resp, a.err)...)
 }
 
 // logGiveUp writes one record for a request whose failed attempt is not
 // retried, saying why: at Warn level, or Info when the caller canceled.
-func (t *Transport) logGiveUp(r *run, resp *http.Response, err error, s stopReason) {
+func (t *Transport) logGiveUp(c *call, out *http.Request, resp *http.Response, err error, s stopReason, v *verdict) {
 	level := slog.LevelWarn
 	if s == stopCanceled {
 		level = slog.LevelInfo
 	}
-	if t.logger == nil || !t.logger.Enabled(r.req.Context(), level) {
+	if t.logger == nil || !t.logger.Enabled(c.ctx, level) {
 		return
 	}
 	attrs := []slog.Attr{
-		slog.String("method", methodOf(r.req)),
-		slog.String("url", redact(r.out.URL)),
-		slog.Int("attempts", r.attempt),
+		slog.String("method", methodOf(c.req)),
+		slog.String("url", redact(out.URL)),
+		slog.Int("attempts", c.attempts),
 		slog.String("reason", s.reason()),
-		slog.String("why", t.explain(r, s)),
+		slog.String("why", t.explain(c, v, s)),
 	}
-	t.logger.LogAttrs(r.req.Context(), level, "retryhttp: giving up", appendOutcome(attrs, resp, err)...)
+	t.logger.LogAttrs(c.ctx, level, "retryhttp: giving up", appendOutcome(attrs, resp, err)...)
 }
 
 // logHold writes one record for an attempt held back until its host's
 // quota refills.
-func (t *Transport) logHold(r *run, until time.Time, wait time.Duration) {
-	ctx := r.req.Context()
+func (t *Transport) logHold(c *call, a *attempt, until time.Time, wait time.Duration) {
+	ctx := c.ctx
 	if t.logger == nil || !t.logger.Enabled(ctx, slog.LevelInfo) {
 		return
 	}
 	t.logger.LogAttrs(ctx, slog.LevelInfo, "retryhttp: holding for the host's quota",
-		slog.String("method", methodOf(r.req)),
-		slog.String("url", redact(r.out.URL)),
-		slog.Int("attempt", r.attempt),
+		slog.String("method", methodOf(c.req)),
+		slog.String("url", redact(a.out.URL)),
+		slog.Int("attempt", a.number),
 		slog.Time("until", until),
 		slog.Duration("wait", wait))
 }

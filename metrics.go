@@ -209,38 +209,25 @@ func (m *Metrics) available() (sum float64, ok bool) {
 	return sum, ok
 }
 
-// refused counts one retry the budget refused.
-func (m *Metrics) refused() {
-	if m != nil {
+// count counts e in its series.
+func (m *Metrics) count(e *event) {
+	switch e.kind {
+	case EventRequest:
+		m.request(e.method, e.stop.outcome())
+	case EventAttempt:
+		m.attempt(e.method, e.resp)
+	case EventRetry:
+		m.retry(e.method, e.f, e.wait, e.serverWait)
+	case EventBudgetRefusal:
 		m.refusals.Inc()
-	}
-}
-
-// hedged counts one hedge sent.
-func (m *Metrics) hedged(method int) {
-	if m != nil {
-		m.hedges.WithLabelValues(methodNames[method]).Inc()
-	}
-}
-
-// hedgeWon counts one hedge whose response was returned.
-func (m *Metrics) hedgeWon(method int) {
-	if m != nil {
-		m.wins.WithLabelValues(methodNames[method]).Inc()
-	}
-}
-
-// transparentRetry counts one resend net/http made on its own.
-func (m *Metrics) transparentRetry(method int) {
-	if m != nil {
-		m.resends.WithLabelValues(methodNames[method]).Inc() // rare: no cache needed
-	}
-}
-
-// held counts one attempt held back until its host's quota refilled.
-func (m *Metrics) held(method int) {
-	if m != nil {
-		m.holds.WithLabelValues(methodNames[method]).Inc() // only when a host is held: no cache needed
+	case EventHeld:
+		m.holds.WithLabelValues(methodNames[e.method]).Inc() // only when a host is held: no cache needed
+	case EventHedge:
+		m.hedges.WithLabelValues(methodNames[e.method]).Inc()
+	case EventHedgeWon:
+		m.wins.WithLabelValues(methodNames[e.method]).Inc()
+	case EventTransparentRetry:
+		m.resends.WithLabelValues(methodNames[e.method]).Inc() // rare: no cache needed
 	}
 }
 
@@ -257,39 +244,6 @@ const (
 	codeOther   = numCodes - 2
 	codeError   = numCodes - 1
 )
-
-// idempotentIndex reports whether the method numbered i by methodIndex is
-// one that RFC 9110 §9.2.2 makes idempotent: GET, HEAD, PUT, DELETE,
-// OPTIONS and TRACE.
-func idempotentIndex(i int) bool {
-	const idempotentMethods = 1<<0 | 1<<1 | 1<<3 | 1<<5 | 1<<7 | 1<<8
-	return idempotentMethods&(1<<i) != 0
-}
-
-// methodIndex returns the index of req's method in methodNames.
-func methodIndex(method string) int {
-	switch method {
-	case "", http.MethodGet:
-		return 0
-	case http.MethodHead:
-		return 1
-	case http.MethodPost:
-		return 2
-	case http.MethodPut:
-		return 3
-	case http.MethodPatch:
-		return 4
-	case http.MethodDelete:
-		return 5
-	case http.MethodConnect:
-		return 6
-	case http.MethodOptions:
-		return 7
-	case http.MethodTrace:
-		return 8
-	}
-	return numMethods - 1
-}
 
 // inc adds one to the cached child of vec for the labels a and b, resolving
 // it on first use. The fast path is one atomic load.
@@ -308,9 +262,6 @@ func inc(slot *atomic.Pointer[prometheus.Counter], vec *prometheus.CounterVec, a
 // RoundTripper may make up anything: the label stays bounded), or "error"
 // when there was no response.
 func (m *Metrics) attempt(method int, resp *http.Response) {
-	if m == nil {
-		return
-	}
 	i := codeError
 	if resp != nil {
 		i = codeOther
@@ -340,9 +291,6 @@ func codeLabel(i int) string {
 // retry counts one retry sent after f, and the wait before it. A retry
 // that was never sent (the context ended during the wait) is not counted.
 func (m *Metrics) retry(method int, f failure, wait time.Duration, retryAfter bool) {
-	if m == nil {
-		return
-	}
 	r := f.reasonIndex()
 	inc(&m.retriesBy[method][r], m.retries, methodNames[method], reasonLabel(r))
 	s := 0
@@ -361,8 +309,5 @@ func (m *Metrics) retry(method int, f failure, wait time.Duration, retryAfter bo
 
 // request counts one RoundTrip that ended with o.
 func (m *Metrics) request(method int, o outcome) {
-	if m == nil {
-		return
-	}
 	inc(&m.requestsBy[method][o], m.requests, methodNames[method], o.String())
 }

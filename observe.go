@@ -60,32 +60,6 @@ func WithObserver(f func(Attempt)) Option {
 	})
 }
 
-// WithBeforeRetry calls f after every wait (the backoff, and the hold of the
-// retry's host while its quota is spent) immediately before each retry,
-// with the request about to be sent: a copy whose Header and URL f may change
-// (refresh a token, re-sign, fail over to another host; set next.Host too
-// when the request names one), and which already carries its attempt number
-// (see AttemptFromContext); the caller's request is never changed. prev is
-// the attempt that failed, as observers saw it. f is never called for a
-// retry its host refuses (ErrThrottled) before f runs. When f moves the
-// request to another host, or to another hold scope (WithHoldKey), that
-// one's hold applies: if the retry must wait for it, the functions run
-// again after the wait (at most 3 times in all), and if that host refuses,
-// the request ends with ErrThrottled although f ran.
-//
-// An error from f stops the retries: RoundTrip returns an error for which
-// errors.Is(err, thatError) holds (the last response was closed when the
-// wait began), with Reason "hook", and the retry is not charged to the
-// budget. It may be given more than once: the functions run in the order
-// given, and the first error stops. f must be safe for concurrent use.
-func WithBeforeRetry(f func(next *http.Request, prev Attempt) error) Option {
-	return optionFunc(func(t *Transport) {
-		if f != nil {
-			t.beforeRetry = append(t.beforeRetry, f)
-		}
-	})
-}
-
 type attemptKey struct{}
 
 // AttemptFromContext returns the number of the attempt that a request sent
@@ -99,34 +73,35 @@ func AttemptFromContext(ctx context.Context) int {
 	return 1
 }
 
-// observe reports an attempt that has ended to the log and the observers.
-func (t *Transport) observe(r *run, resp *http.Response, err error, s stopReason) {
+// observe reports attempt a, which verdict v followed, to the log and the
+// observers.
+func (t *Transport) observe(c *call, a *attempt, v *verdict) {
 	if t.logger != nil {
-		switch s {
+		switch v.stop {
 		case stopNone:
-			t.logRetry(r, resp, err)
+			t.logRetry(c, a, v)
 		case stopFinal:
 		default:
-			t.logGiveUp(r, resp, err, s)
+			t.logGiveUp(c, a.out, a.resp, a.err, v.stop, v)
 		}
 	}
 	if len(t.observers) == 0 {
 		return
 	}
-	a := r.report(resp, err, s)
+	r := report(a, v)
 	for _, f := range t.observers {
-		f(a)
+		f(r)
 	}
 }
 
 // observeCopy reports to the observers a copy of a hedged attempt whose
 // outcome does not decide the attempt.
-func (t *Transport) observeCopy(c *hedgeCopy, hedge bool) {
-	if len(t.observers) == 0 {
-		return
+func (t *Transport) observeCopy(a *attempt) {
+	r := Attempt{Request: a.sent, Number: a.number, Response: a.resp, Err: a.err, Duration: a.took, Hedge: a.hedge}
+	if r.Request == nil {
+		r.Request = a.out
 	}
-	a := Attempt{Request: c.req, Number: c.number, Response: c.resp, Err: c.err, Duration: c.took, Hedge: hedge}
 	for _, f := range t.observers {
-		f(a)
+		f(r)
 	}
 }

@@ -26,6 +26,7 @@ func TestObserversSeeEveryAttempt(t *testing.T) {
 			require.Len(t, first, len(second)+1, "observers run in the order given")
 			second = append(second, a)
 		}))
+	tr.base = slowBase{tr.base, clock, 7 * time.Millisecond} // each attempt takes 7 ms of the Transport's clock
 	req := mustRequest(t, http.MethodGet, up.URL, nil)
 	resp, err := tr.RoundTrip(req)
 	require.NoError(t, err)
@@ -37,7 +38,7 @@ func TestObserversSeeEveryAttempt(t *testing.T) {
 		assert.Equal(t, i+1, a.Number)
 		assert.Equal(t, []int{503, 502, 200}[i], a.Response.StatusCode)
 		assert.NoError(t, a.Err)
-		assert.Positive(t, a.Duration)
+		assert.Equal(t, 7*time.Millisecond, a.Duration, "measured with the Transport's clock")
 		assert.Equal(t, i < 2, a.Retry)
 		assert.Equal(t, []string{"503", "502", ""}[i], a.Reason)
 		if i < 2 {

@@ -2,7 +2,6 @@ package retryhttp
 
 import (
 	"context"
-	"net/http"
 	"strconv"
 	"time"
 )
@@ -83,37 +82,4 @@ func WithRecorder(f func(Event)) Option {
 			t.recorders = append(t.recorders, f)
 		}
 	})
-}
-
-// record hands e to every recorder.
-func (t *Transport) record(e Event) {
-	for _, f := range t.recorders {
-		f(e)
-	}
-}
-
-// What a Transport records, beside its Metrics: each call site counts in
-// the Metrics, then calls one of these when there are recorders, so that a
-// Transport without any pays one comparison.
-
-func (t *Transport) recordRequest(ctx context.Context, method int, s stopReason, attempts int) {
-	t.record(Event{Kind: EventRequest, Context: ctx, Method: methodNames[method],
-		Outcome: s.outcome().String(), Reason: s.reason(), Attempt: attempts})
-}
-
-func (t *Transport) recordAttempt(ctx context.Context, method int, resp *http.Response, n int) {
-	e := Event{Kind: EventAttempt, Context: ctx, Method: methodNames[method], Attempt: n}
-	if resp != nil {
-		e.Code = resp.StatusCode
-	}
-	t.record(e)
-}
-
-func (t *Transport) recordRetry(r *run) {
-	t.record(Event{Kind: EventRetry, Context: r.req.Context(), Method: methodNames[r.method],
-		Reason: reasonLabel(r.st.f.reasonIndex()), Attempt: r.st.from, Wait: r.st.wait, ServerWait: r.st.retryAfter})
-}
-
-func (t *Transport) recordOther(kind EventKind, ctx context.Context, method, n int) {
-	t.record(Event{Kind: kind, Context: ctx, Method: methodNames[method], Attempt: n})
 }

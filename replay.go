@@ -1,8 +1,10 @@
 package retryhttp
 
 import (
+	"context"
 	"errors"
 	"io"
+	"net/http"
 	"runtime"
 	"strconv"
 	"sync"
@@ -332,4 +334,27 @@ func (v *bodyView) abortSource() {
 	if closeSrc {
 		_ = b.src.Close()
 	}
+}
+
+// request returns a copy of req with ctx for the next attempt, reading the
+// body through a new view. Its GetBody makes more views of the same
+// attempt, for the base transport's own resends and for middlewares that
+// read a copy, but only when req is idempotent: net/http's HTTP/2 client
+// resends a request through GetBody after a PROTOCOL_ERROR reset too, when
+// the server may have processed it, so a request that is not idempotent
+// gets none, as it has none without retryhttp. Nor does a body whose
+// declared length is above the replay buffer: a copy of it could not be
+// read whole without taking the body from the attempt (a signing
+// middleware that reads a copy first would break the attempt), so the base
+// sees no GetBody, as without retryhttp.
+func (b *replayBody) request(req *http.Request, ctx context.Context) (*http.Request, error) {
+	v, err := b.attemptView()
+	if err != nil {
+		return nil, err
+	}
+	var getBody func() (io.ReadCloser, error)
+	if idempotent(req) && req.ContentLength <= int64(b.limit) {
+		getBody = b.copyView
+	}
+	return withBody(req, ctx, v, getBody), nil
 }

@@ -1,7 +1,5 @@
 package retryhttp
 
-import "context"
-
 // net/http resends some requests on its own, inside one call of its
 // RoundTrip, where no RoundTripper above it can see: an idempotent HTTP/1
 // request whose reused connection the server closed or reset (the request
@@ -21,11 +19,8 @@ import "context"
 
 // countResends counts the resends of attempt n of a request: one for each
 // connection its watch saw assigned to it after the first.
-func (t *Transport) countResends(ctx context.Context, method, n, conns int) {
+func (t *Transport) countResends(c *call, n, conns int) {
 	for range conns - 1 {
-		t.metrics.transparentRetry(method)
-		if t.recorders != nil {
-			t.recordOther(EventTransparentRetry, ctx, method, n)
-		}
+		t.count(c.ctx, event{kind: EventTransparentRetry, method: c.method, attempt: n})
 	}
 }

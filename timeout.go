@@ -5,7 +5,6 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"net/http/httptrace"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -33,77 +32,6 @@ func (e *attemptTimeoutError) Error() string {
 func (e *attemptTimeoutError) Timeout() bool        { return true }
 func (e *attemptTimeoutError) Temporary() bool      { return true }
 func (e *attemptTimeoutError) Is(target error) bool { return target == ErrAttemptTimeout }
-
-// sendWatched makes an attempt that needs more than the base's RoundTrip:
-// a duration for observers, a connWatch, or the Policy's AttemptTimeout.
-//
-// The attempt timeout is a timer that cancels the attempt's context, not a
-// deadline, so that once the headers are in the caller may read the body
-// for as long as the caller's own context allows; the attempt's context is
-// released when that body is closed.
-func (t *Transport) sendWatched(r *run) (resp *http.Response, err error) {
-	var start time.Time
-	if t.timed {
-		start = time.Now()
-	}
-	var ev connEvidence
-	r.sent, resp, ev, err = t.sendOne(r.out, r.req.Context(), r.p.AttemptTimeout, r.watch, r.method, r.attempt)
-	r.sawConn, r.unsent = ev.sawConn, ev.unsent
-	if t.timed {
-		r.took = time.Since(start)
-	}
-	return resp, err
-}
-
-// connEvidence is what an attempt's connWatch saw.
-type connEvidence struct {
-	sawConn bool // a connection was assigned to the attempt
-	unsent  bool // one was asked for, and none was assigned
-}
-
-// sendOne sends out, attempt n of a request whose caller's context is
-// caller, through the base: with a connWatch when watch is true (the watch
-// counts net/http's resends when the Transport counts), and within timeout
-// when it is positive. sent is what the base got: out, or a copy with the
-// attempt's context.
-func (t *Transport) sendOne(out *http.Request, caller context.Context, timeout time.Duration, watch watchKind, method, n int) (sent *http.Request, resp *http.Response, ev connEvidence, err error) {
-	ctx := out.Context()
-	var w *connWatch
-	pooled := false
-	if watch != watchNone {
-		w, pooled = newConnWatch(ctx, watch)
-		ctx = httptrace.WithClientTrace(ctx, &w.trace)
-	}
-	var bound *attemptBound
-	if timeout > 0 {
-		ctx, bound = boundAttempt(ctx, timeout)
-	}
-	sent = out
-	if ctx != out.Context() {
-		sent = out.WithContext(ctx)
-	}
-	if bound != nil {
-		bound.watchBody(sent)
-	}
-	resp, err = checked(t.base.RoundTrip(sent))
-	if bound != nil {
-		resp, err = bound.settle(caller, resp, err)
-	}
-	if w != nil {
-		// The trace's hooks are called only while a connection is being
-		// found, which is over when RoundTrip returns: the watch may serve
-		// another request now.
-		conns, unsent := w.seen()
-		ev = connEvidence{sawConn: conns != 0, unsent: unsent}
-		if t.counted {
-			t.countResends(caller, method, n, conns)
-		}
-		if pooled {
-			connWatches.Put(w)
-		}
-	}
-	return sent, resp, ev, err
-}
 
 // attemptBound is an attempt's timeout: a timer that cancels the attempt's
 // context, not a deadline, so that once the headers are in, the caller may
