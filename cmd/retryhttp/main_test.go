@@ -35,7 +35,7 @@ func TestMain(m *testing.M) {
 		panic("go build: " + err.Error() + "\n" + string(out))
 	}
 	// Every user may run the binary, so that a test can run it as nobody
-	// (TestReviewOutputToDevNullAndDevStdout) without a copy: a copy
+	// (TestOutputToDevNullAndDevStdout) without a copy: a copy
 	// written by this process while parallel tests fork children can be
 	// held open for writing by one of them between its fork and its exec,
 	// and running the copy then fails with ETXTBSY ("text file busy").
