@@ -117,13 +117,20 @@ func TestNoHedgeWhenTheFirstCopyAnswersInTime(t *testing.T) {
 	assert.Equal(t, int32(5), up.attempts.Load())
 	assert.Zero(t, testutil.CollectAndCount(m.hedges))
 
-	// In memory, hedging costs at most two allocations when no hedge is sent.
+	// In memory, hedging costs one allocation when no hedge is sent: the
+	// hedgeRound. (Under -race, sync.Pool drops a quarter of what is put
+	// back, so the pooled timers cost more there.)
 	base := staticRT{&http.Response{StatusCode: 200, Body: http.NoBody, Header: http.Header{}}}
 	req := mustRequest(t, http.MethodGet, "http://example.invalid/", nil)
 	plain := New(base)
 	hedged := New(base, WithHedging(Hedging{Delay: time.Minute}))
-	assert.LessOrEqual(t, allocsPerRun(500, func() { _, _ = hedged.RoundTrip(req) })-
-		allocsPerRun(500, func() { _, _ = plain.RoundTrip(req) }), 2.0)
+	extra := allocsPerRun(500, func() { _, _ = hedged.RoundTrip(req) }) -
+		allocsPerRun(500, func() { _, _ = plain.RoundTrip(req) })
+	if raceEnabled {
+		assert.LessOrEqual(t, extra, 2.0)
+	} else {
+		assert.Equal(t, 1.0, extra)
+	}
 }
 
 func TestOnlySafeRequestsAreHedged(t *testing.T) {
