@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	docmd "github.com/retryhttp/retryhttp/cmd/retryhttp/internal/do"
+
 	"github.com/retryhttp/retryhttp"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -433,11 +435,11 @@ func TestDoSignalsExitAsShellsExpect(t *testing.T) {
 // 14 s when it accepts connections and never answers.
 func TestDoDefaultsRideOutARestart(t *testing.T) {
 	t.Parallel()
-	jitter, err := retryhttp.ParseJitter(doJitter)
+	jitter, err := retryhttp.ParseJitter(docmd.DefaultJitter)
 	require.NoError(t, err)
-	p := retryhttp.Policy{MaxAttempts: doAttempts, BaseDelay: doBaseDelay, MaxDelay: doMaxDelay, Jitter: jitter}
+	p := retryhttp.Policy{MaxAttempts: docmd.DefaultAttempts, BaseDelay: docmd.DefaultBaseDelay, MaxDelay: docmd.DefaultMaxDelay, Jitter: jitter}
 	var minTotal, maxTotal time.Duration
-	for n := range doAttempts - 1 { // retry n waits before attempt n+2
+	for n := range docmd.DefaultAttempts - 1 { // retry n waits before attempt n+2
 		// The bounds of each wait: the extremes over many draws.
 		lo, hi := time.Duration(1<<62), time.Duration(0)
 		for range 2000 {
@@ -452,7 +454,7 @@ func TestDoDefaultsRideOutARestart(t *testing.T) {
 	assert.LessOrEqual(t, maxTotal, 31*time.Second)
 	// An attempt ends by the connect timeout when the host does not
 	// answer, by the attempt timeout when it accepts and never answers.
-	assert.LessOrEqual(t, maxTotal+doAttempts*max(doConnectTimeout, doAttemptTimeout), 2*time.Minute, "a dead or hung server is given up on within two minutes")
+	assert.LessOrEqual(t, maxTotal+docmd.DefaultAttempts*max(docmd.DefaultConnectTimeout, docmd.DefaultAttemptTimeout), 2*time.Minute, "a dead or hung server is given up on within two minutes")
 
 	// And for real: a port that refuses connections for 5 s, then answers.
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

@@ -18,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	simcmd "github.com/retryhttp/retryhttp/cmd/retryhttp/internal/sim"
+
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -276,13 +278,13 @@ func TestSimReproducesTheJitterFindings(t *testing.T) {
 	t.Parallel()
 	r := runCmd(t, "", "sim", "-json", "-clients", "50,100")
 	require.Equal(t, 0, r.code, r.stderr)
-	var out simOutput
+	var out simcmd.Output
 	require.NoError(t, json.Unmarshal([]byte(r.stdout), &out))
-	assert.Equal(t, simParameters{Seed: 1, Runs: 10, Clients: []int{50, 100}, BaseMS: 5, CapMS: 2000, DelayMS: 10, DelayStddevMS: 2},
+	assert.Equal(t, simcmd.Parameters{Seed: 1, Runs: 10, Clients: []int{50, 100}, BaseMS: 5, CapMS: 2000, DelayMS: 10, DelayStddevMS: 2},
 		out.Parameters, "the parameters are recorded with the results")
 	rows := out.Results
 	require.Len(t, rows, 8)
-	at := map[string]simResult{}
+	at := map[string]simcmd.Result{}
 	for _, row := range rows {
 		assert.Positive(t, row.Calls)
 		assert.Positive(t, row.CompletionMS)
@@ -298,7 +300,7 @@ func TestSimReproducesTheJitterFindings(t *testing.T) {
 	assert.Greater(t, none.CompletionMS, full.CompletionMS)
 	assert.Greater(t, decorrelated.Calls, full.Calls, "at 100 clients decorrelated jitter makes more calls than full")
 	assert.Less(t, decorrelated.CompletionMS, full.CompletionMS, "and finishes sooner")
-	at50 := map[string]simResult{}
+	at50 := map[string]simcmd.Result{}
 	for _, row := range rows {
 		if row.Clients == 50 {
 			at50[row.Jitter] = row

@@ -1,13 +1,16 @@
-package main
+package demo
 
 import (
+	"bytes"
 	"io"
 	"math"
 	"net/http"
+	"net/http/httptest"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -141,13 +144,15 @@ func TestDemoWithoutABudgetShowsTheStorm(t *testing.T) {
 
 func TestDemoWithoutPhases(t *testing.T) {
 	t.Parallel()
-	s := newServer(t, func(n int, w http.ResponseWriter, r *http.Request) {
-		if n%2 == 1 {
+	var served atomic.Int32
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if n := served.Add(1); n%2 == 1 {
 			http.Error(w, "busy", http.StatusServiceUnavailable)
 			return
 		}
 		_, _ = io.WriteString(w, "ok")
-	})
+	}))
+	t.Cleanup(s.Close)
 	tests := []struct {
 		name string
 		args []string
@@ -357,4 +362,19 @@ func TestConsoleReplacesTheProgressLineOnATerminal(t *testing.T) {
 		c.println("result")
 		assert.Equal(t, tt.want, b.String(), "tty %v", tt.tty)
 	}
+}
+
+// result is what a run of the command returned.
+type result struct {
+	code           int
+	stdout, stderr string
+}
+
+// runCmd runs "retryhttp demo" in this process: args[0] is "demo".
+func runCmd(t *testing.T, stdin string, args ...string) result {
+	t.Helper()
+	require.Equal(t, "demo", args[0])
+	var stdout, stderr bytes.Buffer
+	code := Run(args[1:], strings.NewReader(stdin), &stdout, &stderr)
+	return result{code: code, stdout: stdout.String(), stderr: stderr.String()}
 }

@@ -1,4 +1,4 @@
-package main
+package do
 
 import (
 	"context"
@@ -15,7 +15,28 @@ import (
 	"time"
 
 	"github.com/retryhttp/retryhttp"
+	"github.com/retryhttp/retryhttp/cmd/retryhttp/internal/cli"
 )
+
+// exitCodeHelp documents the exit codes of retryhttp do.
+const exitCodeHelp = `Exit codes (curl's numbers where curl has one):
+  0    success: a final status below 400
+  1    anything else (a file could not be read or written, ...)
+  2    usage error
+  6    the host name could not be resolved
+  7    no connection could be made (refused, unreachable)
+  18   the response body was cut short
+  23   the body could not be written (-o's disk full; a closed pipe on
+       standard output ends the command with SIGPIPE instead, as it ends cat)
+  22   the final status was 400 or more (the body is not printed; -w is)
+  26   the -data-binary file changed (its size or modification time) while
+       being sent: no retry is sent with other bytes than the first attempt's
+  28   -timeout, -attempt-timeout or -connect-timeout passed
+  47   more redirects than -max-redirects
+  60   the server's certificate could not be verified (-cacert FILE trusts
+       other authorities; so does the SSL_CERT_FILE environment variable)
+  130  interrupted (SIGINT); 143 terminated (SIGTERM): within a second even
+       when blocked (on a pipe nobody reads, say); a second signal exits at once`
 
 // outcome is how retryhttp do's request went, for -w.
 type outcome struct {
@@ -40,19 +61,19 @@ func exitCodeOf(err error) int {
 	var invalid x509.CertificateInvalidError
 	switch {
 	case errors.As(err, &verify), errors.As(err, &unknownCA), errors.As(err, &hostname), errors.As(err, &invalid):
-		return exitCertificate
+		return cli.ExitCertificate
 	case errors.Is(err, errTooManyRedirects):
-		return exitRedirects
+		return cli.ExitRedirects
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, retryhttp.ErrAttemptTimeout):
-		return exitTimeout
+		return cli.ExitTimeout
 	case errors.As(err, &dns):
-		return exitResolve
+		return cli.ExitResolve
 	case anyTimeout(err):
-		return exitTimeout
+		return cli.ExitTimeout
 	case errors.As(err, &op) && op.Op == "dial":
-		return exitConnect
+		return cli.ExitConnect
 	}
-	return exitFailed
+	return cli.ExitFailed
 }
 
 // anyTimeout reports whether an error in err's chain says it is a timeout
@@ -100,7 +121,7 @@ func failureLine(req *http.Request, resp *http.Response, err error, story *trans
 	default:
 		what = fmt.Sprint(trimPrefix(unwrapURLError(err)))
 	}
-	line := fmt.Sprintf("%s %s: %s", req.Method, redact(req.URL.String()), what)
+	line := fmt.Sprintf("%s %s: %s", req.Method, cli.Redact(req.URL.String()), what)
 	if attempts > 0 {
 		line += fmt.Sprintf(" after %d %s", attempts, plural(attempts, "attempt", "attempts"))
 		if redirects > 0 {
@@ -117,10 +138,10 @@ func failureLine(req *http.Request, resp *http.Response, err error, story *trans
 func whyStopped(reason string, req *http.Request, resp *http.Response, err error, f *doFlags) string {
 	switch reason {
 	case retryhttp.ReasonExhausted:
-		if f.policy.attempts == 1 {
+		if f.policy.Attempts == 1 {
 			return "not retried: -attempts 1 allows no retry"
 		}
-		return fmt.Sprintf("gave up: all %d attempts failed (-attempts)", f.policy.attempts)
+		return fmt.Sprintf("gave up: all %d attempts failed (-attempts)", f.policy.Attempts)
 	case retryhttp.ReasonMethod:
 		return fmt.Sprintf("not retried: %s is not idempotent and the server may have seen it (add -idempotency-key auto to let it be retried)", req.Method)
 	case retryhttp.ReasonRetryAfter:
@@ -128,7 +149,7 @@ func whyStopped(reason string, req *http.Request, resp *http.Response, err error
 		if resp != nil && resp.Header.Get("Retry-After") != "" {
 			asked = " (Retry-After: " + resp.Header.Get("Retry-After") + ")"
 		}
-		return fmt.Sprintf("not retried: the server asked for a longer wait%s than -max-retry-after %v", asked, f.policy.maxRetryAfter)
+		return fmt.Sprintf("not retried: the server asked for a longer wait%s than -max-retry-after %v", asked, f.policy.MaxRetryAfter)
 	case retryhttp.ReasonDeadline:
 		return fmt.Sprintf("not retried: the next wait would pass -timeout %v", time.Duration(f.timeout))
 	case retryhttp.ReasonBody:

@@ -1,4 +1,4 @@
-package main
+package demo
 
 import (
 	"context"
@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/retryhttp/retryhttp"
+	"github.com/retryhttp/retryhttp/cmd/retryhttp/internal/cli"
 )
 
 // demoConfig holds the demo's flags.
@@ -33,8 +34,8 @@ type demoConfig struct {
 	outage      bool   // embedded upstream: steady failures, an outage, recovery
 }
 
-func runDemo(args []string, _ io.Reader, stdout, stderr io.Writer) int {
-	fs := newFlagSet("demo", "[flags]", stderr)
+func Run(args []string, _ io.Reader, stdout, stderr io.Writer) int {
+	fs := cli.NewFlagSet("demo", "[flags]", stderr)
 	var c demoConfig
 	fs.DurationVar(&c.duration, "duration", 30*time.Second, "how long to run (Ctrl-C stops earlier)")
 	fs.IntVar(&c.clients, "clients", 8, "concurrent clients")
@@ -55,44 +56,44 @@ func runDemo(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	fs.StringVar(&c.hedge, "hedge", "", "hedge slow requests: a delay such as 20ms, or 'adaptive' (the 95th percentile of the latencies seen)")
 	fs.BoolVar(&c.tail, "tail", false, "show what hedging does to the tail: p50, p99 and p99.9 of the requests without hedging, then with -hedge (default adaptive), against an upstream where 2% of requests take 300 ms (-slow-rate, -slow-latency)")
 	fs.BoolVar(&c.outage, "outage", true, "embedded upstream: run in three phases, the failures above (40% of -duration), an outage in which every request gets 503 (30%), and recovery (30%); -outage=false keeps the failures above throughout. With -upstream there are no phases")
-	var pf policyFlags
-	pf.register(fs)
-	if code, done := parse(fs, args); done {
+	var pf cli.PolicyFlags
+	pf.Register(fs)
+	if code, done := cli.Parse(fs, args); done {
 		return code
 	}
 	if fs.NArg() != 0 {
-		return usageError(fs, "unexpected arguments: %v", fs.Args())
+		return cli.UsageError(fs, "unexpected arguments: %v", fs.Args())
 	}
 	var err error
-	if c.policy, err = pf.policy(); err != nil {
-		return usageError(fs, "%v", err)
+	if c.policy, err = pf.Policy(); err != nil {
+		return cli.UsageError(fs, "%v", err)
 	}
 	if err := c.faults.validate(); err != nil {
-		return usageError(fs, "%v", err)
+		return cli.UsageError(fs, "%v", err)
 	}
 	switch {
 	case c.duration <= 0:
-		return usageError(fs, "-duration must be positive")
+		return cli.UsageError(fs, "-duration must be positive")
 	case c.clients < 1 || c.clients > 10000:
-		return usageError(fs, "-clients must be between 1 and 10000")
+		return cli.UsageError(fs, "-clients must be between 1 and 10000")
 	case c.pause < 0 || c.progress < 0:
-		return usageError(fs, "-pause and -progress must not be negative")
+		return cli.UsageError(fs, "-pause and -progress must not be negative")
 	}
 	if _, err := parseHedge(c.hedge); err != nil {
-		return usageError(fs, "%v", err)
+		return cli.UsageError(fs, "%v", err)
 	}
 	if c.upstream != "" {
-		if !isHTTPURL(c.upstream) {
-			return usageError(fs, "-upstream %q is not an http or https URL", c.upstream)
+		if !cli.IsHTTPURL(c.upstream) {
+			return cli.UsageError(fs, "-upstream %q is not an http or https URL", c.upstream)
 		}
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := demo(ctx, c, stdout); err != nil {
 		fmt.Fprintln(stderr, "retryhttp demo:", err)
-		return exitFailed
+		return cli.ExitFailed
 	}
-	return exitOK
+	return cli.ExitOK
 }
 
 // drainGrace is how long the requests in flight when -duration ends may
@@ -132,7 +133,7 @@ func demo(ctx context.Context, c demoConfig, stdout io.Writer) error {
 		}
 		phases = c.plan(up)
 	} else {
-		fmt.Fprintf(stdout, "upstream: %s\n", redact(target))
+		fmt.Fprintf(stdout, "upstream: %s\n", cli.Redact(target))
 	}
 	budget := "default retry budget"
 	if !c.budget {

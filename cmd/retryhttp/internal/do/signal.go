@@ -1,4 +1,4 @@
-package main
+package do
 
 import (
 	"context"
@@ -9,6 +9,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/retryhttp/retryhttp/cmd/retryhttp/internal/cli"
 )
 
 // signalGrace is how long retryhttp do has, after a first SIGINT or
@@ -139,9 +141,9 @@ func (s *signals) code(w io.Writer) int {
 func exitStatus(sig os.Signal) int {
 	switch sig {
 	case os.Interrupt:
-		return exitSIGINT
+		return cli.ExitSIGINT
 	case syscall.SIGTERM:
-		return exitSIGTERM
+		return cli.ExitSIGTERM
 	}
 	return 0
 }

@@ -1,4 +1,4 @@
-package main
+package sim
 
 import (
 	"fmt"
@@ -12,15 +12,15 @@ var chartColors = []string{"#d62728", "#1f77b4", "#2ca02c", "#9467bd"}
 // simChart returns an SVG image with two line charts side by side: total
 // calls and completion time against the number of clients, one line per
 // jitter mode.
-func simChart(results []simResult, c simConfig) string {
+func simChart(results []Result, c simConfig) string {
 	const w, h = 960, 420
 	var b strings.Builder
 	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" font-family="sans-serif" font-size="12">`+"\n", w, h, w, h)
 	fmt.Fprintf(&b, `<rect width="%d" height="%d" fill="white"/>`+"\n", w, h)
 	fmt.Fprintf(&b, `<text x="%d" y="22" font-size="15" text-anchor="middle">Backoff with and without jitter: %d runs per point, network delay %v ± %v, base %v, cap %v</text>`+"\n",
 		w/2, c.runs, c.delay, c.stddev, c.base, c.cap)
-	plot(&b, results, c.clients, 60, 60, 400, 290, "total calls (writes sent)", false, func(r simResult) float64 { return float64(r.Calls) })
-	plot(&b, results, c.clients, 540, 60, 400, 290, "completion time (ms, log scale)", true, func(r simResult) float64 { return r.CompletionMS })
+	plot(&b, results, c.clients, 60, 60, 400, 290, "total calls (writes sent)", false, func(r Result) float64 { return float64(r.Calls) })
+	plot(&b, results, c.clients, 540, 60, 400, 290, "completion time (ms, log scale)", true, func(r Result) float64 { return r.CompletionMS })
 	for i, j := range simJitters {
 		x := 250 + i*130
 		fmt.Fprintf(&b, `<line x1="%d" y1="398" x2="%d" y2="398" stroke="%s" stroke-width="3"/>`, x, x+24, chartColors[i])
@@ -32,7 +32,7 @@ func simChart(results []simResult, c simConfig) string {
 
 // plot draws one chart with its axes at (x0, y0), w by h pixels; logY
 // draws the y axis in powers of ten.
-func plot(b *strings.Builder, results []simResult, clients []int, x0, y0, w, h int, title string, logY bool, value func(simResult) float64) {
+func plot(b *strings.Builder, results []Result, clients []int, x0, y0, w, h int, title string, logY bool, value func(Result) float64) {
 	maxX, minY, maxY := 0.0, math.Inf(1), 0.0
 	for _, n := range clients {
 		maxX = math.Max(maxX, float64(n))

@@ -1,4 +1,4 @@
-package main
+package do
 
 import (
 	"context"
@@ -13,13 +13,13 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/hashicorp/go-cleanhttp"
 	"github.com/retryhttp/retryhttp"
+	"github.com/retryhttp/retryhttp/cmd/retryhttp/internal/cli"
 )
 
 // The defaults of retryhttp do, sized for scripts and cron jobs rather
@@ -31,113 +31,20 @@ import (
 // host does not answer at all, or the attempt timeout, 14 s, when it
 // accepts connections and never answers (6 × 14 s + 31 s = 115 s).
 const (
-	doAttempts       = 6
-	doBaseDelay      = time.Second
-	doMaxDelay       = 30 * time.Second
-	doJitter         = "equal"
-	doConnectTimeout = 10 * time.Second
-	doAttemptTimeout = 14 * time.Second
-	doMaxRedirects   = 10
+	DefaultAttempts       = 6
+	DefaultBaseDelay      = time.Second
+	DefaultMaxDelay       = 30 * time.Second
+	DefaultJitter         = "equal"
+	DefaultConnectTimeout = 10 * time.Second
+	DefaultAttemptTimeout = 14 * time.Second
+	DefaultMaxRedirects   = 10
 )
-
-// headers collects repeated -H flags.
-type headers []string
-
-func (h *headers) String() string     { return strings.Join(*h, ", ") }
-func (h *headers) Set(v string) error { *h = append(*h, v); return nil }
-
-// strs collects a repeated string flag.
-type strs []string
-
-func (s *strs) String() string     { return strings.Join(*s, "&") }
-func (s *strs) Set(v string) error { *s = append(*s, v); return nil }
-
-// seconds is a duration flag that also takes a bare number of seconds, as
-// curl's -m does: "5", "0.5", "2m".
-type seconds time.Duration
-
-func (s *seconds) String() string { return time.Duration(*s).String() }
-func (s *seconds) Set(v string) error {
-	if f, err := strconv.ParseFloat(v, 64); err == nil {
-		if !(f >= 0 && f <= float64(1<<62)/float64(time.Second)) { // NaN too
-			return fmt.Errorf("%v seconds is out of range", v)
-		}
-		*s = seconds(f * float64(time.Second))
-		return nil
-	}
-	d, err := time.ParseDuration(v)
-	if err != nil {
-		return fmt.Errorf("%q is neither seconds (5, 0.5) nor a duration (2m, 500ms)", v)
-	}
-	if d < 0 {
-		return fmt.Errorf("%v is negative", d)
-	}
-	*s = seconds(d)
-	return nil
-}
-
-// policyFlags are the flags that mirror retryhttp.Policy.
-type policyFlags struct {
-	attempts      int
-	baseDelay     time.Duration
-	maxDelay      time.Duration
-	jitter        string
-	maxRetryAfter time.Duration
-}
-
-// policyDefaults are the defaults a command gives the policy flags.
-type policyDefaults struct {
-	attempts            int
-	baseDelay, maxDelay time.Duration
-	jitter              string
-}
-
-// libraryDefaults are the library's own.
-var libraryDefaults = policyDefaults{retryhttp.DefaultMaxAttempts, retryhttp.DefaultBaseDelay, retryhttp.DefaultMaxDelay, "full"}
-
-// register adds the policy flags to fs, with the library's defaults unless
-// others are given.
-func (p *policyFlags) register(fs *flag.FlagSet, defaults ...policyDefaults) {
-	d := libraryDefaults
-	if len(defaults) > 0 {
-		d = defaults[0]
-	}
-	fs.IntVar(&p.attempts, "attempts", d.attempts, "attempts in all, the first included; 1 disables retries")
-	fs.DurationVar(&p.baseDelay, "base-delay", d.baseDelay, "first backoff step")
-	fs.DurationVar(&p.maxDelay, "max-delay", d.maxDelay, "cap on one backoff wait")
-	fs.StringVar(&p.jitter, "jitter", d.jitter, "backoff jitter: full, equal, decorrelated or none")
-	fs.DurationVar(&p.maxRetryAfter, "max-retry-after", retryhttp.DefaultMaxRetryAfter, "longest Retry-After wait honored; longer ones end the request")
-}
-
-// policy returns the Policy the flags describe, or an error naming the flag.
-func (p *policyFlags) policy() (retryhttp.Policy, error) {
-	j, err := retryhttp.ParseJitter(p.jitter)
-	if err != nil {
-		return retryhttp.Policy{}, fmt.Errorf("-jitter: %q is not full, equal, decorrelated or none", p.jitter)
-	}
-	if p.attempts < 1 {
-		return retryhttp.Policy{}, fmt.Errorf("-attempts: %d is less than 1", p.attempts)
-	}
-	for _, d := range []struct {
-		name string
-		v    time.Duration
-	}{{"-base-delay", p.baseDelay}, {"-max-delay", p.maxDelay}, {"-max-retry-after", p.maxRetryAfter}} {
-		if d.v <= 0 {
-			return retryhttp.Policy{}, fmt.Errorf("%s: %v is not positive", d.name, d.v)
-		}
-	}
-	pol := retryhttp.Policy{MaxAttempts: p.attempts, BaseDelay: p.baseDelay, MaxDelay: p.maxDelay, Jitter: j, MaxRetryAfter: p.maxRetryAfter}
-	if err := pol.Validate(); err != nil {
-		return retryhttp.Policy{}, err
-	}
-	return pol, nil
-}
 
 // doFlags are the flags of retryhttp do.
 type doFlags struct {
 	method         string
-	headers        headers
-	data           strs
+	headers        cli.Headers
+	data           cli.Strings
 	dataBinary     string
 	hasDataBinary  bool // -data-binary was given, even empty: curl POSTs an empty body
 	output         string
@@ -147,15 +54,15 @@ type doFlags struct {
 	writeOut       string
 	verbose        bool
 	errorBody      bool
-	timeout        seconds
-	attemptTimeout seconds
-	connectTimeout seconds
+	timeout        cli.Seconds
+	attemptTimeout cli.Seconds
+	connectTimeout cli.Seconds
 	maxRedirects   int
 	key            string
 	startJitter    time.Duration
 	hedge          time.Duration
 	caCert         string
-	policy         policyFlags
+	policy         cli.PolicyFlags
 }
 
 const doSynopsis = `[flags] URL [flags]
@@ -195,31 +102,31 @@ func (f *doFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&f.errorBody, "error-body", false, "on a final failure, print the whole response body to standard error (without it: its first line, when it is text)")
 	f.timeout = 0
 	fs.Var(&f.timeout, "timeout", "limit for the whole request: attempts, waits and the body, in seconds (5, 0.5) or a duration (2m); 0: none; -start-jitter does not count")
-	f.attemptTimeout = seconds(doAttemptTimeout)
+	f.attemptTimeout = cli.Seconds(DefaultAttemptTimeout)
 	fs.Var(&f.attemptTimeout, "attempt-timeout", "limit for each attempt to get its response headers, then retried (seconds or a duration; 0: none); raise it for a server that takes longer to start answering")
-	f.connectTimeout = seconds(doConnectTimeout)
+	f.connectTimeout = cli.Seconds(DefaultConnectTimeout)
 	fs.Var(&f.connectTimeout, "connect-timeout", "limit for each connection to be made, TLS included (seconds or a duration; 0: none)")
-	fs.IntVar(&f.maxRedirects, "max-redirects", doMaxRedirects, "redirects to follow; 0 does not follow them (a 3xx is then the final response)")
+	fs.IntVar(&f.maxRedirects, "max-redirects", DefaultMaxRedirects, "redirects to follow; 0 does not follow them (a 3xx is then the final response)")
 	fs.StringVar(&f.key, "idempotency-key", "", "send this Idempotency-Key on every attempt ('auto': a random one), so a POST may be retried")
 	fs.DurationVar(&f.startJitter, "start-jitter", 0, "sleep a random time in [0, D) before the first attempt, so hosts sharing a crontab do not all call at once; it counts toward nothing else (not -timeout)")
 	fs.StringVar(&f.caCert, "cacert", "", "trust the certificate authorities in this PEM file instead of the system's (curl's --cacert)")
 	fs.DurationVar(&f.hedge, "hedge", 0, "send a second copy of an idempotent request that has no response headers after this delay, and take the first answer (0: no hedging)")
-	f.policy.register(fs, policyDefaults{doAttempts, doBaseDelay, doMaxDelay, doJitter})
+	f.policy.Register(fs, cli.PolicyDefaults{Attempts: DefaultAttempts, BaseDelay: DefaultBaseDelay, MaxDelay: DefaultMaxDelay, Jitter: DefaultJitter})
 }
 
-func runDo(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	fs := newFlagSet("do", doSynopsis, stderr)
+func Run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	fs := cli.NewFlagSet("do", doSynopsis, stderr)
 	usage := fs.Usage
 	fs.Usage = func() { usage(); fmt.Fprintln(fs.Output(), "\n"+exitCodeHelp) }
 	var f doFlags
 	f.register(fs)
-	positional, code, done := parseArgs(fs, args, stdout)
+	positional, code, done := cli.ParseArgs(fs, args, stdout)
 	if done {
 		return code
 	}
 	req, err := f.check(fs, positional)
 	if err != nil {
-		return usageError(fs, "%v", err)
+		return cli.UsageError(fs, "%v", err)
 	}
 
 	var story transcript
@@ -239,13 +146,13 @@ func runDo(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	if err != nil {
 		fmt.Fprintln(stderr, "retryhttp do:", err)
-		return notSent(exitFailed)
+		return notSent(cli.ExitFailed)
 	}
 	defer body.close()
 	out, err := openOutput(ctx, f.output, stdout)
 	if err != nil {
 		fmt.Fprintln(stderr, "retryhttp do:", err)
-		return notSent(exitFailed)
+		return notSent(cli.ExitFailed)
 	}
 	defer out.discard() // unless committed
 	if tmp := out.temporary(); tmp != "" {
@@ -257,7 +164,7 @@ func runDo(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		if f.verbose {
 			fmt.Fprintf(stderr, "retryhttp: start jitter: waiting %v\n", wait.Round(time.Millisecond))
 		}
-		if err := sleepCtx(ctx, wait); err != nil {
+		if err := cli.SleepCtx(ctx, wait); err != nil {
 			return notSent(signaled.code(stderr))
 		}
 	}
@@ -282,13 +189,13 @@ func runDo(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		} else if hop := story.lastRequest(); hop != nil {
 			r.url = hop.URL.String()
 		}
-		r.err, r.code = changed, exitRead
+		r.err, r.code = changed, cli.ExitRead
 		if c := signaled.code(nil); c != 0 {
 			r.code = c
 		}
 		attempts, _, _ := story.counts()
 		fmt.Fprintln(stderr, printable(fmt.Sprintf("retryhttp do: %s %s: %v; stopped after %d %s rather than send other bytes",
-			req.Method, redact(r.url), changed, attempts, plural(attempts, "attempt", "attempts"))))
+			req.Method, cli.Redact(r.url), changed, attempts, plural(attempts, "attempt", "attempts"))))
 		f.printWriteOut(stdout, &r)
 		return r.code
 	}
@@ -312,7 +219,7 @@ func runDo(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	r.resp = resp
 	r.url = resp.Request.URL.String()
 	if resp.StatusCode >= 400 {
-		r.code = exitHTTP
+		r.code = cli.ExitHTTP
 		fmt.Fprintln(stderr, "retryhttp do:", failureLine(req, resp, nil, &story, &f))
 		showErrorBody(stderr, resp, f.errorBody)
 		f.printWriteOut(stdout, &r)
@@ -323,9 +230,9 @@ func runDo(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		resp.Header.Get("Location") != "" {
 		// net/http does not follow a 307 or 308 whose body it cannot
 		// send again, and returns it: it is not the answer.
-		r.code = exitFailed
+		r.code = cli.ExitFailed
 		fmt.Fprintln(stderr, printable(fmt.Sprintf("retryhttp do: %s %s: %s: not followed: the redirect needs the body sent again, "+
-			"and it was streamed from standard input or a pipe (give a file with -data-binary @file, which is read again)", req.Method, redact(r.url), resp.Status)))
+			"and it was streamed from standard input or a pipe (give a file with -data-binary @file, which is read again)", req.Method, cli.Redact(r.url), resp.Status)))
 		f.printWriteOut(stdout, &r)
 		return r.code
 	}
@@ -340,17 +247,17 @@ func runDo(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if err != nil {
 		r.err = err
 		r.code = exitCodeOf(err)
-		if r.code == exitFailed || r.code == exitConnect || r.code == exitResolve {
-			r.code = exitPartial
+		if r.code == cli.ExitFailed || r.code == cli.ExitConnect || r.code == cli.ExitResolve {
+			r.code = cli.ExitPartial
 		}
 		var we *writeError
 		if errors.As(err, &we) {
-			r.code = exitWrite
+			r.code = cli.ExitWrite
 		}
 		if c := signaled.code(nil); c != 0 {
 			r.code = c
 		}
-		fmt.Fprintln(stderr, printable(fmt.Sprintf("retryhttp do: %s %s: %s: %v", req.Method, redact(r.url), resp.Status, trimPrefix(err))))
+		fmt.Fprintln(stderr, printable(fmt.Sprintf("retryhttp do: %s %s: %s: %v", req.Method, cli.Redact(r.url), resp.Status, trimPrefix(err))))
 		f.printWriteOut(stdout, &r)
 		return r.code
 	}
@@ -367,10 +274,10 @@ func (f *doFlags) check(fs *flag.FlagSet, positional []string) (*http.Request, e
 		return nil, fmt.Errorf("want exactly one URL, got %d arguments", len(positional))
 	}
 	target := positional[0]
-	if !isHTTPURL(target) {
+	if !cli.IsHTTPURL(target) {
 		return nil, fmt.Errorf("%q is not an http or https URL", target)
 	}
-	if _, err := f.policy.policy(); err != nil {
+	if _, err := f.policy.Policy(); err != nil {
 		return nil, err
 	}
 	switch {
@@ -465,7 +372,7 @@ func (f *doFlags) client(story *transcript, stderr io.Writer) *http.Client {
 		pool, _ := loadCertPool(f.caCert) // checked
 		base.TLSClientConfig = &tls.Config{RootCAs: pool}
 	}
-	policy, _ := f.policy.policy() // checked
+	policy, _ := f.policy.Policy() // checked
 	policy.AttemptTimeout = time.Duration(f.attemptTimeout)
 	opts := []retryhttp.Option{retryhttp.WithPolicy(policy), retryhttp.WithObserver(story.observe)}
 	if f.verbose {
@@ -534,7 +441,7 @@ func (s *transcript) observe(a retryhttp.Attempt) {
 	if a.Hedge {
 		line += " (hedge)"
 	}
-	line += fmt.Sprintf(": %s %s: ", a.Request.Method, redact(a.Request.URL.String()))
+	line += fmt.Sprintf(": %s %s: ", a.Request.Method, cli.Redact(a.Request.URL.String()))
 	if a.Response != nil {
 		line += a.Response.Status
 	} else {
@@ -561,7 +468,7 @@ func (s *transcript) redirected(req *http.Request) {
 	s.hop = 0
 	s.lastHop = req
 	if s.verbose != nil {
-		fmt.Fprintf(s.verbose, "retryhttp: redirected to %s\n", redact(req.URL.String()))
+		fmt.Fprintf(s.verbose, "retryhttp: redirected to %s\n", cli.Redact(req.URL.String()))
 	}
 }
 
@@ -584,17 +491,6 @@ func (s *transcript) counts() (attempts, redirects int, last retryhttp.Attempt) 
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.attempts, s.redirects, s.last
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }
 
 // validHeaderName reports whether name is a token (RFC 9110, 5.6.2), as
@@ -645,20 +541,4 @@ func portOf(u *url.URL) string {
 		return "443"
 	}
 	return "80"
-}
-
-// isHTTPURL reports whether s is an absolute http or https URL with a host.
-func isHTTPURL(s string) bool {
-	u, err := url.Parse(s)
-	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != ""
-}
-
-// redact drops userinfo and query from a URL for messages.
-func redact(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "<bad URL>"
-	}
-	u.User, u.RawQuery, u.Fragment = nil, "", ""
-	return u.String()
 }

@@ -1,4 +1,4 @@
-package main
+package sim
 
 import (
 	"container/heap"
@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/retryhttp/retryhttp"
+	"github.com/retryhttp/retryhttp/cmd/retryhttp/internal/cli"
 )
 
 // simConfig holds the sim's flags.
@@ -27,7 +28,7 @@ type simConfig struct {
 }
 
 // simResult is one row of the output.
-type simResult struct {
+type Result struct {
 	Jitter       string  `json:"jitter"`
 	Clients      int     `json:"clients"`
 	Calls        int     `json:"calls"`
@@ -36,13 +37,13 @@ type simResult struct {
 
 // simOutput is what -json prints: the parameters of the run, so that the
 // results can be reproduced and compared, and the results.
-type simOutput struct {
-	Parameters simParameters `json:"parameters"`
-	Results    []simResult   `json:"results"`
+type Output struct {
+	Parameters Parameters `json:"parameters"`
+	Results    []Result   `json:"results"`
 }
 
 // simParameters are a run's parameters, durations in milliseconds.
-type simParameters struct {
+type Parameters struct {
 	Seed          uint64  `json:"seed"`
 	Runs          int     `json:"runs"`
 	Clients       []int   `json:"clients"`
@@ -52,17 +53,17 @@ type simParameters struct {
 	DelayStddevMS float64 `json:"network_delay_stddev_ms"`
 }
 
-func (c simConfig) parameters() simParameters {
+func (c simConfig) parameters() Parameters {
 	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
-	return simParameters{Seed: c.seed, Runs: c.runs, Clients: c.clients, BaseMS: ms(c.base), CapMS: ms(c.cap),
+	return Parameters{Seed: c.seed, Runs: c.runs, Clients: c.clients, BaseMS: ms(c.base), CapMS: ms(c.cap),
 		DelayMS: ms(c.delay), DelayStddevMS: ms(c.stddev)}
 }
 
 // simJitters are the modes compared, in output order.
 var simJitters = []retryhttp.Jitter{retryhttp.NoJitter, retryhttp.FullJitter, retryhttp.EqualJitter, retryhttp.DecorrelatedJitter}
 
-func runSim(args []string, _ io.Reader, stdout, stderr io.Writer) int {
-	fs := newFlagSet("sim", "[flags]", stderr)
+func Run(args []string, _ io.Reader, stdout, stderr io.Writer) int {
+	fs := cli.NewFlagSet("sim", "[flags]", stderr)
 	clients := fs.String("clients", "10,20,30,40,50,60,70,80,90,100", "comma-separated numbers of clients")
 	seed := fs.Uint64("seed", 1, "random seed: the same seed gives the same results")
 	runs := fs.Int("runs", 10, "runs averaged for each point")
@@ -72,53 +73,53 @@ func runSim(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	capDelay := fs.Duration("cap", 2*time.Second, "backoff cap (MaxDelay)")
 	asJSON := fs.Bool("json", false, "print JSON instead of a table")
 	svg := fs.String("svg", "", "also write a chart of calls and completion time to this SVG file")
-	if code, done := parse(fs, args); done {
+	if code, done := cli.Parse(fs, args); done {
 		return code
 	}
 	if fs.NArg() != 0 {
-		return usageError(fs, "unexpected arguments: %v", fs.Args())
+		return cli.UsageError(fs, "unexpected arguments: %v", fs.Args())
 	}
 	c := simConfig{seed: *seed, runs: *runs, delay: *delay, stddev: *stddev, base: *base, cap: *capDelay}
 	for _, s := range strings.Split(*clients, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
 		if err != nil || n < 1 || n > 10000 {
-			return usageError(fs, "-clients: %q is not a number of clients from 1 to 10000", s)
+			return cli.UsageError(fs, "-clients: %q is not a number of clients from 1 to 10000", s)
 		}
 		c.clients = append(c.clients, n)
 	}
 	if c.runs < 1 || c.runs > 1000 {
-		return usageError(fs, "-runs must be between 1 and 1000")
+		return cli.UsageError(fs, "-runs must be between 1 and 1000")
 	}
 	if c.delay <= 0 || c.stddev < 0 || c.base <= 0 || c.cap < c.base {
-		return usageError(fs, "-delay and -base must be positive, -delay-stddev not negative, and -cap at least -base")
+		return cli.UsageError(fs, "-delay and -base must be positive, -delay-stddev not negative, and -cap at least -base")
 	}
 
 	results := simulateAll(c)
 	if *svg != "" {
 		if err := os.WriteFile(*svg, []byte(simChart(results, c)), 0o644); err != nil {
 			fmt.Fprintln(stderr, "retryhttp sim:", err)
-			return exitFailed
+			return cli.ExitFailed
 		}
 	}
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
-		if err := enc.Encode(simOutput{Parameters: c.parameters(), Results: results}); err != nil {
+		if err := enc.Encode(Output{Parameters: c.parameters(), Results: results}); err != nil {
 			fmt.Fprintln(stderr, "retryhttp sim:", err)
-			return exitFailed
+			return cli.ExitFailed
 		}
-		return exitOK
+		return cli.ExitOK
 	}
 	printSimTable(stdout, results, c)
-	return exitOK
+	return cli.ExitOK
 }
 
 // simulateAll runs every jitter mode for every number of clients, c.runs
 // times each, and averages the runs. Each point has its own generator,
 // seeded from the seed, the mode and the clients, so a row does not depend
 // on which other rows were asked for.
-func simulateAll(c simConfig) []simResult {
-	var out []simResult
+func simulateAll(c simConfig) []Result {
+	var out []Result
 	for _, j := range simJitters {
 		for _, n := range c.clients {
 			r := rand.New(rand.NewPCG(c.seed, uint64(j)<<32|uint64(n)))
@@ -130,7 +131,7 @@ func simulateAll(c simConfig) []simResult {
 				calls += k
 				done += d
 			}
-			out = append(out, simResult{
+			out = append(out, Result{
 				Jitter:       j.String(),
 				Clients:      n,
 				Calls:        (calls + c.runs/2) / c.runs,
@@ -228,7 +229,7 @@ func (h *eventHeap) Pop() any {
 	return e
 }
 
-func printSimTable(w io.Writer, results []simResult, c simConfig) {
+func printSimTable(w io.Writer, results []Result, c simConfig) {
 	fmt.Fprintf(w, "Each client writes one row with optimistic concurrency; network delay %v ± %v, backoff base %v, cap %v, seed %d, mean of %d runs.\n",
 		c.delay, c.stddev, c.base, c.cap, c.seed, c.runs)
 	fmt.Fprintln(w, "calls: writes sent by all clients; completion: when the last client succeeded (virtual time).")
@@ -252,11 +253,11 @@ func printSimTable(w io.Writer, results []simResult, c simConfig) {
 	}
 }
 
-func find(results []simResult, jitter string, clients int) simResult {
+func find(results []Result, jitter string, clients int) Result {
 	for _, r := range results {
 		if r.Jitter == jitter && r.Clients == clients {
 			return r
 		}
 	}
-	return simResult{}
+	return Result{}
 }
