@@ -172,3 +172,13 @@ func TestHugeValuesNeverOverflow(t *testing.T) {
 		})
 	}
 }
+
+// TestRateLimitSplitOverFieldLines: RFC 8941 lists may be split over
+// several field lines; the most restrictive policy counts.
+func TestRateLimitSplitOverFieldLines(t *testing.T) {
+	h := http.Header{"Ratelimit": {`"burst";r=5;t=2`, `"day";r=0;t=9`}}
+	w, server, retried, _ := firstWait(t, 429, h, wide)
+	assert.True(t, retried)
+	assert.True(t, server)
+	assert.GreaterOrEqual(t, w, 9*time.Second)
+}

@@ -1,4 +1,4 @@
-package seam_test
+package sdk_test
 
 // Helpers of the issue 11 review: an attempt recorder, goroutine ids, a
 // log capture, simple loopback servers.

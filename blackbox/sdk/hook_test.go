@@ -1,4 +1,4 @@
-package seam_test
+package sdk_test
 
 import (
 	"bufio"

@@ -1,5 +1,9 @@
 package throttling_test
 
+// How held requests are released: at the hold's end and never before,
+// spread out, counted and observed; promptly on a cancel; and what happens
+// to a retry held past its deadline.
+
 import (
 	"context"
 	"errors"

@@ -1,4 +1,4 @@
-package seam_test
+package sdk_test
 
 import (
 	"context"
@@ -66,10 +66,12 @@ func TestHappyPathAllocations(t *testing.T) {
 		// idempotent is watched with httptrace, as the README says: net/http
 		// may resend it on its own, and only the trace tells a request never
 		// sent from one whose resend could not connect. That costs the
-		// trace's context and the request's copy that carries it.
+		// watch of its own (never pooled: a base may call its hooks after
+		// RoundTrip returned), its two hooks, the trace's context and the
+		// request's copy that carries it.
 		watch := 0.0
 		if method == http.MethodPost {
-			watch = 2
+			watch = 5
 		}
 		assert.Equal(t, bare+watch, plain, "%s: retryhttp without the new options allocates", method)
 		assert.LessOrEqual(t, seam-bare-watch, 1.0, "%s: an observer and a classifier cost more than one allocation", method)
@@ -101,7 +103,7 @@ func TestHappyPathAllocationsByMethod(t *testing.T) {
 			with := allocsPerRun(1000, func() { f(); _, _ = rt.RoundTrip(req) })
 			watch := 0.0 // see TestHappyPathAllocations
 			if method == "POST" || method == "PATCH" {
-				watch = 2
+				watch = 5
 			}
 			assert.Equal(t, bare+watch, with, "%s with body %s: bare %.0f allocations, retryhttp %.0f", method, body, bare, with)
 		}

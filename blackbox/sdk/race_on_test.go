@@ -1,5 +1,5 @@
 //go:build race
 
-package seam_test
+package sdk_test
 
 const raceEnabled = true
