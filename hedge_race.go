@@ -13,9 +13,9 @@ func (h *hedgeRound) collect(c *call, a *attempt) {
 	copies, result, won, throttled := h.settle(a)
 	c.noHedge = c.noHedge || throttled
 	first := copies[0]
-	out, held := a.out, a.held
-	*a = result.a
-	a.out, a.held = out, held // the attempt's request, as the gate readied it, for the next one
+	out := a.out
+	*a = result.a // its Held too: only the first copy waited for its host
+	a.out = out   // the attempt's request, as the gate readied it, for the next one
 	if result == first {
 		a.resp = h.first.releaseWith(a.resp)
 	} else {

@@ -66,7 +66,7 @@ func (t *Transport) race(c *call, a *attempt, delay time.Duration) {
 	armHedgeTimer(h, delay)
 	out := a.out
 	a.out = &h.firstReq // the first copy is the attempt itself, with a context hedges can cancel
-	t.sendToHost(c, a)
+	h.sendFirst(c, a)
 	a.out = out
 	h.mu.Lock()
 	h.over = true
@@ -87,6 +87,28 @@ func (t *Transport) race(c *call, a *attempt, delay time.Duration) {
 		return
 	}
 	h.collect(c, a)
+}
+
+// sendFirst sends the first copy of h's attempt, in the caller's
+// goroutine. When the base panics with it, the race ends there: no hedge
+// follows, and those in flight are canceled and clean up after themselves
+// (their late answers are closed), before the panic goes on up.
+func (h *hedgeRound) sendFirst(c *call, a *attempt) {
+	sent := false
+	defer func() {
+		if !sent {
+			h.mu.Lock()
+			h.over = true
+			if x := h.race; x != nil {
+				x.decided = true
+				h.cancelAllLocked()
+			}
+			h.mu.Unlock()
+			h.timer.disarm()
+		}
+	}()
+	h.t.sendToHost(c, a)
+	sent = true
 }
 
 // mayHedgeLocked reports whether another hedge may follow: the first copy

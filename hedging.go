@@ -35,7 +35,7 @@ import (
 // hedges of its request. Once the first copy has answered, no further hedge is
 // sent for that attempt. A hedge goes to its host like any request: not while
 // the host is held for its quota, and counted against it; every copy's
-// response is read for the host's quota.
+// response is read for the host's quota as any response is.
 //
 // Hedges are attempts, with their own numbers (AttemptFromContext, Attempt):
 // a Classifier that allows one retry by checking for attempt 1 sees the hedge

@@ -97,7 +97,7 @@ func (t *Transport) observe(c *call, a *attempt, v *verdict) {
 // observeCopy reports to the observers a copy of a hedged attempt whose
 // outcome does not decide the attempt.
 func (t *Transport) observeCopy(a *attempt) {
-	r := Attempt{Request: a.sent, Number: a.number, Response: a.resp, Err: a.err, Duration: a.took, Hedge: a.hedge}
+	r := Attempt{Request: a.sent, Number: a.number, Response: a.resp, Err: a.err, Duration: a.took, Held: a.held, Hedge: a.hedge}
 	if r.Request == nil {
 		r.Request = a.out
 	}

@@ -46,6 +46,7 @@ type Transport struct {
 	counted     bool          // metrics or recorders count each attempt, net/http's resends included
 	plain       bool          // no hedging and no timing: an attempt may skip the pipeline's layers
 	ready       atomic.Bool   // init has run
+	samplePos   atomic.Uint32 // which response of the current run of quotaSample is read (see sampled)
 	responses   atomic.Uint32 // responses seen while no host announced a quota (see mayAnnounce)
 	hedge       *hedging      // nil: no hedging
 	beforeRetry []func(next *http.Request, prev Attempt) error
