@@ -2,6 +2,7 @@ package retryhttp
 
 import (
 	"context"
+	"sync/atomic"
 )
 
 type policyKey struct{}
@@ -29,11 +30,17 @@ type policyKey struct{}
 // [Policy.Validate]); so does a merged Policy whose MaxDelay is below its
 // BaseDelay.
 func ContextWithPolicy(ctx context.Context, p Policy) context.Context {
+	policiesInContexts.Store(true)
 	if enclosing, ok := ctx.Value(policyKey{}).(*ctxPolicy); ok {
 		p = p.inherit(enclosing.policy)
 	}
 	return context.WithValue(ctx, policyKey{}, &ctxPolicy{policy: p, err: p.validateFields()})
 }
+
+// policiesInContexts is set once any context of the process carries a
+// Policy: until then, RoundTrip need not look one up (a context lookup is
+// a tenth of a Transport's own cost on the happy path).
+var policiesInContexts atomic.Bool
 
 // ctxPolicy is a Policy stored in a context, its fields checked once when
 // stored.

@@ -63,7 +63,7 @@ func (t *Transport) sendToHost(c *call, a *attempt) {
 // flight. A 429 or a 403 always may. Any other response is read for its
 // quota fields while some host has announced a quota (then every response
 // is), during the Transport's first quotaWarmup responses, and after that
-// one response in quotaSample, at a random place (see sampled): a host
+// one response in quotaSample, at a random place: a host
 // that starts to announce its quota is learned within a few dozen
 // responses, and a Transport whose hosts announce
 // nothing does not pay three header lookups on every response (they would
@@ -76,36 +76,34 @@ func (t *Transport) learn(a *attempt) {
 		if resp == nil || len(resp.Header) == 0 || t.noHold {
 			return
 		}
-		if code := resp.StatusCode; code != http.StatusTooManyRequests && code != http.StatusForbidden && t.hosts.n.Load() == 0 && !t.sampled() {
-			return
+		if code := resp.StatusCode; code != http.StatusTooManyRequests && code != http.StatusForbidden && t.hosts.n.Load() == 0 {
+			// Sampled (see quotaSample): every one of the first
+			// quotaWarmup responses, then one at a random place in each
+			// run of quotaSample.
+			n := t.responses.Add(1)
+			if n%quotaSample == 0 {
+				t.drawSample()
+			}
+			if n > quotaWarmup && n%quotaSample != t.samplePos.Load() {
+				return
+			}
 		}
 	}
 	t.learnFrom(a.host, a.admitted, a.out, a.resp)
 	a.admitted = false
 }
 
-// sampled reports whether this response is one whose quota fields are
-// read while no host has announced a quota: every one of the first
-// quotaWarmup, and then one at a random place in each run of quotaSample
-// responses. The place is drawn anew for each run, so that traffic that
-// takes turns between hosts (A, B, A, B, ...) cannot leave a host
-// unsampled for good, as a fixed place would; the draw costs one random
-// number per run.
-func (t *Transport) sampled() bool {
-	n := t.responses.Add(1)
-	if n <= quotaWarmup {
-		return true
-	}
-	pos := n % quotaSample
-	if pos == 0 {
-		t.samplePos.Store(rand.Uint32N(quotaSample))
-	}
-	return pos == t.samplePos.Load()
-}
+// drawSample draws the place of the sample in the next run of quotaSample
+// responses.
+func (t *Transport) drawSample() { t.samplePos.Store(rand.Uint32N(quotaSample)) }
 
 // quotaWarmup is how many responses a Transport reads whole for quota
 // fields before it samples them; quotaSample how many responses it reads
-// one of after that, while no host has announced a quota.
+// one of after that, while no host has announced a quota. The sample's
+// place is drawn anew for each run of quotaSample responses, so that
+// traffic that takes turns between hosts (A, B, A, B, ...) cannot leave a
+// host unread for good, as a fixed place would; the draw costs one random
+// number per run.
 const (
 	quotaWarmup = 64
 	quotaSample = 32

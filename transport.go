@@ -46,7 +46,7 @@ type Transport struct {
 	counted     bool          // metrics or recorders count each attempt, net/http's resends included
 	plain       bool          // no hedging and no timing: an attempt may skip the pipeline's layers
 	ready       atomic.Bool   // init has run
-	samplePos   atomic.Uint32 // which response of the current run of quotaSample is read (see sampled)
+	samplePos   atomic.Uint32 // which response of the current run of quotaSample is read (see learn)
 	responses   atomic.Uint32 // responses seen while no host announced a quota (see mayAnnounce)
 	hedge       *hedging      // nil: no hedging
 	beforeRetry []func(next *http.Request, prev Attempt) error
@@ -129,8 +129,10 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, errors.New("retryhttp: nil *http.Request")
 	}
 	p, err := &t.policy, t.err
-	if cp, _ := req.Context().Value(policyKey{}).(*ctxPolicy); cp != nil && err == nil {
-		p, err = t.policyOf(cp)
+	if policiesInContexts.Load() && err == nil {
+		if cp, _ := req.Context().Value(policyKey{}).(*ctxPolicy); cp != nil {
+			p, err = t.policyOf(cp)
+		}
 	}
 	if err == nil && req.URL == nil {
 		err = errors.New("retryhttp: nil Request.URL")
