@@ -191,10 +191,10 @@ func TestAlwaysRetryClassifierKeepsTheSafetyGuarantees(t *testing.T) {
 	t.Run("a POST over HTTP/2 reset with PROTOCOL_ERROR reaches the server once", func(t *testing.T) {
 		srv := newH2Server(t, firstThen(1, h2ResetProtocol))
 		tr, _ := newTestTransport(t, always)
-		tr.base = srv.client
-		_, err := tr.RoundTrip(mustRequest(t, http.MethodPost, srv.url, onlyReader{strings.NewReader("order")}))
+		tr.base = srv.Client
+		_, err := tr.RoundTrip(mustRequest(t, http.MethodPost, srv.URL, onlyReader{strings.NewReader("order")}))
 		require.Error(t, err)
-		requests, _, _ := srv.stats()
+		requests, _, _ := h2Stats(srv)
 		assert.Equal(t, 1, requests)
 	})
 

@@ -1,240 +1,67 @@
 package retryhttp
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"crypto/tls"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
-	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/retryhttp/retryhttp/internal/rawhttp"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
-// h2Server is a minimal HTTP/2 server over TLS, written with raw frames so
-// that it can do what net/http's server never does on demand: refuse a
-// stream (RST_STREAM REFUSED_STREAM) or send GOAWAY with a last stream ID
-// below a request's, the two signals of RFC 9113 §8.7 that a request was
-// not processed. decide is called for each complete request, in order, with
-// its 1-based number, and says what to do.
-type h2Server struct {
-	ln     net.Listener
-	url    string
-	client *http.Transport // trusts the server's certificate, speaks HTTP/2
-	decide func(n int) h2Action
+// The raw HTTP/2 server of internal/rawhttp does what net/http's server
+// never does on demand: refuse a stream (RST_STREAM REFUSED_STREAM) or send
+// GOAWAY with a last stream ID below a request's, the two signals of RFC
+// 9113 §8.7 that a request was not processed. These are the answers the
+// tests below give, in its terms.
+type h2Action = rawhttp.H2Action
 
-	mu       sync.Mutex
-	requests int        // complete requests received
-	bodies   [][32]byte // hash of each request's body
-	conns    int        // connections accepted
-}
-
-type h2Action int
-
-const (
-	h2Status200 h2Action = iota
-	h2Status503
-	h2Refuse        // RST_STREAM REFUSED_STREAM
-	h2GoAway        // GOAWAY with last stream ID below this request's, then close
-	h2ResetProtocol // RST_STREAM PROTOCOL_ERROR, after reading the whole request
-	h2ResetInternal // RST_STREAM INTERNAL_ERROR, as a handler that aborted sends
-	h2ResetCancel   // RST_STREAM CANCEL from the server
-	h2GoAwayError   // GOAWAY ENHANCE_YOUR_CALM with last stream ID below this request's, then close
+var (
+	h2Status200     = h2Action{Kind: rawhttp.H2Respond, Status: 200}
+	h2Status503     = h2Action{Kind: rawhttp.H2Respond, Status: 503}
+	h2Refuse        = h2Action{Kind: rawhttp.H2Reset, Code: rawhttp.CodeRefusedStream}
+	h2GoAway        = h2Action{Kind: rawhttp.H2GoAway, LastStream: below}                                    // then close
+	h2ResetProtocol = h2Action{Kind: rawhttp.H2Reset, Code: rawhttp.CodeProtocol}                            // after the whole request
+	h2ResetInternal = h2Action{Kind: rawhttp.H2Reset, Code: rawhttp.CodeInternal}                            // as a handler that aborted sends
+	h2ResetCancel   = h2Action{Kind: rawhttp.H2Reset, Code: rawhttp.CodeCancel}                              // CANCEL from the server
+	h2GoAwayError   = h2Action{Kind: rawhttp.H2GoAway, Code: rawhttp.CodeEnhanceYourCalm, LastStream: below} // then close
 )
 
-func newH2Server(t *testing.T, decide func(n int) h2Action) *h2Server {
+// below is the last stream ID of a GOAWAY that says the request's own
+// stream was not processed.
+func below(stream uint32) uint32 {
+	if stream > 2 {
+		return stream - 2
+	}
+	return 0
+}
+
+// newH2Server starts a raw HTTP/2 server whose request number n (1-based,
+// in order) gets decide(n).
+func newH2Server(t *testing.T, decide func(n int) h2Action) *rawhttp.H2Server {
 	t.Helper()
-	cert := httptest.NewUnstartedServer(nil)
-	cert.EnableHTTP2 = true
-	cert.StartTLS() // only for its certificate and a client that trusts it
-	client := cert.Client().Transport.(*http.Transport).Clone()
-	cert.Close()
-	cfg := &tls.Config{Certificates: cert.TLS.Certificates, NextProtos: []string{"h2"}}
-	ln, err := tls.Listen("tcp", "127.0.0.1:0", cfg)
-	require.NoError(t, err)
-	s := &h2Server{ln: ln, url: "https://" + ln.Addr().String(), client: client, decide: decide}
-	t.Cleanup(func() { ln.Close(); client.CloseIdleConnections() })
-	go s.serve()
-	return s
+	return rawhttp.NewH2Server(t, decide)
 }
 
-func (s *h2Server) serve() {
-	for {
-		c, err := s.ln.Accept()
-		if err != nil {
-			return
-		}
-		s.mu.Lock()
-		s.conns++
-		s.mu.Unlock()
-		go s.conn(c)
-	}
+// h2Stats returns the requests the server received whole, its
+// connections, and the hash of each request's body.
+func h2Stats(s *rawhttp.H2Server) (requests, conns int, bodies [][32]byte) {
+	_, requests, conns = s.Stats()
+	return requests, conns, s.Bodies()
 }
 
-func (s *h2Server) stats() (requests, conns int, bodies [][32]byte) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.requests, s.conns, append([][32]byte(nil), s.bodies...)
-}
-
-const (
-	frameData         = 0x0
-	frameHeaders      = 0x1
-	frameRSTStream    = 0x3
-	frameSettings     = 0x4
-	framePing         = 0x6
-	frameGoAway       = 0x7
-	frameWindowUpdate = 0x8
-	flagEndStream     = 0x1
-	flagAck           = 0x1
-	flagEndHeaders    = 0x4
-	flagPadded        = 0x8
-	errProtocol       = 0x1
-	errInternal       = 0x2
-	errRefusedStream  = 0x7
-	errCancel         = 0x8
-)
-
-func writeFrame(w io.Writer, typ, flags byte, stream uint32, payload []byte) error {
-	var h [9]byte
-	h[0], h[1], h[2] = byte(len(payload)>>16), byte(len(payload)>>8), byte(len(payload))
-	h[3], h[4] = typ, flags
-	binary.BigEndian.PutUint32(h[5:], stream&0x7fffffff)
-	if _, err := w.Write(h[:]); err != nil {
-		return err
-	}
-	_, err := w.Write(payload)
-	return err
-}
-
-func (s *h2Server) conn(c net.Conn) {
-	defer c.Close()
-	r := bufio.NewReader(c)
-	preface := make([]byte, 24)
-	if _, err := io.ReadFull(r, preface); err != nil {
-		return
-	}
-	if writeFrame(c, frameSettings, 0, 0, nil) != nil {
-		return
-	}
-	bodies := map[uint32]*bytes.Buffer{}
-	for {
-		var h [9]byte
-		if _, err := io.ReadFull(r, h[:]); err != nil {
-			return
-		}
-		length := int(h[0])<<16 | int(h[1])<<8 | int(h[2])
-		typ, flags := h[3], h[4]
-		stream := binary.BigEndian.Uint32(h[5:]) & 0x7fffffff
-		payload := make([]byte, length)
-		if _, err := io.ReadFull(r, payload); err != nil {
-			return
-		}
-		switch typ {
-		case frameSettings:
-			if flags&flagAck == 0 {
-				_ = writeFrame(c, frameSettings, flagAck, 0, nil)
-			}
-		case framePing:
-			if flags&flagAck == 0 {
-				_ = writeFrame(c, framePing, flagAck, 0, payload)
-			}
-		case frameHeaders:
-			bodies[stream] = new(bytes.Buffer)
-		case frameData:
-			if flags&flagPadded != 0 && len(payload) > 0 {
-				pad := int(payload[0])
-				payload = payload[1 : len(payload)-pad]
-			}
-			if b := bodies[stream]; b != nil {
-				b.Write(payload)
-			}
-			if n := uint32(length); n > 0 { // give the window back
-				var inc [4]byte
-				binary.BigEndian.PutUint32(inc[:], n)
-				_ = writeFrame(c, frameWindowUpdate, 0, 0, inc[:])
-				_ = writeFrame(c, frameWindowUpdate, 0, stream, inc[:])
-			}
-		}
-		if (typ == frameHeaders || typ == frameData) && flags&flagEndStream != 0 {
-			if !s.respond(c, stream, bodies[stream]) {
-				return
-			}
-			delete(bodies, stream)
-		}
-	}
-}
-
-// respond answers one complete request; false closes the connection.
-func (s *h2Server) respond(c net.Conn, stream uint32, body *bytes.Buffer) bool {
-	s.mu.Lock()
-	s.requests++
-	n := s.requests
-	if body == nil {
-		body = new(bytes.Buffer)
-	}
-	s.bodies = append(s.bodies, sha256.Sum256(body.Bytes()))
-	s.mu.Unlock()
-	reset := func(errCode uint32) bool {
-		var code [4]byte
-		binary.BigEndian.PutUint32(code[:], errCode)
-		return writeFrame(c, frameRSTStream, 0, stream, code[:]) == nil
-	}
-	switch s.decide(n) {
-	case h2Refuse:
-		return reset(errRefusedStream)
-	case h2ResetProtocol:
-		return reset(errProtocol)
-	case h2ResetInternal:
-		return reset(errInternal)
-	case h2ResetCancel:
-		return reset(errCancel)
-	case h2GoAway, h2GoAwayError:
-		var p [8]byte
-		if stream > 2 {
-			binary.BigEndian.PutUint32(p[:4], stream-2) // this stream was not processed
-		}
-		if s.decide(n) == h2GoAwayError {
-			binary.BigEndian.PutUint32(p[4:], 0xb) // ENHANCE_YOUR_CALM
-		}
-		_ = writeFrame(c, frameGoAway, 0, 0, p[:])
-		return false
-	case h2Status503:
-		return writeFrame(c, frameHeaders, flagEndHeaders|flagEndStream, stream, status(503)) == nil
-	}
-	return writeFrame(c, frameHeaders, flagEndHeaders|flagEndStream, stream, status(200)) == nil
-}
-
-// status encodes ":status: code" in HPACK: a literal without indexing whose
-// name is entry 8 of the static table.
-func status(code int) []byte {
-	v := strconv.Itoa(code)
-	return append([]byte{0x08, byte(len(v))}, v...)
-}
-
-// firstThen returns a decide function that answers the first n requests
-// with a and the rest with 200.
-func firstThen(n int, a h2Action) func(int) h2Action {
-	return func(i int) h2Action {
-		if i <= n {
-			return a
-		}
-		return h2Status200
-	}
-}
+// firstThen answers the first n requests with a and the rest with 200.
+func firstThen(n int, a h2Action) func(int) h2Action { return rawhttp.FirstThen(n, a) }
 
 func TestHTTP2RefusedStreamsAndGoAwayAreRecovered(t *testing.T) {
 	payload := bytes.Repeat([]byte("h2-body "), 2000)
@@ -254,9 +81,9 @@ func TestHTTP2RefusedStreamsAndGoAwayAreRecovered(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			srv := newH2Server(t, tt.decide)
 			tr, clock := newTestTransport(t)
-			tr.base = srv.client
+			tr.base = srv.Client
 			body := &closeTracker{Reader: bytes.NewReader(payload)}
-			req := mustRequest(t, tt.method, srv.url, body) // no GetBody
+			req := mustRequest(t, tt.method, srv.URL, body) // no GetBody
 			if tt.header != "" {
 				req.Header.Set(tt.header, "k-1")
 			}
@@ -265,7 +92,7 @@ func TestHTTP2RefusedStreamsAndGoAwayAreRecovered(t *testing.T) {
 			readAll(t, resp)
 			assert.Equal(t, http.StatusOK, resp.StatusCode)
 			assert.Equal(t, "HTTP/2.0", resp.Proto)
-			requests, _, bodies := srv.stats()
+			requests, _, bodies := h2Stats(srv)
 			for i, h := range bodies {
 				assert.Equal(t, sha256.Sum256(payload), h, "request %d carried the whole body", i+1)
 			}
@@ -286,28 +113,32 @@ func TestHTTP2NeverResendsAPOSTTheServerMayHaveProcessed(t *testing.T) {
 	// through bare net/http: retryhttp gives it no GetBody, and does not
 	// send it again itself after any reset but a refused stream.
 	payload := bytes.Repeat([]byte("order "), 3000)
-	for _, action := range []h2Action{h2ResetProtocol, h2ResetInternal, h2ResetCancel} {
+	for _, reset := range []struct {
+		name   string
+		action h2Action
+	}{{"PROTOCOL_ERROR", h2ResetProtocol}, {"INTERNAL_ERROR", h2ResetInternal}, {"CANCEL", h2ResetCancel}} {
+		action := reset.action
 		for _, bare := range []bool{true, false} {
-			name := map[h2Action]string{h2ResetProtocol: "PROTOCOL_ERROR", h2ResetInternal: "INTERNAL_ERROR", h2ResetCancel: "CANCEL"}[action]
+			name := reset.name
 			if bare {
 				name += " bare net/http"
 			}
 			t.Run(name, func(t *testing.T) {
 				srv := newH2Server(t, firstThen(1, action))
-				var rt http.RoundTripper = srv.client
+				var rt http.RoundTripper = srv.Client
 				if !bare {
 					tr, _ := newTestTransport(t)
-					tr.base = srv.client
+					tr.base = srv.Client
 					rt = tr
 				}
 				body := &closeTracker{Reader: bytes.NewReader(payload)}
-				req := mustRequest(t, http.MethodPost, srv.url, onlyReader{body})
+				req := mustRequest(t, http.MethodPost, srv.URL, onlyReader{body})
 				req.Body = body
 				resp, err := rt.RoundTrip(req)
 				if err == nil {
 					readAll(t, resp)
 				}
-				requests, _, _ := srv.stats()
+				requests, _, _ := h2Stats(srv)
 				assert.Equal(t, 1, requests, "the POST reached the server once")
 				assert.Error(t, err)
 				assert.Nil(t, resp)
@@ -336,15 +167,15 @@ func TestHTTP2RefusedPOSTIsSentAgainByteForByte(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			srv := newH2Server(t, tt.decide)
 			tr, clock := newTestTransport(t)
-			tr.base = srv.client
+			tr.base = srv.Client
 			body := &closeTracker{Reader: bytes.NewReader(payload)}
-			req := mustRequest(t, http.MethodPost, srv.url, onlyReader{body})
+			req := mustRequest(t, http.MethodPost, srv.URL, onlyReader{body})
 			req.Body = body // no GetBody
 			resp, err := tr.RoundTrip(req)
 			require.NoError(t, err)
 			readAll(t, resp)
 			assert.Equal(t, http.StatusOK, resp.StatusCode)
-			requests, _, bodies := srv.stats()
+			requests, _, bodies := h2Stats(srv)
 			assert.Equal(t, tt.requests, requests)
 			for i, h := range bodies {
 				assert.Equal(t, sha256.Sum256(payload), h, "request %d carried the whole body", i+1)
@@ -361,15 +192,15 @@ func TestHTTP2RefusedPOSTIsSentAgainByteForByte(t *testing.T) {
 		// not sent again, and the error says why.
 		srv := newH2Server(t, firstThen(1, h2Refuse))
 		tr, _ := newTestTransport(t, WithReplayBuffer(1024))
-		tr.base = srv.client
+		tr.base = srv.Client
 		body := &closeTracker{Reader: bytes.NewReader(payload)}
-		req := mustRequest(t, http.MethodPost, srv.url, onlyReader{body})
+		req := mustRequest(t, http.MethodPost, srv.URL, onlyReader{body})
 		req.Body = body
 		_, err := tr.RoundTrip(req)
 		var rerr *Error
 		require.ErrorAs(t, err, &rerr)
 		assert.Equal(t, ReasonBody, rerr.Reason)
-		requests, _, _ := srv.stats()
+		requests, _, _ := h2Stats(srv)
 		assert.Equal(t, 1, requests)
 		assert.Eventually(t, func() bool { return body.closes.Load() == 1 }, 5*time.Second, time.Millisecond)
 	})
@@ -411,12 +242,12 @@ func TestHTTP2StreamResetIsRetriedLikeAConnectionReset(t *testing.T) {
 	for _, action := range []h2Action{h2ResetInternal, h2ResetCancel} {
 		srv := newH2Server(t, firstThen(1, action))
 		tr, clock := newTestTransport(t)
-		tr.base = srv.client
-		resp, err := tr.RoundTrip(mustRequest(t, http.MethodGet, srv.url, nil))
+		tr.base = srv.Client
+		resp, err := tr.RoundTrip(mustRequest(t, http.MethodGet, srv.URL, nil))
 		require.NoError(t, err)
 		readAll(t, resp)
 		assert.Equal(t, http.StatusOK, resp.StatusCode)
-		requests, _, _ := srv.stats()
+		requests, _, _ := h2Stats(srv)
 		assert.Equal(t, 2, requests)
 		assert.Len(t, clock.recorded(), 1, "one retry, after a backoff")
 	}
@@ -460,15 +291,15 @@ func TestHTTP2DroppedGetBodyCopyStillClosesTheBody(t *testing.T) {
 	// sends most of a second, however busy the machine.
 	srv := newH2Server(t, func(int) h2Action { return h2Refuse })
 	tr, _ := newTestTransport(t)
-	tr.base = srv.client
+	tr.base = srv.Client
 	ctx, cancel := context.WithTimeout(context.Background(), 900*time.Millisecond)
 	defer cancel()
 	body := &closeTracker{Reader: strings.NewReader("payload")}
-	req := mustRequest(t, http.MethodPut, srv.url, onlyReader{body}).WithContext(ctx)
+	req := mustRequest(t, http.MethodPut, srv.URL, onlyReader{body}).WithContext(ctx)
 	req.Body = body
 	_, err := tr.RoundTrip(req)
 	require.Error(t, err)
-	requests, _, _ := srv.stats()
+	requests, _, _ := h2Stats(srv)
 	require.GreaterOrEqual(t, requests, 2, "net/http resent it through GetBody")
 	assert.Equal(t, int32(1), body.closes.Load())
 }
@@ -481,12 +312,12 @@ func TestHTTP2RetriesDoNotMultiplyWithoutBound(t *testing.T) {
 	// 4 s...), so the caller's deadline ends this one.
 	srv := newH2Server(t, func(int) h2Action { return h2Refuse })
 	tr, _ := newTestTransport(t, WithPolicy(Policy{MaxAttempts: 5}))
-	tr.base = srv.client
+	tr.base = srv.Client
 	ctx, cancel := context.WithTimeout(context.Background(), 2500*time.Millisecond)
 	defer cancel()
-	_, err := tr.RoundTrip(mustRequest(t, http.MethodGet, srv.url, nil).WithContext(ctx))
+	_, err := tr.RoundTrip(mustRequest(t, http.MethodGet, srv.URL, nil).WithContext(ctx))
 	require.Error(t, err)
-	requests, _, _ := srv.stats()
+	requests, _, _ := h2Stats(srv)
 	t.Logf("a request refused every time reached the server %d times: %v", requests, err)
 	assert.LessOrEqual(t, requests, 5, "net/http's own retries, not multiplied by ours")
 	var rerr *Error
@@ -496,12 +327,12 @@ func TestHTTP2RetriesDoNotMultiplyWithoutBound(t *testing.T) {
 	// And 503 over HTTP/2 is retried by retryhttp exactly as over HTTP/1.
 	busy := newH2Server(t, firstThen(2, h2Status503))
 	tr2, _ := newTestTransport(t)
-	tr2.base = busy.client
-	resp, err := tr2.RoundTrip(mustRequest(t, http.MethodGet, busy.url, nil))
+	tr2.base = busy.Client
+	resp, err := tr2.RoundTrip(mustRequest(t, http.MethodGet, busy.URL, nil))
 	require.NoError(t, err)
 	readAll(t, resp)
 	assert.Equal(t, http.StatusOK, resp.StatusCode)
-	requests, conns, _ := busy.stats()
+	requests, conns, _ := h2Stats(busy)
 	assert.Equal(t, 3, requests)
 	assert.Equal(t, 1, conns, "all three attempts on one HTTP/2 connection")
 }

@@ -12,13 +12,14 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 	"unsafe"
+
+	"github.com/retryhttp/retryhttp/internal/proctest"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -143,19 +144,11 @@ func stuckPipe(t *testing.T) *os.File {
 // command only once it is blocked there.
 func waitWriting(t *testing.T, pid, fd int) {
 	t.Helper()
-	if _, err := os.ReadFile("/proc/self/syscall"); err != nil {
+	if err := proctest.Available(); err != nil {
 		t.Skipf("no /proc/PID/syscall to see where the command blocks: %v", err)
 	}
-	want := fmt.Sprintf("%d 0x%x ", syscall.SYS_WRITE, fd)
-	require.Eventually(t, func() bool {
-		files, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/syscall", pid))
-		for _, f := range files {
-			if b, err := os.ReadFile(f); err == nil && strings.HasPrefix(string(b), want) {
-				return true
-			}
-		}
-		return false
-	}, guard, 5*time.Millisecond, "the command blocked writing to fd %d", fd)
+	require.Eventually(t, func() bool { return proctest.InSyscall(pid, syscall.SYS_WRITE, fd) }, guard, 5*time.Millisecond,
+		"the command blocked writing to fd %d", fd)
 }
 
 // waitFull waits until the pipe whose read end is r is full: it holds

@@ -41,7 +41,7 @@ func TestH2UnprocessedPOSTResentByteForByte(t *testing.T) {
 			t.Run(fmt.Sprintf("%s timeout=%v", tc.name, timeout), func(t *testing.T) {
 				srv := newH2Srv(t, tc.decide)
 				var ev eventCounts
-				tr := retryhttp.New(srv.client, retryhttp.WithPolicy(retryhttp.Policy{BaseDelay: time.Millisecond, MaxDelay: 2 * time.Millisecond, AttemptTimeout: timeout}),
+				tr := retryhttp.New(srv.Client, retryhttp.WithPolicy(retryhttp.Policy{BaseDelay: time.Millisecond, MaxDelay: 2 * time.Millisecond, AttemptTimeout: timeout}),
 					retryhttp.WithRecorder(ev.rec))
 				body := testkit.NewCountingBody(order)
 				req := mustReq(t, http.MethodPost, srv.url, nil)
@@ -82,7 +82,7 @@ func TestH2POSTNeverResentAfterOtherResets(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			srv := newH2Srv(t, tc.decide)
-			tr := retryhttp.New(srv.client, retryhttp.WithPolicy(retryhttp.Policy{BaseDelay: time.Millisecond, MaxDelay: 2 * time.Millisecond}),
+			tr := retryhttp.New(srv.Client, retryhttp.WithPolicy(retryhttp.Policy{BaseDelay: time.Millisecond, MaxDelay: 2 * time.Millisecond}),
 				retryhttp.WithMetrics(nil))
 			body := testkit.NewCountingBody(order)
 			req := mustReq(t, http.MethodPost, srv.url, nil)
@@ -109,7 +109,7 @@ func TestH2RefusedPOSTPastTheReplayBuffer(t *testing.T) {
 	for _, limit := range []int{0, 1024, retryhttp.DefaultReplayBuffer} {
 		t.Run(fmt.Sprint(limit), func(t *testing.T) {
 			srv := newH2Srv(t, firstN(1, phaseHeaders, actRefuse))
-			tr := retryhttp.New(srv.client, retryhttp.WithReplayBuffer(limit),
+			tr := retryhttp.New(srv.Client, retryhttp.WithReplayBuffer(limit),
 				retryhttp.WithPolicy(retryhttp.Policy{BaseDelay: time.Millisecond, MaxDelay: 2 * time.Millisecond}))
 			body := testkit.NewCountingBody(big)
 			req := mustReq(t, http.MethodPost, srv.url, nil)
@@ -173,7 +173,7 @@ func TestH2RefusedPOSTWithStalledBody(t *testing.T) {
 			close(refused)
 		}
 	})
-	tr := retryhttp.New(srv.client, retryhttp.WithPolicy(fast))
+	tr := retryhttp.New(srv.Client, retryhttp.WithPolicy(fast))
 	g := &gateBody{data: order, first: 1000, gate: make(chan struct{})}
 	go func() {
 		select {
@@ -212,11 +212,11 @@ func TestH2POSTWithGetBodyProtocolErrorParityAndCount(t *testing.T) {
 		return heads
 	}
 	bare := newH2Srv(t, firstN(1, phaseEnd, actProtocol))
-	bareHeads := count(bare.client, bare)
+	bareHeads := count(bare.Client, bare)
 
 	srv := newH2Srv(t, firstN(1, phaseEnd, actProtocol))
 	var ev eventCounts
-	tr := retryhttp.New(srv.client, retryhttp.WithRecorder(ev.rec))
+	tr := retryhttp.New(srv.Client, retryhttp.WithRecorder(ev.rec))
 	heads := count(tr, srv)
 	assert.Equal(t, bareHeads, heads, "as bare net/http")
 	assert.Equal(t, 2, heads, "net/http resent it")

@@ -1,27 +1,25 @@
 package attempt_test
 
 import (
-	"bufio"
-	"bytes"
-	"crypto/sha256"
-	"crypto/tls"
-	"encoding/binary"
-	"io"
-	"net"
-	"net/http"
-	"net/http/httptest"
 	"sync"
 	"testing"
-	"time"
 
-	"github.com/retryhttp/retryhttp/blackbox/internal/testkit"
-	"github.com/stretchr/testify/require"
+	"github.com/retryhttp/retryhttp/internal/rawhttp"
 )
 
-// h2Srv is a raw HTTP/2 server (TLS, h2 by ALPN) written with frames, so
-// that it can refuse streams, send GOAWAY below or at a stream, and reset
-// with any code, on a request's HEADERS or once it is complete. Unlike
-// testkit's, it keeps the hash of every complete request's body.
+// h2Srv is internal/rawhttp's raw HTTP/2 server (TLS, h2 by ALPN), driven
+// by what these tests say of each request at each phase: it can refuse
+// streams, send GOAWAY below or at a stream, and reset with any code, on a
+// request's HEADERS or once it is complete, and it keeps the hash of every
+// complete request's body.
+type h2Srv struct {
+	*rawhttp.H2Server
+	url    string
+	decide func(n int, ph h2Phase) h2Act
+
+	mu    sync.Mutex
+	acted map[int]h2Act // what the server did with request n
+}
 
 type h2Act int
 
@@ -44,205 +42,70 @@ const (
 	phaseEnd                    // the request is complete
 )
 
-type h2Srv struct {
-	url    string
-	client *http.Transport
-	decide func(n int, ph h2Phase) h2Act
-	// after, when set, is called once the server acted on request n.
-	after func(n int, a h2Act)
-
-	mu     sync.Mutex
-	heads  int        // requests whose HEADERS arrived
-	done   int        // requests received whole, and not reset before
-	bodies [][32]byte // the hash of each of those, in order
-	open   map[net.Conn]bool
-	wg     sync.WaitGroup
-}
-
+// newH2Srv starts a server that asks decide, for request n (1-based, in
+// the order their HEADERS arrive), what to do on its HEADERS and, if
+// nothing then, once it is complete. after, when given, is called once the
+// server acted on request n.
 func newH2Srv(t *testing.T, decide func(n int, ph h2Phase) h2Act, after ...func(n int, a h2Act)) *h2Srv {
 	t.Helper()
-	s := &h2Srv{decide: decide, open: map[net.Conn]bool{}}
+	s := &h2Srv{decide: decide, acted: map[int]h2Act{}}
+	var onActed []func(int)
 	if len(after) > 0 {
-		s.after = after[0]
-	}
-	cert := httptest.NewUnstartedServer(nil)
-	cert.EnableHTTP2 = true
-	cert.StartTLS()
-	client := cert.Client().Transport.(*http.Transport).Clone()
-	cert.Close()
-	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: cert.TLS.Certificates, NextProtos: []string{"h2"}})
-	require.NoError(t, err)
-	s.url, s.client = "https://"+ln.Addr().String(), client
-	t.Cleanup(func() {
-		ln.Close()
-		client.CloseIdleConnections()
-		s.mu.Lock()
-		for c := range s.open { // a stream left hanging keeps its connection
-			c.Close()
-		}
-		s.mu.Unlock()
-		s.wg.Wait()
-	})
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
+		onActed = append(onActed, func(n int) {
 			s.mu.Lock()
-			s.open[c] = true
+			a := s.acted[n]
 			s.mu.Unlock()
-			s.wg.Add(1)
-			go func() {
-				defer s.wg.Done()
-				s.serve(c)
-				s.mu.Lock()
-				delete(s.open, c)
-				s.mu.Unlock()
-			}()
-		}
-	}()
+			after[0](n, a)
+		})
+	}
+	s.H2Server = rawhttp.NewH2Server(t, s.action, onActed...)
+	s.url = s.URL
 	return s
 }
 
-func (s *h2Srv) stats() (heads, done int, bodies [][32]byte) {
+// action says, when request n's HEADERS arrive, what the server does and
+// when.
+func (s *h2Srv) action(n int) rawhttp.H2Action {
+	a, early := s.decide(n, phaseHeaders), true
+	if a == actNone {
+		a, early = s.decide(n, phaseEnd), false
+	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.heads, s.done, append([][32]byte(nil), s.bodies...)
+	s.acted[n] = a
+	s.mu.Unlock()
+	below := func(stream uint32) uint32 {
+		if stream > 2 {
+			return stream - 2
+		}
+		return 0
+	}
+	r := rawhttp.H2Action{Early: early}
+	switch a {
+	case actRefuse:
+		r.Kind, r.Code = rawhttp.H2Reset, rawhttp.CodeRefusedStream
+	case actProtocol:
+		r.Kind, r.Code = rawhttp.H2Reset, rawhttp.CodeProtocol
+	case actInternal:
+		r.Kind, r.Code = rawhttp.H2Reset, rawhttp.CodeInternal
+	case actGoAwayBelow:
+		r.Kind, r.LastStream = rawhttp.H2GoAway, below
+	case actGoAwayAt:
+		r.Kind, r.LastStream = rawhttp.H2GoAway, func(stream uint32) uint32 { return stream }
+	case actGoAwayBelowErr:
+		r.Kind, r.Code, r.LastStream = rawhttp.H2GoAway, rawhttp.CodeProtocol, below
+	case actHang:
+		r.Kind = rawhttp.H2Silent
+	default:
+		r.Kind, r.Status = rawhttp.H2Respond, 200
+	}
+	return r
 }
 
-func (s *h2Srv) serve(c net.Conn) {
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(30 * time.Second))
-	var wmu sync.Mutex
-	write := func(typ, flags byte, stream uint32, p []byte) error {
-		wmu.Lock()
-		defer wmu.Unlock()
-		return testkit.WriteFrame(c, typ, flags, stream, p)
-	}
-	r := bufio.NewReader(c)
-	if _, err := io.ReadFull(r, make([]byte, 24)); err != nil { // the preface
-		return
-	}
-	if write(testkit.FrameSettings, 0, 0, nil) != nil {
-		return
-	}
-	bodies := map[uint32]*bytes.Buffer{}
-	nums := map[uint32]int{}
-	dead := map[uint32]bool{}
-	u32 := func(v ...uint32) []byte {
-		var p []byte
-		for _, x := range v {
-			p = binary.BigEndian.AppendUint32(p, x)
-		}
-		return p
-	}
-	// act does a on stream; false closes the connection.
-	act := func(stream uint32, a h2Act) bool {
-		rst := func(code uint32) bool {
-			dead[stream] = true
-			return write(testkit.FrameRSTStream, 0, stream, u32(code)) == nil
-		}
-		goaway := func(last, code uint32) bool {
-			_ = write(testkit.FrameGoAway, 0, 0, u32(last, code))
-			time.Sleep(20 * time.Millisecond) // let the client read it before the close
-			return false
-		}
-		below := uint32(0)
-		if stream > 2 {
-			below = stream - 2
-		}
-		switch a {
-		case act200:
-			dead[stream] = true
-			return write(testkit.FrameHeaders, testkit.FlagEndHeaders|testkit.FlagEndStream, stream, testkit.H2Status(200)) == nil
-		case actRefuse:
-			return rst(0x7)
-		case actProtocol:
-			return rst(0x1)
-		case actInternal:
-			return rst(0x2)
-		case actGoAwayBelow:
-			return goaway(below, 0)
-		case actGoAwayBelowErr:
-			return goaway(below, 1)
-		case actGoAwayAt:
-			return goaway(stream, 0)
-		case actHang:
-			dead[stream] = true
-		}
-		return true
-	}
-	acted := func(stream uint32, a h2Act) bool {
-		ok := act(stream, a)
-		if s.after != nil {
-			s.after(nums[stream], a)
-		}
-		return ok
-	}
-	for {
-		var h [9]byte
-		if _, err := io.ReadFull(r, h[:]); err != nil {
-			return
-		}
-		length := int(h[0])<<16 | int(h[1])<<8 | int(h[2])
-		typ, flags := h[3], h[4]
-		stream := binary.BigEndian.Uint32(h[5:]) & 0x7fffffff
-		p := make([]byte, length)
-		if _, err := io.ReadFull(r, p); err != nil {
-			return
-		}
-		switch typ {
-		case testkit.FrameSettings:
-			if flags&testkit.FlagAck == 0 {
-				_ = write(testkit.FrameSettings, testkit.FlagAck, 0, nil)
-			}
-		case testkit.FramePing:
-			if flags&testkit.FlagAck == 0 {
-				_ = write(testkit.FramePing, testkit.FlagAck, 0, p)
-			}
-		case testkit.FrameHeaders:
-			s.mu.Lock()
-			s.heads++
-			n := s.heads
-			s.mu.Unlock()
-			nums[stream] = n
-			bodies[stream] = new(bytes.Buffer)
-			if flags&testkit.FlagEndStream == 0 {
-				if a := s.decide(n, phaseHeaders); a != actNone && !acted(stream, a) {
-					return
-				}
-			}
-		case testkit.FrameData:
-			if flags&testkit.FlagPadded != 0 && len(p) > 0 {
-				p = p[1 : len(p)-int(p[0])]
-			}
-			if b := bodies[stream]; b != nil {
-				b.Write(p)
-			}
-			if length > 0 { // give the window back at once
-				_ = write(testkit.FrameWindowUpdate, 0, 0, u32(uint32(length)))
-				if !dead[stream] {
-					_ = write(testkit.FrameWindowUpdate, 0, stream, u32(uint32(length)))
-				}
-			}
-		}
-		if (typ == testkit.FrameHeaders || typ == testkit.FrameData) && flags&testkit.FlagEndStream != 0 && !dead[stream] {
-			s.mu.Lock()
-			s.done++
-			s.bodies = append(s.bodies, sha256.Sum256(bodies[stream].Bytes()))
-			s.mu.Unlock()
-			a := s.decide(nums[stream], phaseEnd)
-			if a == actNone {
-				a = act200
-			}
-			if !acted(stream, a) {
-				return
-			}
-		}
-	}
+// stats returns the requests whose HEADERS arrived, those received whole,
+// and the hash of each of those, in order.
+func (s *h2Srv) stats() (heads, done int, bodies [][32]byte) {
+	heads, done, _ = s.Stats()
+	return heads, done, s.Bodies()
 }
 
 // firstN answers requests 1..n with a at phase ph, the rest normally.

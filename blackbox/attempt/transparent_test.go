@@ -74,7 +74,7 @@ func TestTransparentRetriesOfAHedgeHTTP2(t *testing.T) {
 		return actNone
 	})
 	var ev eventCounts
-	tr := retryhttp.New(srv.client, retryhttp.WithRecorder(ev.rec), retryhttp.WithBudget(nil),
+	tr := retryhttp.New(srv.Client, retryhttp.WithRecorder(ev.rec), retryhttp.WithBudget(nil),
 		retryhttp.WithHedging(retryhttp.Hedging{Delay: 30 * time.Millisecond}))
 	ctx, cancel := context.WithTimeout(context.Background(), guard)
 	defer cancel()

@@ -12,11 +12,12 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/retryhttp/retryhttp/internal/proctest"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -96,19 +97,10 @@ func waitClosed(t *testing.T, ch chan struct{}, what string) {
 // blocked there.
 func waitInSyscall(t *testing.T, pid int, nr uintptr, what string) {
 	t.Helper()
-	if _, err := os.ReadFile("/proc/self/syscall"); err != nil {
+	if err := proctest.Available(); err != nil {
 		t.Skipf("no /proc/PID/syscall to see where the command blocks: %v", err)
 	}
-	want := strconv.FormatUint(uint64(nr), 10) + " "
-	waitFor(t, 10*time.Second, func() bool {
-		files, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/syscall", pid))
-		for _, f := range files {
-			if b, err := os.ReadFile(f); err == nil && strings.HasPrefix(string(b), want) {
-				return true
-			}
-		}
-		return false
-	}, what)
+	waitFor(t, 10*time.Second, func() bool { return proctest.InSyscall(pid, nr, -1) }, what)
 }
 
 // dirHolds asserts that dir holds only the named files: no temporary file
