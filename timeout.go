@@ -62,7 +62,10 @@ const (
 	boundTimedOut
 )
 
-// monotonic is the origin of the attempt bounds' monotonic clock.
+// monotonic is the origin of the attempt bounds' monotonic clock. The
+// bound reads the runtime's clock, not the Transport's seam (t.now): its
+// timer is a runtime timer, which a fake clock cannot move, and a stall is
+// measured against that timer.
 var monotonic = time.Now()
 
 func sinceMonotonic() int64 { return int64(time.Since(monotonic)) }
