@@ -34,7 +34,11 @@ func (f *doFlags) body(stdin io.Reader) (*requestBody, error) {
 	case len(f.data) > 0:
 		var parts []string
 		for _, d := range f.data {
-			text, err := readData(d, stdin)
+			if d.raw {
+				parts = append(parts, d.text)
+				continue
+			}
+			text, err := readData(d.text, stdin)
 			if err != nil {
 				return nil, err
 			}

@@ -44,7 +44,9 @@ const (
 type doFlags struct {
 	method         string
 	headers        cli.Headers
-	data           cli.Strings
+	data           []dataArg // -d and --data-raw, in order
+	json           string    // --json
+	hasJSON        bool
 	dataBinary     string
 	hasDataBinary  bool // -data-binary was given, even empty: curl POSTs an empty body
 	output         string
@@ -62,6 +64,11 @@ type doFlags struct {
 	startJitter    time.Duration
 	hedge          time.Duration
 	caCert         string
+	insecure       bool
+	userAgent      string
+	hasUserAgent   bool // -A was given, even empty: curl then sends none
+	retryMaxTime   cli.Seconds
+	retryGiven     bool // --retry: messages name it rather than -attempts
 	policy         cli.PolicyFlags
 }
 
@@ -91,17 +98,19 @@ if they cannot be written; a second signal makes it exit at once.`
 func (f *doFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.method, "X", "", "request method (default GET, POST with -d, HEAD with -I)")
 	fs.Var(&f.headers, "H", "request header 'Name: value' (repeatable)")
-	fs.Var(&f.data, "d", "form data, as curl: text, @file or @- (standard input), read whole with CR and LF removed; repeated -d are joined with &; Content-Type application/x-www-form-urlencoded unless -H sets one")
+	fs.Var(dataFlag{list: &f.data}, "d", "form data, as curl: text, @file or @- (standard input), read whole with CR and LF removed; repeated -d are joined with &; Content-Type application/x-www-form-urlencoded unless -H sets one")
+	fs.Var(dataFlag{list: &f.data, raw: true}, "data-raw", "as -d, but the text is sent as given: a leading @ is not a file, and CR and LF are kept (curl's --data-raw)")
+	fs.StringVar(&f.json, "json", "", "JSON body, as curl's --json: as -data-binary (text, @file or @-), with Content-Type and Accept application/json unless -H sets them")
 	fs.StringVar(&f.dataBinary, "data-binary", "", "request body exactly as given: text, @file (streamed; each retry reads it again from the descriptor opened first, so a file replaced meanwhile is not what a retry sends, and one changed in place ends the command with 26 rather than send other bytes) or @- (streamed; retried only while it fits the 64 KiB replay buffer)")
 	fs.StringVar(&f.output, "o", "", "write the body to this file instead of standard output: to a temporary file beside it, renamed over it on success (a symlink is followed; /dev/null, a FIFO or a device is written in place); on a failure the file is left as it was")
 	fs.BoolVar(&f.include, "i", false, "print the status line and the headers before the body")
 	fs.BoolVar(&f.head, "I", false, "send HEAD and print the status line and the headers")
 	fs.StringVar(&f.user, "u", "", "basic authentication 'user:password'")
-	fs.StringVar(&f.writeOut, "w", "", "print this after the transfer, also on a failure: %{http_code}, %{num_attempts}, %{time_total} (seconds), %{url_effective}, %{num_redirects}, %{size_download}, %{exitcode}, %{reason} (why retrying stopped); \\n and \\t are escapes")
+	fs.StringVar(&f.writeOut, "w", "", "print this after the transfer, also on a failure: %{http_code}, %{num_attempts}, %{num_retries} (attempts after the first), %{time_total} (seconds), %{url_effective}, %{num_redirects}, %{size_download}, %{exitcode}, %{reason} (why retrying stopped); \\n and \\t are escapes")
 	fs.BoolVar(&f.verbose, "v", false, "print each attempt to standard error, with the wait after it and whether the server asked for it (Retry-After) or the backoff chose it")
 	fs.BoolVar(&f.errorBody, "error-body", false, "on a final failure, print the whole response body to standard error (without it: its first line, when it is text)")
 	f.timeout = 0
-	fs.Var(&f.timeout, "timeout", "limit for the whole request: attempts, waits and the body, in seconds (5, 0.5) or a duration (2m); 0: none; -start-jitter does not count")
+	fs.Var(&f.timeout, "timeout", "limit for the whole request: attempts, waits and the body, in seconds (5, 0.5) or a duration (2m); 0: none; -start-jitter does not count (curl's -m/--max-time)")
 	f.attemptTimeout = cli.Seconds(DefaultAttemptTimeout)
 	fs.Var(&f.attemptTimeout, "attempt-timeout", "limit for each attempt to get its response headers, then retried (seconds or a duration; 0: none); raise it for a server that takes longer to start answering")
 	f.connectTimeout = cli.Seconds(DefaultConnectTimeout)
@@ -109,17 +118,26 @@ func (f *doFlags) register(fs *flag.FlagSet) {
 	fs.IntVar(&f.maxRedirects, "max-redirects", DefaultMaxRedirects, "redirects to follow; 0 does not follow them (a 3xx is then the final response)")
 	fs.StringVar(&f.key, "idempotency-key", "", "send this Idempotency-Key on every attempt ('auto': a random one), so a POST may be retried")
 	fs.DurationVar(&f.startJitter, "start-jitter", 0, "sleep a random time in [0, D) before the first attempt, so hosts sharing a crontab do not all call at once; it counts toward nothing else (not -timeout)")
+	fs.BoolVar(&f.insecure, "k", false, "do not verify the server's certificate, its authority or its name (curl's -k/--insecure); the connection is still encrypted")
+	fs.StringVar(&f.userAgent, "A", "", "User-Agent header, unless -H sets one; '' sends none (curl's -A/--user-agent)")
 	fs.StringVar(&f.caCert, "cacert", "", "trust the certificate authorities in this PEM file instead of the system's (curl's --cacert)")
 	fs.DurationVar(&f.hedge, "hedge", 0, "send a second copy of an idempotent request that has no response headers after this delay, and take the first answer (0: no hedging)")
 	f.policy.Register(fs, cli.PolicyDefaults{Attempts: DefaultAttempts, BaseDelay: DefaultBaseDelay, MaxDelay: DefaultMaxDelay, Jitter: DefaultJitter})
+	fs.Var(retryFlag{&f.policy.Attempts, &f.retryGiven}, "retry", "curl's --retry N: N retries, so N+1 attempts (sets -attempts)")
+	fs.Var(retryDelayFlag{&f.policy.BaseDelay}, "retry-delay", "curl's --retry-delay: the first wait, in seconds or a duration, doubled (with jitter) for each retry after it, up to -max-delay, raised to it when not given (sets -base-delay; 0: the default)")
+	fs.Var(&f.retryMaxTime, "retry-max-time", "curl's --retry-max-time: no retry once this long has passed since the first attempt began (seconds or a duration; 0: none); it cuts neither an attempt nor a wait: -m bounds the whole request")
 }
 
 func Run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs := cli.NewFlagSet("do", doSynopsis, stderr)
 	usage := fs.Usage
-	fs.Usage = func() { usage(); fmt.Fprintln(fs.Output(), "\n"+exitCodeHelp) }
+	fs.Usage = func() { usage(); fmt.Fprintln(fs.Output(), "\n"+curlHelp()+"\n\n"+exitCodeHelp) }
 	var f doFlags
 	f.register(fs)
+	args, err := curlArgs(fs, args)
+	if err != nil {
+		return cli.UsageError(fs, "%v", err)
+	}
 	positional, code, done := cli.ParseArgs(fs, args, stdout)
 	if done {
 		return code
@@ -269,13 +287,39 @@ func Run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 // check validates the flags and the URL, and returns the request they
 // describe, without a body or a context yet.
 func (f *doFlags) check(fs *flag.FlagSet, positional []string) (*http.Request, error) {
-	fs.Visit(func(fl *flag.Flag) { f.hasDataBinary = f.hasDataBinary || fl.Name == "data-binary" })
+	maxDelayGiven, retryDelayGiven := false, false
+	fs.Visit(func(fl *flag.Flag) {
+		switch fl.Name {
+		case "data-binary":
+			f.hasDataBinary = true
+		case "json":
+			f.hasJSON = true
+		case "A":
+			f.hasUserAgent = true
+		case "max-delay":
+			maxDelayGiven = true
+		case "retry-delay":
+			retryDelayGiven = true
+		}
+	})
 	if len(positional) != 1 {
 		return nil, fmt.Errorf("want exactly one URL, got %d arguments", len(positional))
 	}
 	target := positional[0]
+	if !strings.Contains(target, "://") {
+		target = "http://" + target // as curl does
+	}
 	if !cli.IsHTTPURL(target) {
-		return nil, fmt.Errorf("%q is not an http or https URL", target)
+		return nil, fmt.Errorf("%q is not an http or https URL", positional[0])
+	}
+	if f.hasJSON {
+		if len(f.data) > 0 || f.hasDataBinary {
+			return nil, errors.New("give one of -d, -data-binary and --json, not two")
+		}
+		f.dataBinary, f.hasDataBinary = f.json, true
+	}
+	if retryDelayGiven && !maxDelayGiven && f.policy.MaxDelay < f.policy.BaseDelay {
+		f.policy.MaxDelay = f.policy.BaseDelay // curl's delay is fixed: one wait as long is allowed
 	}
 	if _, err := f.policy.Policy(); err != nil {
 		return nil, err
@@ -325,6 +369,19 @@ func (f *doFlags) check(fs *flag.FlagSet, positional []string) (*http.Request, e
 		}
 		req.Header.Add(name, value)
 	}
+	if f.hasJSON {
+		for _, h := range []string{"Content-Type", "Accept"} {
+			if req.Header.Get(h) == "" {
+				req.Header.Set(h, "application/json")
+			}
+		}
+	}
+	if f.hasUserAgent && req.Header.Get("User-Agent") == "" {
+		if !validHeaderValue(f.userAgent) {
+			return nil, errors.New("-A: the value has a control character (a line break?)")
+		}
+		req.Header["User-Agent"] = []string{f.userAgent} // empty: net/http sends none
+	}
 	if host := req.Header.Get("Host"); host != "" { // as curl does: -H 'Host: x' names the virtual host
 		if strings.ContainsAny(host, " /?#@\\") {
 			return nil, fmt.Errorf("-H 'Host: %s': not a host name with an optional port", host)
@@ -368,13 +425,26 @@ func (f *doFlags) client(story *transcript, stderr io.Writer) *http.Client {
 		base.DialContext = (&net.Dialer{Timeout: ct, KeepAlive: 30 * time.Second}).DialContext
 		base.TLSHandshakeTimeout = ct
 	}
-	if f.caCert != "" {
-		pool, _ := loadCertPool(f.caCert) // checked
-		base.TLSClientConfig = &tls.Config{RootCAs: pool}
+	if f.caCert != "" || f.insecure {
+		base.TLSClientConfig = &tls.Config{InsecureSkipVerify: f.insecure} // -k asks for it, as curl's does
+		if f.caCert != "" {
+			base.TLSClientConfig.RootCAs, _ = loadCertPool(f.caCert) // checked
+		}
 	}
 	policy, _ := f.policy.Policy() // checked
 	policy.AttemptTimeout = time.Duration(f.attemptTimeout)
 	opts := []retryhttp.Option{retryhttp.WithPolicy(policy), retryhttp.WithObserver(story.observe)}
+	if limit := time.Duration(f.retryMaxTime); limit > 0 {
+		// curl's --retry-max-time: once the limit has passed since the
+		// first attempt began, an attempt that ends is not retried.
+		start := time.Now()
+		opts = append(opts, retryhttp.WithClassifier(func(*http.Request, *http.Response, error) retryhttp.Decision {
+			if time.Since(start) >= limit {
+				return retryhttp.DoNotRetry
+			}
+			return retryhttp.UseDefault
+		}))
+	}
 	if f.verbose {
 		story.verbose = stderr
 	}

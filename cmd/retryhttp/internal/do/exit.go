@@ -138,8 +138,15 @@ func failureLine(req *http.Request, resp *http.Response, err error, story *trans
 func whyStopped(reason string, req *http.Request, resp *http.Response, err error, f *doFlags) string {
 	switch reason {
 	case retryhttp.ReasonExhausted:
+		flag := fmt.Sprintf("-attempts %d", f.policy.Attempts)
+		if f.retried() {
+			flag = fmt.Sprintf("--retry %d", f.policy.Attempts-1)
+		}
 		if f.policy.Attempts == 1 {
-			return "not retried: -attempts 1 allows no retry"
+			return "not retried: " + flag + " allows no retry"
+		}
+		if f.retried() {
+			return fmt.Sprintf("gave up: all %d attempts failed (%s)", f.policy.Attempts, flag)
 		}
 		return fmt.Sprintf("gave up: all %d attempts failed (-attempts)", f.policy.Attempts)
 	case retryhttp.ReasonMethod:
@@ -158,6 +165,8 @@ func whyStopped(reason string, req *http.Request, resp *http.Response, err error
 		return "not retried: the retry budget refused"
 	case retryhttp.ReasonPermanent:
 		return "not retried: no retry fixes this error"
+	case retryhttp.ReasonClassifier:
+		return fmt.Sprintf("not retried: --retry-max-time %v had passed", time.Duration(f.retryMaxTime))
 	case retryhttp.ReasonCanceled:
 		return "stopped: interrupted"
 	case retryhttp.ReasonThrottled:
@@ -214,6 +223,10 @@ var writeOutVars = map[string]func(r *outcome) string{
 		_, n, _ := r.story.counts()
 		return strconv.Itoa(n)
 	},
+	"num_retries": func(r *outcome) string { // the attempts after the first of each request, redirects not counted
+		n, redirects, _ := r.story.counts()
+		return strconv.Itoa(max(0, n-1-redirects))
+	},
 	"size_download": func(r *outcome) string { return strconv.FormatInt(r.size, 10) },
 	"exitcode":      func(r *outcome) string { return strconv.Itoa(r.code) },
 	"reason": func(r *outcome) string {
@@ -255,7 +268,7 @@ func expandWriteOut(format string, r *outcome) (string, error) {
 			name := format[i+2 : i+end]
 			v, ok := writeOutVars[name]
 			if !ok {
-				return "", fmt.Errorf("unknown variable %%{%s} (known: http_code, response_code, num_attempts, time_total, url_effective, num_redirects, size_download, exitcode, reason)", name)
+				return "", fmt.Errorf("unknown variable %%{%s} (known: http_code, response_code, num_attempts, num_retries, time_total, url_effective, num_redirects, size_download, exitcode, reason)", name)
 			}
 			if r != nil {
 				b.WriteString(v(r))
