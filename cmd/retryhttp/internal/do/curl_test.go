@@ -4,6 +4,9 @@ import (
 	"errors"
 	"flag"
 	"io"
+	"os"
+	"regexp"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -93,5 +96,31 @@ func TestCurlFlagsTable(t *testing.T) {
 			assert.NotNil(t, fs.Lookup(c.to), "%s stands for -%s, which do lacks", c.names(), c.to)
 		}
 		assert.True(t, c.unsupported || c.to != "" || c.note != "", "%s: an ignored flag says why", c.names())
+	}
+}
+
+// docs/do-curl-flags.md has a row for every flag of the table, and says
+// "not supported" for those the table refuses.
+func TestCurlFlagsDocumented(t *testing.T) {
+	doc, err := os.ReadFile("../../../../docs/do-curl-flags.md")
+	require.NoError(t, err)
+	rows := map[string]string{} // a flag's name, as the table writes it, to its row
+	for _, line := range strings.Split(string(doc), "\n") {
+		if !strings.HasPrefix(line, "| `") {
+			continue
+		}
+		first, _, _ := strings.Cut(line[2:], " |")
+		for _, name := range regexp.MustCompile("`(-[^` ]+)").FindAllStringSubmatch(first, -1) {
+			rows[name[1]] = line
+		}
+	}
+	for _, c := range curlFlags {
+		for _, name := range strings.Split(c.names(), "/") {
+			row, ok := rows[name]
+			if !assert.True(t, ok, "%s has no row in docs/do-curl-flags.md", name) {
+				continue
+			}
+			assert.Equal(t, c.unsupported, strings.Contains(row, "| not supported |"), "%s: %s", name, row)
+		}
 	}
 }
