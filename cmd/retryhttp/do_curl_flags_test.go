@@ -283,3 +283,20 @@ func TestCurlFlagsInHelp(t *testing.T) {
 		assert.Contains(t, r.stdout, want)
 	}
 }
+
+// --retry-delay is the first wait (-base-delay), -max-delay raised to it
+// when not given, so a delay above the default cap of 30 s is taken.
+func TestCurlRetryDelay(t *testing.T) {
+	t.Parallel()
+	s := newServer(t, failing(1, http.StatusServiceUnavailable))
+	r := runCmd(t, "", "do", "--retry", "1", "--retry-delay", "0.02", "-jitter", "none", "-v", s.URL)
+	require.Equal(t, 0, r.code, r.stderr)
+	assert.Contains(t, r.stderr, "; retrying in 20ms (backoff)")
+
+	r = runCmd(t, "", "do", "--retry-delay", "40", "-w", "%{num_retries}", s.URL)
+	require.Equal(t, 0, r.code, "a delay above the default -max-delay: %s", r.stderr)
+	assert.Equal(t, "hello0", r.stdout)
+
+	r = runCmd(t, "", "do", "--retry-delay", "40", "-max-delay", "1s", s.URL)
+	assert.Equal(t, 2, r.code, "-max-delay given below it is a usage error")
+}

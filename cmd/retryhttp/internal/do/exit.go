@@ -31,7 +31,7 @@ const exitCodeHelp = `Exit codes (curl's numbers where curl has one):
   22   the final status was 400 or more (the body is not printed; -w is)
   26   the -data-binary file changed (its size or modification time) while
        being sent: no retry is sent with other bytes than the first attempt's
-  28   -timeout, -attempt-timeout or -connect-timeout passed
+  28   -timeout (-m), -attempt-timeout or -connect-timeout passed
   47   more redirects than -max-redirects
   60   the server's certificate could not be verified (-cacert FILE trusts
        other authorities; so does the SSL_CERT_FILE environment variable)
