@@ -22,6 +22,20 @@ import (
 // UID is the dashboard's fixed uid, so that links to it survive re-imports.
 const UID = "retryhttp-overview"
 
+// MinGrafanaVersion is the oldest Grafana the dashboard is for: it is written
+// in dashboard schema version 42 (what the Foundation SDK writes), the schema
+// of Grafana 12.2 and later. It is the dashboard's __requires entry for
+// Grafana, which the import screen checks.
+const MinGrafanaVersion = "12.2.0"
+
+// DatasourceInput is the name of the data source input that Grafana's import
+// screen asks for. Grafana replaces ${DS_PROMETHEUS} in the dashboard with
+// the data source chosen there; the dashboard's "datasource" variable starts
+// on it, and every panel and variable reads that variable, so the data source
+// can still be changed afterwards, and a dashboard provisioned from a file
+// (where nothing is replaced) starts on the default Prometheus.
+const DatasourceInput = "DS_PROMETHEUS"
+
 // sel is the label selector every query applies: the job and instance
 // chosen in the dashboard's variables.
 const sel = `job=~"$job", instance=~"$instance"`
@@ -116,7 +130,11 @@ func Dashboard() (dashboard.Dashboard, error) {
 		Time("now-1h", "now").
 		Timezone(common.TimeZoneBrowser).
 		Tooltip(dashboard.DashboardCursorSyncCrosshair).
-		WithVariable(dashboard.NewDatasourceVariableBuilder("datasource").Label("Data source").Type("prometheus")).
+		WithVariable(dashboard.NewDatasourceVariableBuilder("datasource").Label("Data source").Type("prometheus").
+			Current(dashboard.VariableOption{
+				Text:  dashboard.StringOrArrayOfString{String: cog.ToPtr("${" + DatasourceInput + "}")},
+				Value: dashboard.StringOrArrayOfString{String: cog.ToPtr("${" + DatasourceInput + "}")},
+			})).
 		WithVariable(labelVariable("job", "job")).
 		WithVariable(labelVariable("instance", "instance")).
 		WithRow(dashboard.NewRowBuilder("Overview")).
@@ -180,9 +198,59 @@ func JSON() ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	b, err := json.MarshalIndent(d, "", "  ")
+	body, err := json.MarshalIndent(d, "", "  ")
 	if err != nil {
 		return nil, err
 	}
+	head, err := json.MarshalIndent(importHeader(), "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	// {"__inputs": ..., "__requires": ...} and then the dashboard's own
+	// fields, in one object: Grafana's import screen reads the first two.
+	b := append(head[:len(head)-2], ",\n"...)
+	b = append(b, body[2:]...)
 	return append(b, '\n'), nil
+}
+
+// importInput and importRequirement are the entries of __inputs and
+// __requires, the fields of an exported dashboard that Grafana's import
+// screen reads: what to ask the user for, and what the dashboard needs.
+type importInput struct {
+	Name        string `json:"name"`
+	Label       string `json:"label"`
+	Description string `json:"description"`
+	Type        string `json:"type"`
+	PluginID    string `json:"pluginId"`
+	PluginName  string `json:"pluginName"`
+}
+
+type importRequirement struct {
+	Type    string `json:"type"`
+	ID      string `json:"id"`
+	Name    string `json:"name"`
+	Version string `json:"version"`
+}
+
+func importHeader() any {
+	return struct {
+		Inputs   []importInput       `json:"__inputs"`
+		Requires []importRequirement `json:"__requires"`
+	}{
+		Inputs: []importInput{{
+			Name:        DatasourceInput,
+			Label:       "Prometheus",
+			Description: "The Prometheus that scrapes the retryhttp_* series",
+			Type:        "datasource",
+			PluginID:    "prometheus",
+			PluginName:  "Prometheus",
+		}},
+		Requires: []importRequirement{
+			{Type: "grafana", ID: "grafana", Name: "Grafana", Version: MinGrafanaVersion},
+			{Type: "datasource", ID: "prometheus", Name: "Prometheus", Version: "1.0.0"},
+			{Type: "panel", ID: "heatmap", Name: "Heatmap", Version: ""},
+			{Type: "panel", ID: "stat", Name: "Stat", Version: ""},
+			{Type: "panel", ID: "timeseries", Name: "Time series", Version: ""},
+		},
+	}
 }

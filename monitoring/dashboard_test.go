@@ -122,3 +122,51 @@ func hasPanel(panels []panel, title string) bool {
 	}
 	return false
 }
+
+// TestImportAsksForAPrometheus: Grafana's import screen finds the data source
+// input it asks for (__inputs), and the Grafana version the dashboard needs
+// (__requires); the input is what the datasource variable starts on.
+func TestImportAsksForAPrometheus(t *testing.T) {
+	b, err := os.ReadFile(dashboardFile)
+	require.NoError(t, err)
+	var d struct {
+		Inputs []struct {
+			Name, Type, PluginID string
+		} `json:"__inputs"`
+		Requires []struct {
+			Type, ID, Version string
+		} `json:"__requires"`
+		SchemaVersion int `json:"schemaVersion"`
+		Templating    struct {
+			List []struct {
+				Name    string `json:"name"`
+				Current struct {
+					Value string `json:"value"`
+				} `json:"current"`
+			} `json:"list"`
+		} `json:"templating"`
+	}
+	require.NoError(t, json.Unmarshal(b, &d))
+	require.Len(t, d.Inputs, 1)
+	assert.Equal(t, DatasourceInput, d.Inputs[0].Name)
+	assert.Equal(t, "datasource", d.Inputs[0].Type)
+	assert.Equal(t, "prometheus", d.Inputs[0].PluginID)
+	require.NotEmpty(t, d.Templating.List)
+	assert.Equal(t, "datasource", d.Templating.List[0].Name)
+	assert.Equal(t, "${"+DatasourceInput+"}", d.Templating.List[0].Current.Value,
+		"the datasource variable starts on the data source chosen at import")
+	var grafana string
+	for _, r := range d.Requires {
+		if r.Type == "grafana" {
+			grafana = r.Version
+		}
+	}
+	assert.Equal(t, MinGrafanaVersion, grafana)
+	// Schema 42 is Grafana 12.2's: a new schema needs MinGrafanaVersion
+	// checked again, and the docs (docs/metrics.md) with it.
+	assert.Equal(t, 42, d.SchemaVersion, "the schema changed: check MinGrafanaVersion")
+	docs, err := os.ReadFile("../docs/metrics.md")
+	require.NoError(t, err)
+	assert.Contains(t, string(docs), "Grafana "+strings.TrimSuffix(MinGrafanaVersion, ".0")+" or later",
+		"docs/metrics.md states the minimum Grafana version")
+}
