@@ -28,13 +28,6 @@ func docFiles(t *testing.T) []string {
 	return append([]string{"README.md", "CONTRIBUTING.md"}, guides...)
 }
 
-// pendingDocs are files that a document links to and another change of the
-// same issue writes; a link to one is accepted while it is missing, and
-// checked like any other once it exists.
-var pendingDocs = map[string]string{
-	"docs/do-curl-flags.md": "curl's flags in do, written with cmd/retryhttp's curl habits (issue 21)",
-}
-
 // A markdown document as the tests see it: its links outside code, its
 // headings' anchors, and its fenced Go blocks.
 type doc struct {
@@ -180,10 +173,6 @@ func TestDocsLinksResolve(t *testing.T) {
 			}
 			info, err := os.Stat(target)
 			if err != nil {
-				if why, ok := pendingDocs[target]; ok {
-					t.Logf("%s: %s does not exist yet (%s)", where, target, why)
-					continue
-				}
 				t.Errorf("%s: %s does not exist", where, target)
 				continue
 			}
