@@ -76,7 +76,7 @@ func (t *Transport) roundTrip(req *http.Request, p *Policy) (*http.Response, err
 			t.count(c.ctx, event{kind: EventAttempt, method: c.method, attempt: a.number, resp: a.resp})
 		}
 		if t.settled(&a) {
-			v.stop = stopFinal
+			v.stop = stopFinal // v's other fields are the last retry's: nothing reads them once stopped
 		} else {
 			v = t.decide(&c, &a, v.wait)
 		}
