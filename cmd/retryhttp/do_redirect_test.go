@@ -99,7 +99,7 @@ func TestAttemptCountAfterARedirect(t *testing.T) {
 	})
 	for _, tt := range []struct{ attempts, line, writeOut string }{
 		{"1", "503 Service Unavailable after 1 attempt (and 1 redirect before); not retried: -attempts 1 allows no retry", "2"},
-		{"3", "503 Service Unavailable after 3 attempts (and 1 redirect before); gave up: all 3 attempts failed (-attempts)", "4"},
+		{"3", "503 Service Unavailable after 3 attempts (and 1 redirect before); gave up: that is all -attempts allows", "4"},
 	} {
 		r := do(t, "", "-attempts", tt.attempts, "-w", "%{num_attempts}", s.URL)
 		assert.Equal(t, 22, r.code)

@@ -71,7 +71,7 @@ func TestDoExitCodesAndOutput(t *testing.T) {
 	}{
 		{"success", failing(0, 0), "", nil, 0, 1, "hello", nil},
 		{"final 503 after every attempt", failing(10, 503), "", nil, 22, 6, "",
-			[]string{"503 Service Unavailable after 6 attempts; gave up: all 6 attempts failed (-attempts)", "the body begins: busy"}},
+			[]string{"503 Service Unavailable after 6 attempts; gave up: that is all -attempts allows", "the body begins: busy"}},
 		{"404 is final", failing(10, 404), "", nil, 22, 1, "", []string{"404 Not Found after 1 attempt; not retried: 404 is final"}},
 		{"one attempt", failing(1, 502), "", []string{"-attempts", "1"}, 22, 1, "", []string{"502 Bad Gateway"}},
 		{"redirects followed", redirects, "/hop/3", nil, 0, 4, "arrived", nil},
@@ -131,8 +131,8 @@ func TestDoTransportErrorCodes(t *testing.T) {
 	}{
 		{"connection refused", []string{"-attempts", "2", closed}, 7, "connection refused after 2 attempts; gave up"},
 		{"unknown host", []string{"-attempts", "2", "http://nonexistent.invalid/"}, 6, "no such host"},
-		{"whole request timeout, in seconds", []string{"-timeout", "0.3", hang.URL}, 28, "deadline exceeded"},
-		{"attempt timeout", []string{"-attempt-timeout", "100ms", "-attempts", "2", hang.URL}, 28, "attempt timed out after 100ms"},
+		{"whole request timeout, in seconds", []string{"-timeout", "0.3", hang.URL}, 28, "-timeout 300ms passed during attempt 1, before its response headers"},
+		{"attempt timeout", []string{"-attempt-timeout", "100ms", "-attempts", "2", hang.URL}, 28, "no response headers within -attempt-timeout 100ms"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -139,7 +139,7 @@ func TestBadInputIsAUsageError(t *testing.T) {
 		{"unknown -w variable", []string{"do", "-w", "%{nope}", "http://a/"}, "unknown variable %{nope}"},
 		{"unclosed -w variable", []string{"do", "-w", "%{http_code", "http://a/"}, "unclosed"},
 		{"negative redirects", []string{"do", "-max-redirects", "-1", "http://a/"}, "-max-redirects: -1 is negative"},
-		{"max delay below base", []string{"do", "-base-delay", "1s", "-max-delay", "1ms", "http://a/"}, "Policy.MaxDelay"},
+		{"max delay below base", []string{"do", "-base-delay", "1s", "-max-delay", "1ms", "http://a/"}, "-max-delay: 1ms is below -base-delay 1s"},
 		{"bad header", []string{"do", "-H", "NoColon", "http://a/"}, `-H "NoColon" is not 'Name: value'`},
 		{"bad method", []string{"do", "-X", "GE T", "http://a/"}, "invalid method"},
 		{"demo error rate", []string{"demo", "-error-rate", "2"}, "-error-rate: 2 is not between 0 and 1"},

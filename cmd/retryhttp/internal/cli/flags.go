@@ -165,6 +165,9 @@ func (p *PolicyFlags) Policy() (retryhttp.Policy, error) {
 			return retryhttp.Policy{}, fmt.Errorf("%s: %v is not positive", d.name, d.v)
 		}
 	}
+	if p.MaxDelay < p.BaseDelay {
+		return retryhttp.Policy{}, fmt.Errorf("-max-delay: %v is below -base-delay %v", p.MaxDelay, p.BaseDelay)
+	}
 	pol := retryhttp.Policy{MaxAttempts: p.Attempts, BaseDelay: p.BaseDelay, MaxDelay: p.MaxDelay, Jitter: j, MaxRetryAfter: p.MaxRetryAfter}
 	if err := pol.Validate(); err != nil {
 		return retryhttp.Policy{}, err

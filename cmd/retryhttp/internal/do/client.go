@@ -228,6 +228,7 @@ func Run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		r.code = exitCodeOf(err)
 		if c := signaled.code(nil); c != 0 {
 			r.code = c
+			r.status = story.lastStatus() // -w's http_code: the last one received, as curl's
 		}
 		fmt.Fprintln(stderr, "retryhttp do:", failureLine(req, nil, err, &story, &f))
 		f.printWriteOut(stdout, &r)
@@ -275,7 +276,11 @@ func Run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		if c := signaled.code(nil); c != 0 {
 			r.code = c
 		}
-		fmt.Fprintln(stderr, printable(fmt.Sprintf("retryhttp do: %s %s: %s: %v", req.Method, cli.Redact(r.url), resp.Status, trimPrefix(err))))
+		what := f.words(err)
+		if what == "interrupted" || timeoutPassed(err) && strings.HasPrefix(what, "-timeout ") {
+			what += " while the body was read"
+		}
+		fmt.Fprintln(stderr, printable(fmt.Sprintf("retryhttp do: %s %s: %s: %s", req.Method, cli.Redact(r.url), resp.Status, what)))
 		f.printWriteOut(stdout, &r)
 		return r.code
 	}
@@ -445,6 +450,7 @@ func (f *doFlags) client(story *transcript, stderr io.Writer) *http.Client {
 			return retryhttp.UseDefault
 		}))
 	}
+	story.words = f.words
 	if f.verbose {
 		story.verbose = stderr
 	}
@@ -483,7 +489,8 @@ func (f *doFlags) client(story *transcript, stderr io.Writer) *http.Client {
 // transcript is what the attempts of a request told their observer: how
 // many there were, the last one, and the redirects; with -v it prints each.
 type transcript struct {
-	verbose io.Writer // nil: quiet
+	verbose io.Writer          // nil: quiet
+	words   func(error) string // an attempt's error in the command's words
 
 	mu        sync.Mutex
 	attempts  int // sent, over every redirect
@@ -491,6 +498,7 @@ type transcript struct {
 	redirects int
 	lastHop   *http.Request // the request of the last redirect
 	last      retryhttp.Attempt
+	status    int // the last status code received, 0 before one
 }
 
 func (s *transcript) observe(a retryhttp.Attempt) {
@@ -499,6 +507,9 @@ func (s *transcript) observe(a retryhttp.Attempt) {
 	if a.Err == nil || !errors.Is(a.Err, retryhttp.ErrThrottled) {
 		s.attempts++
 		s.hop++
+	}
+	if a.Response != nil {
+		s.status = a.Response.StatusCode
 	}
 	last := a
 	last.Response = nil // not kept past the call
@@ -515,7 +526,7 @@ func (s *transcript) observe(a retryhttp.Attempt) {
 	if a.Response != nil {
 		line += a.Response.Status
 	} else {
-		line += fmt.Sprint(trimPrefix(unwrapURLError(a.Err)))
+		line += s.words(a.Err)
 	}
 	line += " in " + a.Duration.Round(100*time.Microsecond).String()
 	if a.Held > 0 {
@@ -540,6 +551,13 @@ func (s *transcript) redirected(req *http.Request) {
 	if s.verbose != nil {
 		fmt.Fprintf(s.verbose, "retryhttp: redirected to %s\n", cli.Redact(req.URL.String()))
 	}
+}
+
+// lastStatus returns the last status code received, or 0.
+func (s *transcript) lastStatus() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.status
 }
 
 // lastRequest returns the request of the last redirect followed, or nil.

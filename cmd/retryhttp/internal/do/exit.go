@@ -40,13 +40,14 @@ const exitCodeHelp = `Exit codes (curl's numbers where curl has one):
 
 // outcome is how retryhttp do's request went, for -w.
 type outcome struct {
-	start time.Time
-	story *transcript
-	url   string
-	resp  *http.Response
-	err   error
-	size  int64
-	code  int
+	start  time.Time
+	story  *transcript
+	url    string
+	resp   *http.Response
+	err    error
+	size   int64
+	code   int
+	status int // with no response: the last status code received, after a signal
 }
 
 // exitCodeOf returns curl's exit code for a failed request: 6 (the host
@@ -111,22 +112,40 @@ func failureLine(req *http.Request, resp *http.Response, err error, story *trans
 	if hop := story.lastRequest(); hop != nil { // redirected: the request that failed is the last one
 		req = hop
 	}
+	cause := err
+	if rerr != nil && rerr.Err != nil {
+		cause = rerr.Err
+	}
 	what := ""
-	switch {
-	case resp != nil:
+	if resp != nil {
 		what = resp.Status
 		req = resp.Request
-	case rerr != nil && rerr.Err != nil:
-		what = fmt.Sprint(trimPrefix(unwrapURLError(rerr.Err)))
-	default:
-		what = fmt.Sprint(trimPrefix(unwrapURLError(err)))
+	} else {
+		what = f.words(cause)
 	}
-	line := fmt.Sprintf("%s %s: %s", req.Method, cli.Redact(req.URL.String()), what)
-	if attempts > 0 {
-		line += fmt.Sprintf(" after %d %s", attempts, plural(attempts, "attempt", "attempts"))
-		if redirects > 0 {
-			line += fmt.Sprintf(" (and %d %s before)", redirects, plural(redirects, "redirect", "redirects"))
+	before := ""
+	if redirects > 0 {
+		before = fmt.Sprintf(" (and %d %s before)", redirects, plural(redirects, "redirect", "redirects"))
+	}
+	head := fmt.Sprintf("%s %s: ", req.Method, cli.Redact(req.URL.String()))
+	switch {
+	case resp == nil && errors.Is(cause, context.Canceled) && attempts > 0:
+		// Interrupted: during an attempt, or while waiting after one
+		// whose answer, when it had one, is the last code received.
+		if last.Retry {
+			answer := "the last attempt failed"
+			if code := story.lastStatus(); code != 0 {
+				answer = fmt.Sprintf("%d %s", code, http.StatusText(code))
+			}
+			return printable(fmt.Sprintf("%s%s after %d %s%s; interrupted while waiting to retry", head, answer, attempts, plural(attempts, "attempt", "attempts"), before))
 		}
+		return printable(fmt.Sprintf("%sinterrupted during attempt %d%s", head, attempts, before))
+	case resp == nil && timeoutPassed(cause) && attempts > 0:
+		return printable(fmt.Sprintf("%s-timeout %v passed during attempt %d%s, before its response headers", head, time.Duration(f.timeout), attempts, before))
+	}
+	line := head + what
+	if attempts > 0 {
+		line += fmt.Sprintf(" after %d %s%s", attempts, plural(attempts, "attempt", "attempts"), before)
 	}
 	if why := whyStopped(reason, req, resp, err, f); why != "" {
 		line += "; " + why
@@ -134,21 +153,54 @@ func failureLine(req *http.Request, resp *http.Response, err error, story *trans
 	return printable(line)
 }
 
+// timeoutPassed reports whether err is -timeout's (the whole request's
+// context), not -attempt-timeout's.
+func timeoutPassed(err error) bool {
+	return errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, retryhttp.ErrAttemptTimeout)
+}
+
+// words says what err is in the command's words: its flags rather than
+// the library's fields, and no context errors.
+func (f *doFlags) words(err error) string {
+	switch {
+	case err == nil:
+		return ""
+	case errors.Is(err, retryhttp.ErrAttemptTimeout):
+		if strings.Contains(err.Error(), "made no progress") {
+			return fmt.Sprintf("the request body made no progress for -attempt-timeout %v", time.Duration(f.attemptTimeout))
+		}
+		return fmt.Sprintf("no response headers within -attempt-timeout %v", time.Duration(f.attemptTimeout))
+	}
+	msg := trimPrefix(unwrapURLError(err))
+	for _, c := range []struct {
+		err error
+		say string
+	}{{context.DeadlineExceeded, fmt.Sprintf("-timeout %v passed", time.Duration(f.timeout))}, {context.Canceled, "interrupted"}} {
+		if errors.Is(err, c.err) && strings.HasSuffix(msg, c.err.Error()) {
+			if head := strings.TrimSuffix(msg, c.err.Error()); head != "" { // what it stopped (-o's FIFO), then why
+				return head + c.say
+			}
+			return c.say
+		}
+	}
+	return msg
+}
+
 // whyStopped says in words why retrying stopped.
 func whyStopped(reason string, req *http.Request, resp *http.Response, err error, f *doFlags) string {
 	switch reason {
 	case retryhttp.ReasonExhausted:
-		flag := fmt.Sprintf("-attempts %d", f.policy.Attempts)
+		flag := "-attempts"
 		if f.retried() {
 			flag = fmt.Sprintf("--retry %d", f.policy.Attempts-1)
 		}
 		if f.policy.Attempts == 1 {
+			if !f.retried() {
+				flag = "-attempts 1"
+			}
 			return "not retried: " + flag + " allows no retry"
 		}
-		if f.retried() {
-			return fmt.Sprintf("gave up: all %d attempts failed (%s)", f.policy.Attempts, flag)
-		}
-		return fmt.Sprintf("gave up: all %d attempts failed (-attempts)", f.policy.Attempts)
+		return "gave up: that is all " + flag + " allows"
 	case retryhttp.ReasonMethod:
 		return fmt.Sprintf("not retried: %s is not idempotent and the server may have seen it (add -idempotency-key auto to let it be retried)", req.Method)
 	case retryhttp.ReasonRetryAfter:
@@ -241,7 +293,7 @@ var writeOutVars = map[string]func(r *outcome) string{
 
 func statusOf(r *outcome) int {
 	if r.resp == nil {
-		return 0
+		return r.status
 	}
 	return r.resp.StatusCode
 }
