@@ -252,7 +252,7 @@ func TestDemoRunsServesMetricsAndSummarizes(t *testing.T) {
 	assert.Contains(t, scraped, `retryhttp_requests_total{method="GET",outcome="ok"}`)
 	assert.Contains(t, scraped, `retryhttp_retries_total{method="GET",reason="503"}`)
 	assert.Contains(t, out, "upstream: http://127.0.0.1:")
-	assert.Regexp(t, `(?m)^\s+\d+\.\ds  requests \d+  ok \d+  retries \d+  give-ups \d+  amplification \d\.\d\d(  held \d+)?(  net/http resends \d+)?$`, out, "plain progress lines when stdout is not a terminal")
+	assert.Regexp(t, `(?m)^\s+\d+\.\ds  (steady|outage|recovery) so far: \d+ requests in \S+( \(\d+ under way\))?, ok \S+, retries \S+ of requests, amplification \d\.\d\d×, budget refusals \d+(, held \d+)?$`, out, "plain progress lines when stdout is not a terminal")
 	assert.Contains(t, out, "summary after")
 	assert.Regexp(t, `amplification 1\.\d\d attempts per request; give-up ratio \d+\.\d%`, out)
 	assert.Empty(t, stderr.String())

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -141,6 +142,7 @@ func demo(ctx context.Context, c demoConfig, stdout io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "clients: %d for %v; policy: %d attempts, %s jitter, base %v, max %v; %s\n",
 		c.clients, c.duration, c.policy.MaxAttempts, c.policy.Jitter, c.policy.BaseDelay, c.policy.MaxDelay, budget)
+	fmt.Fprintln(stdout, amplificationMeaning(c.policy.MaxAttempts))
 
 	tr := retryhttp.New(nil, c.options(metrics)...)
 	defer tr.CloseIdleConnections()
@@ -153,6 +155,7 @@ func demo(ctx context.Context, c demoConfig, stdout io.Writer) error {
 	run.con.println("")
 	report{total: collect(reg), phases: results, elapsed: time.Since(run.start),
 		maxAttempts: c.policy.MaxAttempts, budget: c.budget}.printSummary(stdout)
+	c.printEnd(stdout)
 	return nil
 }
 
@@ -236,7 +239,8 @@ type demoRun struct {
 	// gate is held (read) by every request under way, and taken (write)
 	// between two phases, so that each request falls wholly in one phase
 	// and the phases' numbers are the requests' own.
-	gate sync.RWMutex
+	gate     sync.RWMutex
+	underWay atomic.Int64 // requests sent and not yet answered
 }
 
 // startClients starts -clients clients that send requests to target until
@@ -296,6 +300,8 @@ func (r *demoRun) send(run, req context.Context, client *http.Client, target str
 	if err != nil {
 		return false
 	}
+	r.underWay.Add(1)
+	defer r.underWay.Add(-1)
 	if resp, err := client.Do(rq); err == nil {
 		_, _ = io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
@@ -312,9 +318,18 @@ func (r *demoRun) send(run, req context.Context, client *http.Client, target str
 func (r *demoRun) runPhases(ctx context.Context, phases []phase, done <-chan struct{}) []phaseResult {
 	tick := time.NewTicker(progressEvery(r.c.progress, r.con.tty))
 	defer tick.Stop()
-	progress := func() { r.con.progress(collect(r.reg).progressLine(time.Since(r.start))) }
 	results := make([]phaseResult, 0, len(phases))
 	before, from := collect(r.reg), r.start
+	name := "" // of the phase under way
+	progress := func() {
+		// The requests under way have made attempts the metrics counted:
+		// they count as requests too, so that the amplification is of
+		// the attempts sent for the requests sent.
+		now, underWay := time.Now(), r.underWay.Load()
+		s := collect(r.reg).minus(before)
+		s.total += float64(underWay)
+		r.con.progress(s.progressLine(name, now.Sub(r.start), now.Sub(from), int(underWay)))
+	}
 	measure := func(name string) {
 		now, after := time.Now(), collect(r.reg)
 		res := phaseResult{name: name, took: now.Sub(from), stats: after.minus(before)}
@@ -334,6 +349,7 @@ func (r *demoRun) runPhases(ctx context.Context, phases []phase, done <-chan str
 				return results
 			}
 		}
+		name = p.name
 		if p.name != "" {
 			r.con.println(fmt.Sprintf("phase %d of %d, %s (%v): %s", i+1, len(phases), p.name, p.length.Round(100*time.Millisecond), p.about))
 		}

@@ -2,6 +2,7 @@ package demo
 
 import (
 	"bytes"
+	"go/parser"
 	"io"
 	"math"
 	"net/http"
@@ -14,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/retryhttp/retryhttp"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -85,10 +87,11 @@ func assertOutcomesExplained(t *testing.T, out string) {
 
 func TestDemoTellsItsStoryInPhases(t *testing.T) {
 	t.Parallel()
-	r := runCmd(t, "", "demo", "-duration", "6s", "-metrics-addr", "")
+	r := runCmd(t, "", "demo", "-duration", "6s", "-metrics-addr", "", "-progress", "500ms")
 	require.Equal(t, 0, r.code, r.stderr)
 	out := r.stdout
 	assert.Empty(t, r.stderr)
+	assertFirstScreen(t, out)
 
 	// The story reads top to bottom: each phase is announced, then its
 	// result follows, before the next is announced.
@@ -129,6 +132,106 @@ func TestDemoTellsItsStoryInPhases(t *testing.T) {
 	assertOutcomesExplained(t, out)
 }
 
+var progressLineRE = regexp.MustCompile(`(?m)^ +[\d.]+s  (\w+) so far: (\d+ requests in \S+)(?: \(\d+ under way\))?(, ok .*)$`)
+
+// assertFirstScreen checks what the demo's first screen says besides the
+// phases' numbers: the live line of each phase in the words of its result
+// line, amplification and give-up explained where they first appear, and
+// the summary ending with the code behind the demo and what to try next.
+func assertFirstScreen(t *testing.T, out string) {
+	t.Helper()
+	live := progressLineRE.FindAllStringSubmatch(out, -1)
+	require.NotEmpty(t, live, "live lines:\n%s", out)
+	for _, m := range live {
+		assert.Contains(t, []string{"steady", "outage", "recovery"}, m[1], "the live line names its phase")
+		assert.Regexp(t, `^, ok (under 0\.1%|-|[\d.]+%), retries (under 0\.1%|-|[\d.]+%) of requests, amplification [\d.]+×, budget refusals \d+$`,
+			m[3], "the live line says what the result line says")
+	}
+	before, _, _ := strings.Cut(out, "\nsummary after")
+	assert.NotContains(t, before, "give-ups", "the live line counts no give-ups, which the result line does not")
+
+	amplification := strings.Index(out, "amplification")
+	assert.Equal(t, strings.Index(out, "\namplification: the attempts sent per request, the load on the upstream; "+
+		"1.00× when nothing is retried, 3× when every request makes all 3 attempts\n")+1, amplification, "explained where it first appears:\n%s", out)
+	assert.Less(t, amplification, strings.Index(out, "phase 1 of 3"))
+	giveUp := strings.Index(out, "give-up")
+	assert.Equal(t, strings.Index(out, "give-up ratio "), giveUp, "first in the summary's totals:\n%s", out)
+	assert.Regexp(t, `give-up ratio [\d.]+% \(a give-up is a request that still failed when retrying stopped: exhausted and budget above\)`, out)
+
+	_, end, ok := strings.Cut(out, "\nWhat happened:\n")
+	require.True(t, ok, out)
+	_, end, ok = strings.Cut(end, "\n\nThe code behind this demo")
+	require.True(t, ok, "the story, then the code:\n%s", out)
+	assert.Contains(t, end, "\n  client := &http.Client{Transport: retryhttp.New(nil, retryhttp.WithMetrics(metrics))}\n", "the defaults need no policy")
+	_, end, ok = strings.Cut(end, "\n\nTry next")
+	require.True(t, ok, out)
+	lines := strings.Split(strings.TrimSuffix(end, "\n"), "\n")[1:]
+	require.Len(t, lines, 3, "three commands end the output:\n%s", end)
+	assert.Regexp(t, `^  retryhttp demo -budget=false +without a retry budget: when the upstream fails, every request makes all its attempts \(a retry storm\)`, lines[0])
+	assert.Regexp(t, `^  retryhttp demo -tail +what hedging does`, lines[1])
+	assert.Regexp(t, `^  retryhttp do -v https://example.com/ +one request with retries`, lines[2])
+}
+
+func TestDemoLiveLineSaysWhatTheResultLineSays(t *testing.T) {
+	t.Parallel()
+	s := stats{requests: map[string]float64{"ok": 90, "budget": 10}, retries: map[string]float64{"503": 12},
+		total: 100, allAttempt: 125, refusals: 7, held: 2}
+	res := phaseResult{name: "outage", took: 1500 * time.Millisecond, stats: s}.resultLine()
+	assert.Equal(t, "outage result: 100 requests in 1.5s, ok 90.0%, retries 12.0% of requests, amplification 1.25×, budget refusals 7, held 2", res)
+	assert.Equal(t, "   3.0s  outage so far: 100 requests in 1.5s (4 under way), ok 90.0%, retries 12.0% of requests, amplification 1.25×, budget refusals 7, held 2",
+		s.progressLine("outage", 3*time.Second, 1500*time.Millisecond, 4))
+	assert.Equal(t, "   3.0s  so far: 100 requests in 1.5s, ok 90.0%, retries 12.0% of requests, amplification 1.25×, budget refusals 7, held 2",
+		s.progressLine("", 3*time.Second, 1500*time.Millisecond, 0), "a run without phases")
+}
+
+func TestDemoCodeLine(t *testing.T) {
+	t.Parallel()
+	policy := func(mod func(*retryhttp.Policy)) retryhttp.Policy {
+		p := retryhttp.Policy{MaxAttempts: retryhttp.DefaultMaxAttempts, BaseDelay: retryhttp.DefaultBaseDelay,
+			MaxDelay: retryhttp.DefaultMaxDelay, MaxRetryAfter: retryhttp.DefaultMaxRetryAfter}
+		if mod != nil {
+			mod(&p)
+		}
+		return p
+	}
+	tests := []struct {
+		name string
+		c    demoConfig
+		want string
+	}{
+		{"the defaults", demoConfig{policy: policy(nil), budget: true}, "retryhttp.New(nil, retryhttp.WithMetrics(metrics))"},
+		{"the policy flags", demoConfig{policy: policy(func(p *retryhttp.Policy) {
+			p.MaxAttempts, p.BaseDelay, p.MaxDelay, p.Jitter, p.MaxRetryAfter = 5, 50*time.Millisecond, 2*time.Second, retryhttp.EqualJitter, 90*time.Second
+		}), budget: true},
+			"retryhttp.New(nil, retryhttp.WithPolicy(retryhttp.Policy{MaxAttempts: 5, BaseDelay: 50 * time.Millisecond, MaxDelay: 2 * time.Second, " +
+				"MaxRetryAfter: 90 * time.Second, Jitter: retryhttp.EqualJitter}), retryhttp.WithMetrics(metrics))"},
+		{"no budget", demoConfig{policy: policy(nil)}, "retryhttp.New(nil, retryhttp.WithMetrics(metrics), retryhttp.WithBudget(nil))"},
+		{"hedging", demoConfig{policy: policy(nil), budget: true, hedge: "20ms"},
+			"retryhttp.New(nil, retryhttp.WithMetrics(metrics), retryhttp.WithHedging(retryhttp.Hedging{Delay: 20 * time.Millisecond}))"},
+		{"adaptive hedging", demoConfig{policy: policy(nil), budget: true, hedge: "adaptive"},
+			"retryhttp.New(nil, retryhttp.WithMetrics(metrics), retryhttp.WithHedging(retryhttp.Hedging{}))"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			line := tt.c.codeLine()
+			assert.Equal(t, "client := &http.Client{Transport: "+tt.want+"}", line)
+			_, err := parser.ParseExpr(strings.TrimPrefix(line, "client := "))
+			assert.NoError(t, err, "Go")
+		})
+	}
+}
+
+func TestGoDuration(t *testing.T) {
+	t.Parallel()
+	for d, want := range map[time.Duration]string{
+		time.Second: "time.Second", 100 * time.Millisecond: "100 * time.Millisecond", 90 * time.Second: "90 * time.Second",
+		2 * time.Minute: "2 * time.Minute", 1500 * time.Microsecond: "1500 * time.Microsecond", 7: "7",
+	} {
+		assert.Equal(t, want, goDuration(d))
+	}
+}
+
 func TestDemoWithoutABudgetShowsTheStorm(t *testing.T) {
 	t.Parallel()
 	r := runCmd(t, "", "demo", "-duration", "5s", "-metrics-addr", "", "-budget=false")
@@ -140,6 +243,8 @@ func TestDemoWithoutABudgetShowsTheStorm(t *testing.T) {
 	assert.Contains(t, r.stdout, "with no retry budget, every request makes all 3 attempts")
 	assert.Regexp(t, `with no retry budget \(-budget=false\), each request made 3\.00 attempts \(of at most 3\): \d+ attempts for \d+ requests\.`, r.stdout)
 	assertOutcomesExplained(t, r.stdout)
+	assert.Contains(t, r.stdout, "retryhttp.New(nil, retryhttp.WithMetrics(metrics), retryhttp.WithBudget(nil))")
+	assert.Regexp(t, `(?m)^  retryhttp demo +with the default retry budget, which holds a retry storm back`, r.stdout, "the other side of the budget next")
 }
 
 func TestDemoWithoutPhases(t *testing.T) {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/retryhttp/retryhttp"
 )
 
 // stats is what the demo reads back from the Transport's metrics.
@@ -99,7 +100,39 @@ func sum(m map[string]float64) float64 {
 
 // giveUps counts requests that still failed when retrying stopped.
 func (s stats) giveUps() float64 {
-	return s.requests["exhausted"] + s.requests["too_late"] + s.requests["budget"] + s.requests["throttled"]
+	n := 0.0
+	for _, o := range giveUpOutcomes {
+		n += s.requests[o]
+	}
+	return n
+}
+
+// giveUpOutcomes are the outcomes giveUps counts.
+var giveUpOutcomes = []string{"exhausted", "too_late", "budget", "throttled"}
+
+// giveUpsMeaning says in words, where the summary first names them, what
+// the give-ups are: the outcomes above that count as one.
+func (s stats) giveUpsMeaning() string {
+	var which []string
+	for _, o := range giveUpOutcomes {
+		if s.requests[o] > 0 {
+			which = append(which, o)
+		}
+	}
+	if len(which) == 0 {
+		return " (a give-up is a request that still failed when retrying stopped)"
+	}
+	return fmt.Sprintf(" (a give-up is a request that still failed when retrying stopped: %s above)", strings.Join(which, " and "))
+}
+
+// amplificationMeaning says in words what amplification is, before the
+// first line that shows it.
+func amplificationMeaning(maxAttempts int) string {
+	line := "amplification: the attempts sent per request, the load on the upstream; 1.00× when nothing is retried"
+	if maxAttempts > 1 {
+		line += fmt.Sprintf(", %d× when every request makes all %d attempts", maxAttempts, maxAttempts)
+	}
+	return line
 }
 
 // amplification is the attempts per request the Transport sent. (The
@@ -124,14 +157,29 @@ func (s stats) failedAttempts() float64 {
 	return n
 }
 
-func (s stats) progressLine(elapsed time.Duration) string {
-	line := fmt.Sprintf("%6.1fs  requests %d  ok %d  retries %d  give-ups %d  amplification %.2f",
-		elapsed.Seconds(), int(s.total), int(s.requests["ok"]), int(sum(s.retries)), int(s.giveUps()), s.amplification())
-	if s.held > 0 {
-		line += fmt.Sprintf("  held %d", int(s.held))
+// progressLine is the live line within a phase: since the phase began,
+// the same numbers in the same words as the line that ends it (a run
+// without phases has one phase, named "").
+func (s stats) progressLine(name string, elapsed, took time.Duration, underWay int) string {
+	label := "so far"
+	if name != "" {
+		label = name + " so far"
 	}
-	if s.resends > 0 {
-		line += fmt.Sprintf("  net/http resends %d", int(s.resends))
+	return fmt.Sprintf("%6.1fs  %s: %s", elapsed.Seconds(), label, s.numbers(took, underWay))
+}
+
+// numbers says what a phase counted in took, in the words of its result
+// line; underWay of the requests are still under way.
+func (s stats) numbers(took time.Duration, underWay int) string {
+	during := took.Round(100 * time.Millisecond).String()
+	if underWay > 0 {
+		during += fmt.Sprintf(" (%d under way)", underWay)
+	}
+	line := fmt.Sprintf("%d requests in %s, ok %s, retries %s of requests, amplification %.2f×, budget refusals %d",
+		int(s.total), during, share(s.requests["ok"], s.total),
+		share(sum(s.retries), s.total), s.amplification(), int(s.refusals))
+	if s.held > 0 {
+		line += fmt.Sprintf(", held %d", int(s.held))
 	}
 	return line
 }
@@ -146,13 +194,7 @@ type phaseResult struct {
 
 // resultLine is the line that ends a phase.
 func (p phaseResult) resultLine() string {
-	line := fmt.Sprintf("%s result: %d requests in %v, ok %s, retries %s of requests, amplification %.2f×, budget refusals %d",
-		p.name, int(p.total), p.took.Round(100*time.Millisecond), share(p.requests["ok"], p.total),
-		share(sum(p.retries), p.total), p.amplification(), int(p.refusals))
-	if p.held > 0 {
-		line += fmt.Sprintf(", held %d", int(p.held))
-	}
-	return line
+	return p.name + " result: " + p.numbers(p.took, 0)
 }
 
 // report is everything the summary at the end of a demo says.
@@ -208,8 +250,8 @@ func (r report) printSummary(w io.Writer) {
 		fmt.Fprintln(w)
 		row("resent by net/http", int(s.resends), "") // transparent retries: the upstream received these too
 	}
-	fmt.Fprintf(w, "\namplification %.2f attempts per request; give-up ratio %s; %.0f requests/s\n",
-		s.amplification(), pct(s.giveUps(), s.total), s.total/r.elapsed.Seconds())
+	fmt.Fprintf(w, "\namplification %.2f attempts per request; give-up ratio %s%s; %.0f requests/s\n",
+		s.amplification(), pct(s.giveUps(), s.total), s.giveUpsMeaning(), s.total/r.elapsed.Seconds())
 	if story := r.story(); len(story) > 0 {
 		fmt.Fprintln(w, "\nWhat happened:")
 		for _, line := range story {
@@ -445,4 +487,95 @@ func sortedKeys(m map[string]float64) []string {
 	}
 	sort.Strings(keys)
 	return keys
+}
+
+// codeLine is the one line of code behind the demo: the retryhttp.New
+// call with the options the demo used, as a user would write it (metrics
+// from retryhttp.NewMetrics, the policy's fields that differ from the
+// library's defaults).
+func (c demoConfig) codeLine() string {
+	opts := []string{"retryhttp.WithMetrics(metrics)"}
+	if p := policyLiteral(c.policy); p != "" {
+		opts = append([]string{"retryhttp.WithPolicy(" + p + ")"}, opts...)
+	}
+	if !c.budget {
+		opts = append(opts, "retryhttp.WithBudget(nil)")
+	}
+	if h, _ := parseHedge(c.hedge); h != nil {
+		hedging := "retryhttp.Hedging{}"
+		if h.Delay > 0 {
+			hedging = "retryhttp.Hedging{Delay: " + goDuration(h.Delay) + "}"
+		}
+		opts = append(opts, "retryhttp.WithHedging("+hedging+")")
+	}
+	return "client := &http.Client{Transport: retryhttp.New(nil, " + strings.Join(opts, ", ") + ")}"
+}
+
+// policyLiteral writes p as a Go composite literal of the fields that
+// differ from the library's defaults, or "" when none does.
+func policyLiteral(p retryhttp.Policy) string {
+	var fields []string
+	if p.MaxAttempts != retryhttp.DefaultMaxAttempts {
+		fields = append(fields, fmt.Sprintf("MaxAttempts: %d", p.MaxAttempts))
+	}
+	for _, d := range []struct {
+		name      string
+		v, ifNone time.Duration
+	}{{"BaseDelay", p.BaseDelay, retryhttp.DefaultBaseDelay}, {"MaxDelay", p.MaxDelay, retryhttp.DefaultMaxDelay},
+		{"MaxRetryAfter", p.MaxRetryAfter, retryhttp.DefaultMaxRetryAfter}} {
+		if d.v != d.ifNone {
+			fields = append(fields, d.name+": "+goDuration(d.v))
+		}
+	}
+	if name, ok := jitterConsts[p.Jitter]; ok && p.Jitter != retryhttp.FullJitter {
+		fields = append(fields, "Jitter: retryhttp."+name)
+	}
+	if len(fields) == 0 {
+		return ""
+	}
+	return "retryhttp.Policy{" + strings.Join(fields, ", ") + "}"
+}
+
+var jitterConsts = map[retryhttp.Jitter]string{retryhttp.FullJitter: "FullJitter", retryhttp.EqualJitter: "EqualJitter",
+	retryhttp.DecorrelatedJitter: "DecorrelatedJitter", retryhttp.NoJitter: "NoJitter"}
+
+// goDuration writes d as Go code: 100 * time.Millisecond, time.Second.
+func goDuration(d time.Duration) string {
+	for _, u := range []struct {
+		d    time.Duration
+		name string
+	}{{time.Hour, "time.Hour"}, {time.Minute, "time.Minute"}, {time.Second, "time.Second"},
+		{time.Millisecond, "time.Millisecond"}, {time.Microsecond, "time.Microsecond"}} {
+		if d%u.d == 0 {
+			if d == u.d {
+				return u.name
+			}
+			return fmt.Sprintf("%d * %s", d/u.d, u.name)
+		}
+	}
+	return fmt.Sprintf("%d", int64(d))
+}
+
+// tryNext returns the commands the summary suggests next, each with what
+// it shows: the other side of the budget, the tail and hedging, and do.
+func (c demoConfig) tryNext() [][2]string {
+	budget := [2]string{"retryhttp demo -budget=false", "without a retry budget: when the upstream fails, every request makes all its attempts (a retry storm)"}
+	if !c.budget {
+		budget = [2]string{"retryhttp demo", "with the default retry budget, which holds a retry storm back"}
+	}
+	return [][2]string{
+		budget,
+		{"retryhttp demo -tail", "what hedging does to the slowest requests (p99, p99.9)"},
+		{"retryhttp do -v https://example.com/", "one request with retries, each attempt and wait shown"},
+	}
+}
+
+// printEnd ends the summary: the line of code behind the demo, and what
+// to try next.
+func (c demoConfig) printEnd(w io.Writer) {
+	fmt.Fprintf(w, "\nThe code behind this demo (metrics from retryhttp.NewMetrics(prometheus.DefaultRegisterer)):\n  %s\n", c.codeLine())
+	fmt.Fprintln(w, "\nTry next (in a checkout, retryhttp is go run ./cmd/retryhttp):")
+	for _, try := range c.tryNext() {
+		fmt.Fprintf(w, "  %-38s %s\n", try[0], try[1])
+	}
 }
