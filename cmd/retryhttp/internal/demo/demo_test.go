@@ -7,6 +7,7 @@ import (
 	"math"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"regexp"
 	"slices"
 	"strconv"
@@ -482,4 +483,16 @@ func runCmd(t *testing.T, stdin string, args ...string) result {
 	var stdout, stderr bytes.Buffer
 	code := Run(args[1:], strings.NewReader(stdin), &stdout, &stderr)
 	return result{code: code, stdout: stdout.String(), stderr: stderr.String()}
+}
+
+// docs/command.md shows the end of the summary as the demo prints it with
+// its default flags.
+func TestDocsShowTheSummarysEnd(t *testing.T) {
+	t.Parallel()
+	doc, err := os.ReadFile("../../../../docs/command.md")
+	require.NoError(t, err)
+	var b strings.Builder
+	demoConfig{policy: retryhttp.Policy{MaxAttempts: retryhttp.DefaultMaxAttempts, BaseDelay: retryhttp.DefaultBaseDelay,
+		MaxDelay: retryhttp.DefaultMaxDelay, MaxRetryAfter: retryhttp.DefaultMaxRetryAfter}, budget: true}.printEnd(&b)
+	assert.Contains(t, string(doc), "```text\n"+strings.TrimPrefix(b.String(), "\n")+"```\n")
 }
