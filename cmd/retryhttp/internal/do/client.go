@@ -102,7 +102,7 @@ func (f *doFlags) register(fs *flag.FlagSet) {
 	fs.Var(dataFlag{list: &f.data, raw: true}, "data-raw", "as -d, but the text is sent as given: a leading @ is not a file, and CR and LF are kept (curl's --data-raw)")
 	fs.StringVar(&f.json, "json", "", "JSON body, as curl's --json: as -data-binary (text, @file or @-), with Content-Type and Accept application/json unless -H sets them")
 	fs.StringVar(&f.dataBinary, "data-binary", "", "request body exactly as given: text, @file (streamed; each retry reads it again from the descriptor opened first, so a file replaced meanwhile is not what a retry sends, and one changed in place ends the command with 26 rather than send other bytes) or @- (streamed; retried only while it fits the 64 KiB replay buffer)")
-	fs.StringVar(&f.output, "o", "", "write the body to this file instead of standard output: to a temporary file beside it, renamed over it on success (a symlink is followed; /dev/null, a FIFO or a device is written in place); on a failure the file is left as it was")
+	fs.StringVar(&f.output, "o", "", "write the body to this file instead of standard output: to a temporary file beside it, renamed over it on success (a symlink is followed; /dev/null, a FIFO or a device is written in place); on a failure the file is left as it was; a body cut short is asked for again from the start, into a fresh temporary file, while attempts are left, for a request do may send again")
 	fs.BoolVar(&f.include, "i", false, "print the status line and the headers before the body")
 	fs.BoolVar(&f.head, "I", false, "send HEAD and print the status line and the headers")
 	fs.StringVar(&f.user, "u", "", "basic authentication 'user:password'")
@@ -197,96 +197,193 @@ func Run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	body.attach(req)
 
 	client := f.client(&story, stderr)
-	resp, err := client.Do(req)
-	if changed := body.changed(); changed != nil && (err != nil || resp.StatusCode >= 400) {
-		// The attempt that failed may have been cut short by the change, and
-		// the retry was not sent: a retry would have sent other bytes.
-		if resp != nil {
-			resp.Body.Close()
-			r.resp, r.url = resp, resp.Request.URL.String()
-		} else if hop := story.lastRequest(); hop != nil {
-			r.url = hop.URL.String()
+	send := req
+	for { // more than once only for a body cut short into -o (resend)
+		resp, err := client.Do(send)
+		if changed := body.changed(); changed != nil && (err != nil || resp.StatusCode >= 400) {
+			// The attempt that failed may have been cut short by the change, and
+			// the retry was not sent: a retry would have sent other bytes.
+			if resp != nil {
+				resp.Body.Close()
+				r.resp, r.url = resp, resp.Request.URL.String()
+			} else if hop := story.lastRequest(); hop != nil {
+				r.url = hop.URL.String()
+			}
+			r.err, r.code = changed, cli.ExitRead
+			if c := signaled.code(nil); c != 0 {
+				r.code = c
+			}
+			attempts, _, _ := story.counts()
+			fmt.Fprintln(stderr, printable(fmt.Sprintf("retryhttp do: %s %s: %v; stopped after %d %s rather than send other bytes",
+				req.Method, cli.Redact(r.url), changed, attempts, plural(attempts, "attempt", "attempts"))))
+			f.printWriteOut(stdout, &r)
+			return r.code
 		}
-		r.err, r.code = changed, cli.ExitRead
+		if err != nil {
+			if hop := story.lastRequest(); hop != nil {
+				r.url = hop.URL.String() // the URL that failed, as curl's url_effective
+			}
+			if resp != nil { // too many redirects: the last one, closed, for -w as curl
+				r.resp, r.url = resp, resp.Request.URL.String()
+			}
+			r.err = err
+			r.code = exitCodeOf(err)
+			if c := signaled.code(nil); c != 0 {
+				r.code = c
+				r.status = story.lastStatus() // -w's http_code: the last one received, as curl's
+			}
+			fmt.Fprintln(stderr, "retryhttp do:", failureLine(req, nil, err, &story, &f))
+			f.printWriteOut(stdout, &r)
+			return r.code
+		}
+		defer resp.Body.Close()
+		r.resp = resp
+		r.url = resp.Request.URL.String()
+		if resp.StatusCode >= 400 {
+			r.code = cli.ExitHTTP
+			fmt.Fprintln(stderr, "retryhttp do:", failureLine(req, resp, nil, &story, &f))
+			showErrorBody(stderr, resp, f.errorBody)
+			f.printWriteOut(stdout, &r)
+			return r.code
+		}
+		if f.maxRedirects > 0 && req.GetBody == nil && req.Body != nil && req.Body != http.NoBody &&
+			(resp.StatusCode == http.StatusTemporaryRedirect || resp.StatusCode == http.StatusPermanentRedirect) &&
+			resp.Header.Get("Location") != "" {
+			// net/http does not follow a 307 or 308 whose body it cannot
+			// send again, and returns it: it is not the answer.
+			r.code = cli.ExitFailed
+			fmt.Fprintln(stderr, printable(fmt.Sprintf("retryhttp do: %s %s: %s: not followed: the redirect needs the body sent again, "+
+				"and it was streamed from standard input or a pipe (give a file with -data-binary @file, which is read again)", req.Method, cli.Redact(r.url), resp.Status)))
+			f.printWriteOut(stdout, &r)
+			return r.code
+		}
+		if f.include || f.head {
+			writeHead(out, resp)
+		}
+		n, err := io.Copy(out, resp.Body)
+		r.size = n
+		cut := false
+		if err != nil && f.mayResend(req, out, body, err) {
+			cut = true
+			if again, code := f.resend(ctx, req, resp, n, out, &story, signaled, stderr); again != nil {
+				send = again
+				continue
+			} else if code != 0 {
+				r.code, r.err = code, ctx.Err()
+				fmt.Fprintln(stderr, printable(fmt.Sprintf("retryhttp do: %s %s: %s: the body was cut short; %s while waiting to send it again",
+					req.Method, cli.Redact(r.url), resp.Status, f.words(ctx.Err()))))
+				f.printWriteOut(stdout, &r)
+				return r.code
+			}
+		}
+		if err == nil {
+			err = out.commit(signaled.came)
+		}
+		if err != nil {
+			r.err = err
+			r.code = exitCodeOf(err)
+			if r.code == cli.ExitFailed || r.code == cli.ExitConnect || r.code == cli.ExitResolve {
+				r.code = cli.ExitPartial
+			}
+			var we *writeError
+			if errors.As(err, &we) {
+				r.code = cli.ExitWrite
+			}
+			if c := signaled.code(nil); c != 0 {
+				r.code = c
+			}
+			what := f.words(err)
+			if what == "interrupted" || timeoutPassed(err) && strings.HasPrefix(what, "-timeout ") {
+				what += " while the body was read"
+			}
+			if cut {
+				attempts := story.hopAttempts()
+				what = fmt.Sprintf("the body was cut short (%s) after %d %s; gave up: that is all %s allows", what, attempts, plural(attempts, "attempt", "attempts"), f.attemptsFlag())
+			}
+			fmt.Fprintln(stderr, printable(fmt.Sprintf("retryhttp do: %s %s: %s: %s", req.Method, cli.Redact(r.url), resp.Status, what)))
+			f.printWriteOut(stdout, &r)
+			return r.code
+		}
+		r.code = signaled.code(nil) // 0, or the status of a signal that came once the body was whole
+		f.printWriteOut(stdout, &r)
+		return r.code
+	}
+}
+
+// mayResend reports whether a body that failed with err may be asked for
+// again: cut short (io.ErrUnexpectedEOF) while going to -o's temporary
+// file, which nobody has seen, for a request do may send again (an
+// idempotent method or an Idempotency-Key, as the Transport's rule) whose
+// body, if any, can be sent again unchanged. On standard output the bytes
+// are already out, and a resend would repeat them.
+func (f *doFlags) mayResend(req *http.Request, out *output, body *requestBody, err error) bool {
+	var we *writeError
+	if !errors.Is(err, io.ErrUnexpectedEOF) || errors.As(err, &we) || out.temporary() == "" || body.changed() != nil {
+		return false
+	}
+	if req.Body != nil && req.Body != http.NoBody && req.GetBody == nil {
+		return false
+	}
+	switch req.Method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace, http.MethodPut, http.MethodDelete:
+		return true
+	}
+	return req.Header.Get("Idempotency-Key") != "" || req.Header.Get("X-Idempotency-Key") != ""
+}
+
+// resend prepares to send req again from the start after its body was cut
+// short after n bytes: when attempts are left, it waits the backoff's next
+// wait, gives -o a fresh temporary file and returns the request to send,
+// with a Policy for the attempts left. It returns nil and 0 when none is
+// left, and nil with an exit code when the wait was cut short (-timeout,
+// a signal).
+func (f *doFlags) resend(ctx context.Context, req *http.Request, resp *http.Response, n int64, out *output, story *transcript, signaled *signals, stderr io.Writer) (*http.Request, int) {
+	used := story.hopAttempts()
+	left := f.policy.Attempts - used
+	if left <= 0 {
+		return nil, 0
+	}
+	resp.Body.Close()
+	policy, _ := f.policy.Policy() // checked
+	wait := policy.Delay(used-1, 0, nil)
+	if deadline, ok := ctx.Deadline(); ok && time.Until(deadline) < wait {
+		return nil, 0 // as the Transport: no wait that would pass -timeout
+	}
+	if story.verbose != nil {
+		fmt.Fprintf(story.verbose, "retryhttp: the body was cut short after %d bytes; sending again in %v (backoff)\n", n, wait.Round(time.Millisecond))
+	}
+	if err := cli.SleepCtx(ctx, wait); err != nil {
 		if c := signaled.code(nil); c != 0 {
-			r.code = c
+			return nil, c
 		}
-		attempts, _, _ := story.counts()
-		fmt.Fprintln(stderr, printable(fmt.Sprintf("retryhttp do: %s %s: %v; stopped after %d %s rather than send other bytes",
-			req.Method, cli.Redact(r.url), changed, attempts, plural(attempts, "attempt", "attempts"))))
-		f.printWriteOut(stdout, &r)
-		return r.code
+		return nil, cli.ExitTimeout
 	}
-	if err != nil {
-		if hop := story.lastRequest(); hop != nil {
-			r.url = hop.URL.String() // the URL that failed, as curl's url_effective
-		}
-		if resp != nil { // too many redirects: the last one, closed, for -w as curl
-			r.resp, r.url = resp, resp.Request.URL.String()
-		}
-		r.err = err
-		r.code = exitCodeOf(err)
-		if c := signaled.code(nil); c != 0 {
-			r.code = c
-			r.status = story.lastStatus() // -w's http_code: the last one received, as curl's
-		}
-		fmt.Fprintln(stderr, "retryhttp do:", failureLine(req, nil, err, &story, &f))
-		f.printWriteOut(stdout, &r)
-		return r.code
+	if err := out.fresh(); err != nil {
+		fmt.Fprintln(stderr, "retryhttp do:", err)
+		return nil, cli.ExitWrite
 	}
-	defer resp.Body.Close()
-	r.resp = resp
-	r.url = resp.Request.URL.String()
-	if resp.StatusCode >= 400 {
-		r.code = cli.ExitHTTP
-		fmt.Fprintln(stderr, "retryhttp do:", failureLine(req, resp, nil, &story, &f))
-		showErrorBody(stderr, resp, f.errorBody)
-		f.printWriteOut(stdout, &r)
-		return r.code
+	if tmp := out.temporary(); tmp != "" {
+		signaled.atExit(func() { os.Remove(tmp) })
 	}
-	if f.maxRedirects > 0 && req.GetBody == nil && req.Body != nil && req.Body != http.NoBody &&
-		(resp.StatusCode == http.StatusTemporaryRedirect || resp.StatusCode == http.StatusPermanentRedirect) &&
-		resp.Header.Get("Location") != "" {
-		// net/http does not follow a 307 or 308 whose body it cannot
-		// send again, and returns it: it is not the answer.
-		r.code = cli.ExitFailed
-		fmt.Fprintln(stderr, printable(fmt.Sprintf("retryhttp do: %s %s: %s: not followed: the redirect needs the body sent again, "+
-			"and it was streamed from standard input or a pipe (give a file with -data-binary @file, which is read again)", req.Method, cli.Redact(r.url), resp.Status)))
-		f.printWriteOut(stdout, &r)
-		return r.code
-	}
-	if f.include || f.head {
-		writeHead(out, resp)
-	}
-	n, err := io.Copy(out, resp.Body)
-	r.size = n
-	if err == nil {
-		err = out.commit(signaled.came)
-	}
-	if err != nil {
-		r.err = err
-		r.code = exitCodeOf(err)
-		if r.code == cli.ExitFailed || r.code == cli.ExitConnect || r.code == cli.ExitResolve {
-			r.code = cli.ExitPartial
+	policy.MaxAttempts = left
+	again := req.WithContext(retryhttp.ContextWithPolicy(ctx, policy))
+	if req.GetBody != nil {
+		b, err := req.GetBody()
+		if err != nil {
+			return nil, 0
 		}
-		var we *writeError
-		if errors.As(err, &we) {
-			r.code = cli.ExitWrite
-		}
-		if c := signaled.code(nil); c != 0 {
-			r.code = c
-		}
-		what := f.words(err)
-		if what == "interrupted" || timeoutPassed(err) && strings.HasPrefix(what, "-timeout ") {
-			what += " while the body was read"
-		}
-		fmt.Fprintln(stderr, printable(fmt.Sprintf("retryhttp do: %s %s: %s: %s", req.Method, cli.Redact(r.url), resp.Status, what)))
-		f.printWriteOut(stdout, &r)
-		return r.code
+		again.Body = b
 	}
-	r.code = signaled.code(nil) // 0, or the status of a signal that came once the body was whole
-	f.printWriteOut(stdout, &r)
-	return r.code
+	return again, 0
+}
+
+// attemptsFlag names the flag that set the attempts: -attempts, or
+// --retry N when it was given.
+func (f *doFlags) attemptsFlag() string {
+	if f.retried() {
+		return fmt.Sprintf("--retry %d", f.policy.Attempts-1)
+	}
+	return "-attempts"
 }
 
 // check validates the flags and the URL, and returns the request they

@@ -25,7 +25,8 @@ const exitCodeHelp = `Exit codes (curl's numbers where curl has one):
   2    usage error
   6    the host name could not be resolved
   7    no connection could be made (refused, unreachable)
-  18   the response body was cut short
+  18   the response body was cut short (with -o, a request do may send
+       again is first asked for again from the start, while attempts are left)
   23   the body could not be written (-o's disk full; a closed pipe on
        standard output ends the command with SIGPIPE instead, as it ends cat)
   22   the final status was 400 or more (the body is not printed; -w is)
@@ -190,10 +191,7 @@ func (f *doFlags) words(err error) string {
 func whyStopped(reason string, req *http.Request, resp *http.Response, err error, f *doFlags) string {
 	switch reason {
 	case retryhttp.ReasonExhausted:
-		flag := "-attempts"
-		if f.retried() {
-			flag = fmt.Sprintf("--retry %d", f.policy.Attempts-1)
-		}
+		flag := f.attemptsFlag()
 		if f.policy.Attempts == 1 {
 			if !f.retried() {
 				flag = "-attempts 1"

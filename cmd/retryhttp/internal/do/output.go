@@ -179,6 +179,20 @@ func (o *output) temporary() string {
 	return o.file.Name()
 }
 
+// fresh replaces the temporary file with a new, empty one, for a body
+// sent again from its start: the bytes of the one cut short are not kept.
+func (o *output) fresh() error {
+	old := o.file
+	file, err := createTemp(o.target)
+	if err != nil {
+		return &writeError{fmt.Errorf("-o %s: %w", o.name, err)}
+	}
+	old.Close()
+	os.Remove(old.Name())
+	o.file, o.w = file, file
+	return nil
+}
+
 // commit makes the output final: the temporary file, synced, takes the
 // target's name (and its mode, when it existed), unless stopped reports
 // true just before (a signal came: errStopped); a target written directly
