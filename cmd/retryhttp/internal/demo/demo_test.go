@@ -205,7 +205,7 @@ func TestDemoCodeLine(t *testing.T) {
 			p.MaxAttempts, p.BaseDelay, p.MaxDelay, p.Jitter, p.MaxRetryAfter = 5, 50*time.Millisecond, 2*time.Second, retryhttp.EqualJitter, 90*time.Second
 		}), budget: true},
 			"retryhttp.New(nil, retryhttp.WithPolicy(retryhttp.Policy{MaxAttempts: 5, BaseDelay: 50 * time.Millisecond, MaxDelay: 2 * time.Second, " +
-				"MaxRetryAfter: 90 * time.Second, Jitter: retryhttp.EqualJitter}), retryhttp.WithMetrics(metrics))"},
+				"Jitter: retryhttp.EqualJitter, MaxRetryAfter: 90 * time.Second}), retryhttp.WithMetrics(metrics))"},
 		{"no budget", demoConfig{policy: policy(nil)}, "retryhttp.New(nil, retryhttp.WithMetrics(metrics), retryhttp.WithBudget(nil))"},
 		{"hedging", demoConfig{policy: policy(nil), budget: true, hedge: "20ms"},
 			"retryhttp.New(nil, retryhttp.WithMetrics(metrics), retryhttp.WithHedging(retryhttp.Hedging{Delay: 20 * time.Millisecond}))"},

@@ -512,24 +512,24 @@ func (c demoConfig) codeLine() string {
 }
 
 // policyLiteral writes p as a Go composite literal of the fields that
-// differ from the library's defaults, or "" when none does.
+// differ from the library's defaults, in the struct's order, or "" when
+// none does.
 func policyLiteral(p retryhttp.Policy) string {
 	var fields []string
 	if p.MaxAttempts != retryhttp.DefaultMaxAttempts {
 		fields = append(fields, fmt.Sprintf("MaxAttempts: %d", p.MaxAttempts))
 	}
-	for _, d := range []struct {
-		name      string
-		v, ifNone time.Duration
-	}{{"BaseDelay", p.BaseDelay, retryhttp.DefaultBaseDelay}, {"MaxDelay", p.MaxDelay, retryhttp.DefaultMaxDelay},
-		{"MaxRetryAfter", p.MaxRetryAfter, retryhttp.DefaultMaxRetryAfter}} {
-		if d.v != d.ifNone {
-			fields = append(fields, d.name+": "+goDuration(d.v))
+	duration := func(name string, v, ifNone time.Duration) {
+		if v != ifNone {
+			fields = append(fields, name+": "+goDuration(v))
 		}
 	}
+	duration("BaseDelay", p.BaseDelay, retryhttp.DefaultBaseDelay)
+	duration("MaxDelay", p.MaxDelay, retryhttp.DefaultMaxDelay)
 	if name, ok := jitterConsts[p.Jitter]; ok && p.Jitter != retryhttp.FullJitter {
 		fields = append(fields, "Jitter: retryhttp."+name)
 	}
+	duration("MaxRetryAfter", p.MaxRetryAfter, retryhttp.DefaultMaxRetryAfter)
 	if len(fields) == 0 {
 		return ""
 	}
