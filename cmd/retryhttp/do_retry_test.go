@@ -117,7 +117,7 @@ func TestExitCodeTable(t *testing.T) {
 		{"7", []string{"-attempts", "2", refused}, 7,
 			`^retryhttp do: GET http://127\.0\.0\.1:1/x: dial tcp 127\.0\.0\.1:1: connect: connection refused after 2 attempts; gave up: that is all -attempts allows$`},
 		{"18", []string{"-attempts", "1", cut + "/"}, 18,
-			`^retryhttp do: GET http://127\.0\.0\.1:\d+/: 200 OK: unexpected EOF$`},
+			`^retryhttp do: GET http://127\.0\.0\.1:\d+/: 200 OK: the body was cut short \(unexpected EOF\) after 1 attempt; not sent again: its bytes were already written out \(only -o FILE is written aside and can start over\)$`},
 		{"22 retried", []string{"-attempts", "2", s.URL + "/503"}, 22,
 			`^retryhttp do: GET http://127\.0\.0\.1:` + port + `/503: 503 Service Unavailable after 2 attempts; gave up: that is all -attempts allows\nretryhttp do: the body begins: down for maintenance \(-error-body prints it whole\)$`},
 		{"22 final", []string{s.URL + "/404"}, 22,

@@ -296,9 +296,10 @@ func Run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			if what == "interrupted" || timeoutPassed(err) && strings.HasPrefix(what, "-timeout ") {
 				what += " while the body was read"
 			}
-			if cut {
-				attempts := story.hopAttempts()
+			if attempts := story.hopAttempts(); cut {
 				what = fmt.Sprintf("the body was cut short (%s) after %d %s; gave up: that is all %s allows", what, attempts, plural(attempts, "attempt", "attempts"), f.attemptsFlag())
+			} else if errors.Is(err, io.ErrUnexpectedEOF) && !errors.As(err, &we) {
+				what = fmt.Sprintf("the body was cut short (%s) after %d %s; not sent again: %s", what, attempts, plural(attempts, "attempt", "attempts"), whyNoResend(req, out, body))
 			}
 			fmt.Fprintln(stderr, printable(fmt.Sprintf("retryhttp do: %s %s: %s: %s", req.Method, cli.Redact(r.url), resp.Status, what)))
 			f.printWriteOut(stdout, &r)
@@ -329,6 +330,20 @@ func (f *doFlags) mayResend(req *http.Request, out *output, body *requestBody, e
 		return true
 	}
 	return req.Header.Get("Idempotency-Key") != "" || req.Header.Get("X-Idempotency-Key") != ""
+}
+
+// whyNoResend says why a body cut short is not asked for again (see
+// mayResend).
+func whyNoResend(req *http.Request, out *output, body *requestBody) string {
+	switch {
+	case out.temporary() == "":
+		return "its bytes were already written out (only -o FILE is written aside and can start over)"
+	case body.changed() != nil:
+		return "the -data-binary file changed"
+	case req.Body != nil && req.Body != http.NoBody && req.GetBody == nil:
+		return "the request body cannot be sent again"
+	}
+	return req.Method + " is not idempotent and the server may have processed it; -idempotency-key allows it"
 }
 
 // resend prepares to send req again from the start after its body was cut
