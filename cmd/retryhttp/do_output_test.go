@@ -451,6 +451,18 @@ func TestOutputOntoADirectoryFailsBeforeSending(t *testing.T) {
 	assert.Empty(t, entries)
 }
 
+// -o into a folder that does not exist fails before sending, naming the
+// path the user gave, not the temporary file beside it.
+func TestOutputIntoAMissingFolderNamesThePath(t *testing.T) {
+	t.Parallel()
+	s := newServer(t, failing(0, 0))
+	target := filepath.Join(t.TempDir(), "missing", "out")
+	r := do(t, "", "-o", target, s.URL)
+	assert.Equal(t, 1, r.code)
+	assert.Equal(t, "retryhttp do: -o "+target+": no such file or directory\n", r.stderr)
+	assert.Zero(t, s.attempts.Load(), "the request was sent though its answer could not be written")
+}
+
 // -o onto a full device: 23, with -w's line still on stdout.
 func TestFullDiskIs23WithWriteOut(t *testing.T) {
 	t.Parallel()

@@ -114,6 +114,11 @@ func createTemp(target string) (*os.File, error) {
 	for range 100 {
 		name := filepath.Join(dir, "."+base+".retryhttp-"+strconv.FormatUint(uint64(mrand.Uint32()), 10))
 		f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o666)
+		var pe *fs.PathError
+		if errors.As(err, &pe) && !errors.Is(err, fs.ErrExist) {
+			// Not the temporary file's name: the user named another.
+			return nil, pe.Err // the caller names -o's path
+		}
 		if !errors.Is(err, fs.ErrExist) {
 			return f, err
 		}
