@@ -215,7 +215,7 @@ func TestMetricsHappyPathAllocatesNothing(t *testing.T) {
 	resp := &http.Response{StatusCode: 200}
 	m.attempt(0, resp) // resolve the series once
 	m.request(0, outcomeOK)
-	allocs := allocsPerRun(200, func() {
+	allocs := allocsPerRun(t, 200, func() {
 		m.attempt(0, resp)
 		m.request(0, outcomeOK)
 	})
@@ -228,7 +228,7 @@ func TestMetricsHappyPathAllocatesNothing(t *testing.T) {
 	tr := New(base, WithMetrics(m))
 	req := mustRequest(t, http.MethodGet, "http://example.invalid/", nil)
 	_, _ = tr.RoundTrip(req)
-	assert.Equal(t, 2.0, allocsPerRun(200, func() { _, _ = tr.RoundTrip(req) }))
+	assert.Equal(t, 2.0, allocsPerRun(t, 200, func() { _, _ = tr.RoundTrip(req) }))
 }
 
 func TestMethodAndCodeLabels(t *testing.T) {

@@ -273,7 +273,7 @@ func TestContextWithIdempotentAllowsRetriesOfAPOST(t *testing.T) {
 	assert.Equal(t, [][32]byte{want, want}, up.bodyHashes())
 }
 
-func TestAttemptNumbersCostNothingOnTheFirstAttempt(t *testing.T) {
+func TestAttemptNumbersAllocateNothingOnTheFirstAttempt(t *testing.T) {
 	var numbers []int
 	base := roundTripFunc(func(req *http.Request) (*http.Response, error) {
 		numbers = append(numbers, AttemptFromContext(req.Context()))
@@ -293,8 +293,8 @@ func TestAttemptNumbersCostNothingOnTheFirstAttempt(t *testing.T) {
 	assert.Equal(t, 1, AttemptFromContext(context.Background()))
 
 	ok := New(staticRT{&http.Response{StatusCode: 200, Body: http.NoBody, Header: http.Header{}}})
-	assert.Zero(t, allocsPerRun(100, func() { _, _ = ok.RoundTrip(req) }), "the happy path allocates nothing")
+	assert.Zero(t, allocsPerRun(t, 100, func() { _, _ = ok.RoundTrip(req) }), "the happy path allocates nothing")
 	seam := New(staticRT{&http.Response{StatusCode: 200, Body: http.NoBody, Header: http.Header{}}},
 		WithObserver(func(Attempt) {}), WithClassifier(func(*http.Request, *http.Response, error) Decision { return UseDefault }))
-	assert.LessOrEqual(t, allocsPerRun(100, func() { _, _ = seam.RoundTrip(req) }), 1.0, "an observer and a classifier: at most one")
+	assert.LessOrEqual(t, allocsPerRun(t, 100, func() { _, _ = seam.RoundTrip(req) }), 1.0, "an observer and a classifier: at most one")
 }

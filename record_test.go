@@ -240,7 +240,7 @@ func TestRecorderAllocatesNothing(t *testing.T) {
 	base := staticRT{&http.Response{StatusCode: 200, Body: http.NoBody, Header: http.Header{}}}
 	tr := New(base, WithRecorder(func(Event) { n.Add(1) }))
 	req := mustRequest(t, http.MethodGet, "http://example.invalid/", nil)
-	allocs := allocsPerRun(100, func() {
+	allocs := allocsPerRun(t, 100, func() {
 		resp, err := tr.RoundTrip(req)
 		if err == nil {
 			resp.Body.Close()

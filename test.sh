@@ -76,7 +76,7 @@ done
 # what is put back), so the tests that count allocations skip under it:
 # they run here without it.
 echo "--- go test: allocation counts, without -race"
-go test -count=1 -run 'Alloc|TestNoHedgeWhenTheFirstCopyAnswersInTime' . ./blackbox/...
+go test -count=1 -run 'Alloc' . ./blackbox/...
 
 echo "--- promtool test rules"
 promtool check rules monitoring/prometheus/alerts.yml
