@@ -20,7 +20,9 @@ type attempt struct {
 
 	host     *hostState    // its host's quota, when the host has one
 	admitted bool          // it counts among its host's requests in flight
-	held     time.Duration // how long it waited for its host
+	held     time.Duration // how long it waited for its host (its hold, its adaptive rate)
+	rate     *rateState    // its host's adaptive rate, when it took a token of it
+	rateGen  uint32        // the rate's gen when it did
 
 	resp *http.Response
 	err  error
@@ -40,6 +42,15 @@ func (a *attempt) release() {
 	if a.admitted {
 		a.host.answered(true, nil, time.Time{}, time.Time{})
 		a.admitted = false
+	}
+}
+
+// giveBackToken gives back the token of its host's adaptive rate that the
+// attempt took: it was not sent after all.
+func (a *attempt) giveBackToken() {
+	if a.rate != nil {
+		a.rate.giveBack()
+		a.rate = nil
 	}
 }
 

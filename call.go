@@ -55,7 +55,7 @@ func (t *Transport) roundTrip(req *http.Request, p *Policy) (*http.Response, err
 	)
 	for {
 		a := attempt{number: c.attempts + 1, out: out}
-		if t.hosts.n.Load() != 0 || c.attempts > 0 { // a host is held or announced its quota, or a retry
+		if t.hosts.n.Load() != 0 || c.attempts > 0 || t.paced() { // a host is held, announced its quota or has a rate awake, or a retry
 			if s, err := t.gate(&c, &a, prev); s != stopNone {
 				return t.end(&c, &a, &v, s, err, false)
 			}
@@ -105,13 +105,19 @@ func (t *Transport) roundTrip(req *http.Request, p *Policy) (*http.Response, err
 }
 
 // gate readies attempt a to be sent: admitted to its host (see admit),
-// and, for a retry, seen by the WithBeforeRetry functions after every wait,
+// then given a token of the host's adaptive rate (see pace), and, for a retry, seen by the WithBeforeRetry functions after every wait,
 // its host's included. It returns why the attempt is not sent instead. An
 // attempt that is not sent gives its place among the host's requests in
 // flight back, and so does one whose hook panics.
 func (t *Transport) gate(c *call, a *attempt, prev *Attempt) (s stopReason, err error) {
 	if t.hosts.n.Load() != 0 {
 		if s, err = t.admit(c, a); s != stopNone {
+			return s, err
+		}
+	}
+	if t.paced() {
+		if s, err = t.pace(c, a); s != stopNone {
+			a.release() // its place at a held host: it is not sent
 			return s, err
 		}
 	}

@@ -12,11 +12,17 @@ const (
 	UseDefault Decision = iota // the Transport's own rules decide
 	Retry                      // retry this attempt's outcome, as far as the method, the body, the Policy and the budget allow
 	DoNotRetry                 // return this response (or error) now
+	// Throttled retries this attempt's outcome as Retry does, and takes it
+	// for the host throttling: with WithAdaptiveRate, the host's rate is
+	// cut, as for a 429. For an API that throttles with a status of its
+	// own (a 400 ThrottlingException, say). Without WithAdaptiveRate, it
+	// is Retry.
+	Throttled
 )
 
-var decisionNames = [...]string{UseDefault: "UseDefault", Retry: "Retry", DoNotRetry: "DoNotRetry"}
+var decisionNames = [...]string{UseDefault: "UseDefault", Retry: "Retry", DoNotRetry: "DoNotRetry", Throttled: "Throttled"}
 
-// String returns "UseDefault", "Retry" or "DoNotRetry".
+// String returns "UseDefault", "Retry", "DoNotRetry" or "Throttled".
 func (d Decision) String() string {
 	if d < 0 || int(d) >= len(decisionNames) {
 		return "Decision(" + strconv.Itoa(int(d)) + ")"
@@ -100,11 +106,11 @@ func Classifiers(cs ...Classifier) Classifier {
 }
 
 // decideWith folds a Classifier's Decision into f, the Transport's own
-// classification of the attempt: Retry makes any outcome retryable (with
+// classification of the attempt: Retry (and Throttled) makes any outcome retryable (with
 // the reason its status, or "error", names), DoNotRetry makes it final.
 func decideWith(d Decision, f failure, resp *http.Response) (failure, bool) {
 	switch d {
-	case Retry:
+	case Retry, Throttled:
 		if f.retryable() {
 			return f, false
 		}

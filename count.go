@@ -18,7 +18,7 @@ type event struct {
 	resp       *http.Response // EventAttempt: the response, or nil for an error
 	stop       stopReason     // EventRequest: why it ended
 	f          failure        // EventRetry: what the retry follows
-	wait       time.Duration  // EventRetry
+	wait       time.Duration  // EventRetry, EventPaced
 	serverWait bool           // EventRetry
 }
 
@@ -48,6 +48,8 @@ func (e *event) public(ctx context.Context) Event {
 	case EventRetry:
 		pub.Reason = reasonLabel(e.f.reasonIndex())
 		pub.Wait, pub.ServerWait = e.wait, e.serverWait
+	case EventPaced:
+		pub.Wait = e.wait
 	}
 	return pub
 }

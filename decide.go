@@ -60,6 +60,9 @@ func (t *Transport) decide(c *call, a *attempt, prevWait time.Duration) verdict 
 		d := a.decision
 		if !a.judged { // a hedged attempt's copies were judged as they answered
 			d = t.classifier(a.sent, a.resp, a.err)
+			if t.rate != nil {
+				t.paceFrom(a, d)
+			}
 		}
 		f, final = decideWith(d, f, a.resp)
 	}
@@ -163,6 +166,21 @@ func (t *Transport) decideHold(c *call, out *http.Request, until, now time.Time)
 	return jitteredBefore(asked, c.p.BaseDelay, t.rand, now, deadline, hasDeadline), stopNone, nil
 }
 
+// decidePace says whether an attempt that must wait for its host's
+// adaptive rate (see WithAdaptiveRate) waits, or is not sent (stopPaced,
+// with a *ThrottledError): when the wait would pass MaxRetryAfter or the
+// deadline. Unlike a hold, the wait is not jittered (the rate spaces the
+// requests out already), and a request without retries waits too: pacing
+// is how fast requests go, not a retry.
+func (t *Transport) decidePace(c *call, out *http.Request, wait time.Duration, now time.Time) (stopReason, error) {
+	until := now.Add(wait)
+	if deadline, ok := c.ctx.Deadline(); wait > c.p.MaxRetryAfter || (ok && !until.Before(deadline)) {
+		u := out.URL
+		return stopPaced, &ThrottledError{Host: u.Scheme + "://" + u.Host, Until: until, Adaptive: true}
+	}
+	return stopNone, nil
+}
+
 // explain says in words why the request stopped, for the log record and
 // the *Error: what happened, and what would have allowed a retry.
 func (t *Transport) explain(c *call, v *verdict, s stopReason) string {
@@ -193,6 +211,8 @@ func (t *Transport) explain(c *call, v *verdict, s stopReason) string {
 		return "the context was canceled"
 	case stopHook:
 		return "not retried: the WithBeforeRetry function failed"
+	case stopPaced:
+		return "the host's adaptive rate has no room for it before the context's deadline or MaxRetryAfter (" + c.p.MaxRetryAfter.String() + ")"
 	case stopThrottled:
 		if c.p.MaxAttempts == 1 {
 			return "the host's quota is spent, and a request without retries does not wait for it"

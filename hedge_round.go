@@ -151,6 +151,7 @@ func (h *hedgeRound) timeUp() {
 			// retryhttp_budget_refusals_total (which an alert watches)
 			// counts only the retries a failing dependency was refused.
 			host.release()
+			host.giveBackToken()
 			return
 		}
 	}
@@ -162,9 +163,10 @@ func (h *hedgeRound) timeUp() {
 	if err != nil {
 		t.budget.refund(paid) // GetBody failed: the hedge is not sent
 		host.release()
+		host.giveBackToken()
 		return
 	}
-	cp.a.host, cp.a.admitted = host.host, host.admitted
+	cp.a.host, cp.a.admitted, cp.a.rate, cp.a.rateGen = host.host, host.admitted, host.rate, host.rateGen
 	if h.race == nil {
 		h.race = &hedgeRace{wake: make(chan struct{}, 1)}
 	}
@@ -179,12 +181,14 @@ func (h *hedgeRound) timeUp() {
 }
 
 // admitLocked admits a hedge to its host, like any request: not while the
-// host is held, and counted against its quota. A hedge does not wait for
-// its host: when the host cannot take it now, no hedge is sent (ok false).
-// A panic of WithHoldKey's function is kept for RoundTrip to panic with.
+// host is held, counted against its quota, and with a token of its
+// adaptive rate. A hedge does not wait for its host: when the host cannot
+// take it now, no hedge is sent (ok false). A panic of WithHoldKey's
+// function is kept for RoundTrip to panic with.
 func (h *hedgeRound) admitLocked() (host attempt, ok bool) {
 	t := h.t
-	if t.noHold || t.hosts.n.Load() == 0 {
+	holds, paced := !t.noHold && t.hosts.n.Load() != 0, t.paced()
+	if !holds && !paced {
 		return host, true
 	}
 	key, p := h.hostKey()
@@ -196,11 +200,23 @@ func (h *hedgeRound) admitLocked() (host attempt, ok bool) {
 		}
 		return host, false
 	}
-	if host.host = t.hosts.get(key); host.host != nil {
-		if _, ok := host.host.admit(t.now()); !ok {
+	if holds {
+		if host.host = t.hosts.get(key); host.host != nil {
+			if _, ok := host.host.admit(t.now()); !ok {
+				return host, false
+			}
+			host.admitted = true
+		}
+	}
+	if !paced {
+		return host, true
+	}
+	if s := t.rate.hosts.get(key); s != nil {
+		if host.rateGen, ok = s.tryTake(t.now()); !ok {
+			host.release()
 			return host, false
 		}
-		host.admitted = true
+		host.rate = s
 	}
 	return host, true
 }
@@ -332,6 +348,9 @@ func (h *hedgeRound) judge(a *attempt) (final bool, panicked any) {
 			}
 		}()
 		a.decision, a.judged = cl(a.sent, a.resp, nil), true
+		if h.t.rate != nil {
+			h.t.paceFrom(a, a.decision)
+		}
 		var stop bool
 		if f, stop = decideWith(a.decision, f, a.resp); stop {
 			return true, nil

@@ -14,16 +14,25 @@ import (
 // send because the host's quota is spent: it would have had to wait for the
 // host past its context's deadline or its Policy's MaxRetryAfter, or it
 // was made with retries off (ContextWithoutRetries, MaxAttempts 1), which
-// never waits. errors.As finds a *ThrottledError that says until when.
+// never waits for a quota. With WithAdaptiveRate, it is also the target
+// for a request that would have waited for its host's adaptive rate past
+// the deadline or MaxRetryAfter. errors.As finds a *ThrottledError that
+// says until when, and which.
 var ErrThrottled = errors.New("retryhttp: the host's quota is spent")
 
 // ThrottledError says which host was held, and until when.
 type ThrottledError struct {
 	Host  string    // scheme://host[:port], as the request's URL names it
-	Until time.Time // when the host's quota refills, as the server said
+	Until time.Time // when the host's quota refills, as the server said; or, when Adaptive, when the request's turn would have come
+	// Adaptive says that the host's adaptive rate held the request (see
+	// WithAdaptiveRate), not a quota the server announced.
+	Adaptive bool
 }
 
 func (e *ThrottledError) Error() string {
+	if e.Adaptive {
+		return e.Host + "'s adaptive rate has no room for the request until " + e.Until.UTC().Format(time.RFC3339Nano)
+	}
 	return e.Host + "'s quota is spent until " + e.Until.UTC().Format(time.RFC3339Nano)
 }
 

@@ -54,3 +54,21 @@ func (hm *hostMap[V]) getOrAdd(k hostKey, limit int, newValue func() *V, evict f
 	hm.n.Store(int32(len(next)))
 	return v
 }
+
+// remove forgets the host k names, when its value is still v.
+func (hm *hostMap[V]) remove(k hostKey, v *V) {
+	hm.mu.Lock()
+	defer hm.mu.Unlock()
+	m := hm.m.Load()
+	if m == nil || (*m)[k] != v {
+		return
+	}
+	next := make(map[hostKey]*V, len(*m))
+	for key, w := range *m {
+		if key != k {
+			next[key] = w
+		}
+	}
+	hm.m.Store(&next)
+	hm.n.Store(int32(len(next)))
+}

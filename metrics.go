@@ -25,6 +25,9 @@ import (
 //	                                             is "backoff" or "retry_after"
 //	retryhttp_budget_refusals_total              each retry the budget refused
 //	retryhttp_held_requests_total{method}        each attempt held back until its host's quota refilled
+//	retryhttp_paced_requests_total{method}       each attempt that waited for its host's adaptive rate
+//	                                             (see WithAdaptiveRate)
+//	retryhttp_pace_delay_seconds                 each such wait
 //	retryhttp_hedges_total{method}               each hedge sent (see Hedging)
 //	retryhttp_hedge_wins_total{method}           each hedge that won: its response was final, and
 //	                                             came before any other copy's
@@ -61,6 +64,8 @@ type Metrics struct {
 	delay    *prometheus.HistogramVec
 	refusals prometheus.Counter
 	holds    *prometheus.CounterVec
+	paced    *prometheus.CounterVec
+	pace     prometheus.Histogram
 	hedges   *prometheus.CounterVec
 	wins     *prometheus.CounterVec
 	resends  *prometheus.CounterVec
@@ -74,6 +79,7 @@ type Metrics struct {
 	attemptsBy [numMethods][numCodes]atomic.Pointer[prometheus.Counter]
 	retriesBy  [numMethods][numReasons]atomic.Pointer[prometheus.Counter]
 	delayBy    [2]atomic.Pointer[prometheus.Observer]
+	pacedBy    [numMethods]atomic.Pointer[prometheus.Counter]
 }
 
 // delayBuckets are the buckets of retryhttp_retry_delay_seconds, from 1 ms
@@ -115,6 +121,15 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "retryhttp_held_requests_total",
 			Help: "Attempts held back because their host's quota was spent, until it refilled.",
 		}, []string{"method"}),
+		paced: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "retryhttp_paced_requests_total",
+			Help: "Attempts that waited for their host's adaptive rate, which slows down when the host throttles.",
+		}, []string{"method"}),
+		pace: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "retryhttp_pace_delay_seconds",
+			Help:    "Waits of the attempts that waited for their host's adaptive rate.",
+			Buckets: delayBuckets,
+		}),
 		hedges: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "retryhttp_hedges_total",
 			Help: "Hedges sent: extra copies of slow idempotent requests.",
@@ -153,6 +168,8 @@ func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
 	m.delay.Describe(ch)
 	m.refusals.Describe(ch)
 	m.holds.Describe(ch)
+	m.paced.Describe(ch)
+	m.pace.Describe(ch)
 	m.hedges.Describe(ch)
 	m.wins.Describe(ch)
 	m.resends.Describe(ch)
@@ -167,6 +184,8 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	m.delay.Collect(ch)
 	m.refusals.Collect(ch)
 	m.holds.Collect(ch)
+	m.paced.Collect(ch)
+	m.pace.Collect(ch)
 	m.hedges.Collect(ch)
 	m.wins.Collect(ch)
 	m.resends.Collect(ch)
@@ -222,6 +241,9 @@ func (m *Metrics) count(e *event) {
 		m.refusals.Inc()
 	case EventHeld:
 		m.holds.WithLabelValues(methodNames[e.method]).Inc() // only when a host is held: no cache needed
+	case EventPaced:
+		inc1(&m.pacedBy[e.method], m.paced, methodNames[e.method]) // every request to a slowed host: cached
+		m.pace.Observe(e.wait.Seconds())
 	case EventHedge:
 		m.hedges.WithLabelValues(methodNames[e.method]).Inc()
 	case EventHedgeWon:
@@ -253,6 +275,17 @@ func inc(slot *atomic.Pointer[prometheus.Counter], vec *prometheus.CounterVec, a
 		return
 	}
 	c := vec.WithLabelValues(a, b)
+	slot.Store(&c)
+	c.Inc()
+}
+
+// inc1 is inc for a vector of one label.
+func inc1(slot *atomic.Pointer[prometheus.Counter], vec *prometheus.CounterVec, a string) {
+	if c := slot.Load(); c != nil {
+		(*c).Inc()
+		return
+	}
+	c := vec.WithLabelValues(a)
 	slot.Store(&c)
 	c.Inc()
 }

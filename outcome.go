@@ -16,7 +16,7 @@ const (
 	ReasonClassifier = "classifier"  // the Classifier said DoNotRetry
 	ReasonCanceled   = "canceled"    // the context was canceled
 	ReasonHook       = "hook"        // the WithBeforeRetry function returned an error
-	ReasonThrottled  = "throttled"   // not sent: the host's quota is spent past the deadline or MaxRetryAfter (see ErrThrottled)
+	ReasonThrottled  = "throttled"   // not sent: the host's quota is spent, or its adaptive rate has no token, past the deadline or MaxRetryAfter (see ErrThrottled)
 )
 
 // stopReason says why a request ends after an attempt, or that it goes on.
@@ -37,6 +37,7 @@ const (
 	stopCanceled                         // the context was canceled
 	stopHook                             // the WithBeforeRetry function failed
 	stopThrottled                        // not sent: the host's quota is spent for too long
+	stopPaced                            // not sent: the host's adaptive rate has no token for too long
 )
 
 // stops maps each stopReason to its Reason and to the outcome label of
@@ -59,6 +60,7 @@ var stops = [...]struct {
 	stopCanceled:       {ReasonCanceled, outcomeCanceled},
 	stopHook:           {ReasonHook, outcomeNotRetryable},
 	stopThrottled:      {ReasonThrottled, outcomeThrottled},
+	stopPaced:          {ReasonThrottled, outcomeThrottled},
 }
 
 func (s stopReason) reason() string   { return stops[s].reason }

@@ -38,7 +38,8 @@ type Event struct {
 	Attempt int
 	// Wait is an EventRetry's wait before the retry, and ServerWait says
 	// that the server asked for it (the source label "retry_after") rather
-	// than the backoff ("backoff").
+	// than the backoff ("backoff"); and an EventPaced's wait for its
+	// host's adaptive rate.
 	Wait       time.Duration
 	ServerWait bool
 }
@@ -56,9 +57,10 @@ const (
 	EventHedge                                 // a hedge was sent (retryhttp_hedges_total)
 	EventHedgeWon                              // a hedge's response was the one returned (retryhttp_hedge_wins_total)
 	EventTransparentRetry                      // net/http sent an attempt again on its own (retryhttp_transparent_retries_total)
+	EventPaced                                 // an attempt waited for its host's adaptive rate, for Wait (retryhttp_paced_requests_total, retryhttp_pace_delay_seconds; see WithAdaptiveRate)
 )
 
-var eventKindNames = [...]string{"", "request", "attempt", "retry", "budget_refusal", "held", "hedge", "hedge_won", "transparent_retry"}
+var eventKindNames = [...]string{"", "request", "attempt", "retry", "budget_refusal", "held", "hedge", "hedge_won", "transparent_retry", "paced"}
 
 func (k EventKind) String() string {
 	if int(k) < len(eventKindNames) && k != 0 {

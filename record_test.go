@@ -105,6 +105,10 @@ func seriesOf(events []Event) map[string]float64 {
 			out[key("retryhttp_hedges_total", "method", e.Method)]++
 		case EventHedgeWon:
 			out[key("retryhttp_hedge_wins_total", "method", e.Method)]++
+		case EventPaced:
+			out[key("retryhttp_paced_requests_total", "method", e.Method)]++
+			out[key("retryhttp_pace_delay_seconds")]++
+			out[key("retryhttp_pace_delay_seconds_sum")] += e.Wait.Seconds()
 		}
 	}
 	return out

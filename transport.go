@@ -49,6 +49,7 @@ type Transport struct {
 	samplePos   atomic.Uint32 // which response of the current run of quotaSample is read (see learn)
 	responses   atomic.Uint32 // responses seen while no host announced a quota (see mayAnnounce)
 	hedge       *hedging      // nil: no hedging
+	rate        *adaptive     // nil: no adaptive rate (see WithAdaptiveRate)
 	beforeRetry []func(next *http.Request, prev Attempt) error
 	holdKey     func(req *http.Request) string // nil: one hold per host
 	budget      *Budget                        // nil: no budget

@@ -1,0 +1,451 @@
+package retryhttp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// capacityBase answers a bare 429 to every request beyond capacity in each
+// second of the fake clock, and 200 to the rest.
+type capacityBase struct {
+	mu       sync.Mutex
+	clock    *fakeClock
+	capacity int
+	window   time.Time
+	served   int
+	log      []served // every request, in order
+}
+
+type served struct {
+	at   time.Time
+	code int
+}
+
+func (b *capacityBase) RoundTrip(req *http.Request) (*http.Response, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	now := b.clock.now()
+	if w := now.Truncate(time.Second); w != b.window {
+		b.window, b.served = w, 0
+	}
+	code := http.StatusOK
+	if b.served >= b.capacity {
+		code = http.StatusTooManyRequests
+	} else {
+		b.served++
+	}
+	b.log = append(b.log, served{now, code})
+	return &http.Response{StatusCode: code, Header: http.Header{}, Body: http.NoBody, Request: req}, nil
+}
+
+// share returns, over [from, to), the share of requests answered 429 and
+// the 200s per second.
+func (b *capacityBase) share(from, to time.Time) (throttled, goodput float64) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	n, bad, ok := 0, 0, 0
+	for _, s := range b.log {
+		if s.at.Before(from) || !s.at.Before(to) {
+			continue
+		}
+		n++
+		if s.code == http.StatusTooManyRequests {
+			bad++
+		} else {
+			ok++
+		}
+	}
+	return float64(bad) / float64(max(n, 1)), float64(ok) / to.Sub(from).Seconds()
+}
+
+// offer sends requests through tr, without retries, from one goroutine:
+// the i-th arrives at i/rate seconds of the fake clock and is sent then,
+// or once the one before it was, when the adaptive rate made that one wait
+// longer; until the clock reads end. Arrivals that queue behind the rate
+// are sent as fast as it allows, as many callers' goroutines would be.
+func offer(t *testing.T, tr *Transport, clock *fakeClock, rate float64, end time.Time) (refused int) {
+	t.Helper()
+	gap := time.Duration(float64(time.Second) / rate)
+	ctx := ContextWithoutRetries(context.Background())
+	next := clock.now()
+	for clock.now().Before(end) {
+		if d := next.Sub(clock.now()); d > 0 {
+			clock.advance(d)
+		}
+		next = next.Add(gap)
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://api.example/", nil)
+		require.NoError(t, err)
+		resp, err := tr.RoundTrip(req)
+		switch {
+		case errors.Is(err, ErrThrottled):
+			refused++
+		case err != nil:
+			t.Fatal(err)
+		default:
+			resp.Body.Close()
+		}
+	}
+	return refused
+}
+
+// adaptiveTransport returns a Transport over a capacityBase, both on a
+// fake clock that starts at the start of this second (so that contexts'
+// deadlines mean something to it, and a run does not depend on where in a
+// second it starts).
+func adaptiveTransport(t *testing.T, capacity int, opts ...Option) (*Transport, *fakeClock, *capacityBase) {
+	clock := &fakeClock{t: time.Now().Truncate(time.Second)}
+	base := &capacityBase{clock: clock, capacity: capacity}
+	tr := New(base, opts...)
+	tr.now, tr.sleep = clock.now, clock.sleep
+	return tr, clock, base
+}
+
+// Against a host that answers a bare 429 beyond its capacity, offered three
+// times that: with the adaptive rate, after 2 s few requests are throttled
+// and most of the capacity is used; without it, two requests in three are
+// throttled. Slow hosts pay more for the probing (CUBIC's growth past the
+// last rate finds the limit with a throttle every cycle of a few seconds).
+func TestAdaptiveRateKeepsABareThrottlingHostBelowItsCapacity(t *testing.T) {
+	tests := []struct {
+		capacity  int
+		throttled float64 // at most, after 2 s
+	}{
+		{5, 0.15},
+		{20, 0.05},
+		{50, 0.05},
+		{200, 0.05},
+		{1000, 0.05},
+	}
+	for _, tt := range tests {
+		t.Run(fmt.Sprint(tt.capacity), func(t *testing.T) {
+			tr, clock, base := adaptiveTransport(t, tt.capacity, WithAdaptiveRate(AdaptiveRate{}))
+			start := clock.now()
+			offer(t, tr, clock, 3*float64(tt.capacity), start.Add(30*time.Second))
+			throttled, goodput := base.share(start.Add(2*time.Second), start.Add(30*time.Second))
+			t.Logf("capacity %d/s: %.1f%% 429 after 2 s, goodput %.1f/s", tt.capacity, 100*throttled, goodput)
+			assert.LessOrEqual(t, throttled, tt.throttled)
+			assert.GreaterOrEqual(t, goodput, 0.85*float64(tt.capacity))
+
+			without, clock, base := adaptiveTransport(t, tt.capacity)
+			start = clock.now()
+			offer(t, without, clock, 3*float64(tt.capacity), start.Add(30*time.Second))
+			throttled, goodput = base.share(start.Add(2*time.Second), start.Add(30*time.Second))
+			assert.InDelta(t, 2.0/3, throttled, 0.01, "without it, two requests in three are throttled")
+			assert.InDelta(t, float64(tt.capacity), goodput, 1)
+		})
+	}
+}
+
+// When the host's capacity doubles, the rate grows to it: within 10 s, it
+// uses 85% of the new capacity.
+func TestAdaptiveRateGrowsWhenTheCapacityDoubles(t *testing.T) {
+	tr, clock, base := adaptiveTransport(t, 100, WithAdaptiveRate(AdaptiveRate{}))
+	start := clock.now()
+	offer(t, tr, clock, 300, start.Add(20*time.Second))
+	base.mu.Lock()
+	base.capacity = 200
+	base.mu.Unlock()
+	offer(t, tr, clock, 300, start.Add(40*time.Second))
+	recovered := -1
+	for s := 20; s < 40; s++ {
+		_, goodput := base.share(start.Add(time.Duration(s)*time.Second), start.Add(time.Duration(s+1)*time.Second))
+		if goodput >= 170 {
+			recovered = s - 20
+			break
+		}
+	}
+	t.Logf("85%% of the doubled capacity within %d s", recovered)
+	require.GreaterOrEqual(t, recovered, 0, "never recovered")
+	assert.LessOrEqual(t, recovered, 10)
+	throttled, _ := base.share(start.Add(22*time.Second), start.Add(40*time.Second))
+	assert.LessOrEqual(t, throttled, 0.05)
+}
+
+// Until a host throttles, its rate sleeps: no state, no wait; a throttle
+// wakes it, and once the host has stopped throttling for a while, it
+// sleeps again.
+func TestAHostsRateSleepsUntilItThrottlesAndAfter(t *testing.T) {
+	tr, clock, base := adaptiveTransport(t, 100, WithAdaptiveRate(AdaptiveRate{}))
+	start := clock.now()
+	offer(t, tr, clock, 50, start.Add(10*time.Second))
+	assert.Zero(t, tr.rate.hosts.n.Load(), "a host that does not throttle has no rate")
+	assert.Empty(t, clock.recorded(), "nothing waited")
+
+	offer(t, tr, clock, 300, start.Add(20*time.Second))
+	assert.Equal(t, int32(1), tr.rate.hosts.n.Load(), "a throttle wakes the host's rate")
+	assert.NotEmpty(t, clock.recorded(), "requests waited for the rate")
+
+	base.mu.Lock()
+	base.capacity = 1000
+	base.mu.Unlock()
+	offer(t, tr, clock, 300, start.Add(25*time.Second))
+	assert.Equal(t, int32(1), tr.rate.hosts.n.Load(), "awake until rateQuiet has passed without a throttle")
+	offer(t, tr, clock, 300, start.Add(60*time.Second))
+	assert.Zero(t, tr.rate.hosts.n.Load(), "asleep again")
+	waits := len(clock.recorded())
+	offer(t, tr, clock, 300, start.Add(65*time.Second))
+	assert.Len(t, clock.recorded(), waits, "nothing waits once it sleeps")
+}
+
+// Throttling is per host: one host's 429s slow nobody else.
+func TestHostsArePacedApart(t *testing.T) {
+	clock := &fakeClock{t: time.Now()}
+	slow := &capacityBase{clock: clock, capacity: 10}
+	var other atomic.Int32
+	base := roundTripFunc(func(req *http.Request) (*http.Response, error) {
+		if req.URL.Host == "api.example" { // offer's host
+			return slow.RoundTrip(req)
+		}
+		other.Add(1)
+		return &http.Response{StatusCode: 200, Header: http.Header{}, Body: http.NoBody, Request: req}, nil
+	})
+	tr := New(base, WithAdaptiveRate(AdaptiveRate{}))
+	tr.now, tr.sleep = clock.now, clock.sleep
+	start := clock.now()
+	offer(t, tr, clock, 30, start.Add(10*time.Second))
+	require.Equal(t, int32(1), tr.rate.hosts.n.Load())
+	waits := len(clock.recorded())
+	require.NotZero(t, waits)
+	for range 100 {
+		resp, err := tr.RoundTrip(mustRequest(t, http.MethodGet, "http://fast.example/", nil))
+		require.NoError(t, err)
+		resp.Body.Close()
+	}
+	assert.Len(t, clock.recorded(), waits, "the other host's requests did not wait")
+	assert.Equal(t, int32(100), other.Load())
+}
+
+// A throttle that says how long to wait (Retry-After, a spent quota) is
+// the host hold's to keep: it does not wake the adaptive rate.
+func TestAThrottleThatSaysHowMuchLeavesTheRateAsleep(t *testing.T) {
+	tests := []struct {
+		name   string
+		code   int
+		header http.Header
+		wakes  bool
+	}{
+		{"429", 429, nil, true},
+		{"503", 503, nil, true},
+		{"429 Retry-After", 429, http.Header{"Retry-After": {"1"}}, false},
+		{"503 Retry-After", 503, http.Header{"Retry-After": {"1"}}, false},
+		{"429 RateLimit", 429, http.Header{"Ratelimit": {`"default";r=0;t=1`}}, false},
+		{"429 malformed Retry-After", 429, http.Header{"Retry-After": {"soon"}}, true},
+		{"500", 500, nil, false},
+		{"403", 403, nil, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			base := roundTripFunc(func(req *http.Request) (*http.Response, error) {
+				h := tt.header.Clone()
+				if h == nil {
+					h = http.Header{}
+				}
+				return &http.Response{StatusCode: tt.code, Header: h, Body: http.NoBody, Request: req}, nil
+			})
+			tr := New(base, WithAdaptiveRate(AdaptiveRate{}), WithPolicy(Policy{MaxAttempts: 1}))
+			resp, err := tr.RoundTrip(mustRequest(t, http.MethodGet, "http://api.example/", nil))
+			require.NoError(t, err)
+			resp.Body.Close()
+			assert.Equal(t, tt.wakes, tr.rate.hosts.n.Load() == 1)
+		})
+	}
+}
+
+// A Classifier that says Throttled wakes the rate as a 429 does, and the
+// answer is retried as Retry would retry it.
+func TestAClassifierCanSayAHostThrottles(t *testing.T) {
+	var calls atomic.Int32
+	base := roundTripFunc(func(req *http.Request) (*http.Response, error) {
+		code := http.StatusBadRequest // an API's ThrottlingException
+		if calls.Add(1) > 1 {
+			code = http.StatusOK
+		}
+		return &http.Response{StatusCode: code, Header: http.Header{}, Body: http.NoBody, Request: req}, nil
+	})
+	tr := New(base, WithAdaptiveRate(AdaptiveRate{}), WithClassifier(func(_ *http.Request, resp *http.Response, _ error) Decision {
+		if resp != nil && resp.StatusCode == http.StatusBadRequest {
+			return Throttled
+		}
+		return UseDefault
+	}))
+	tr.sleep = func(ctx context.Context, _ time.Duration) error { return ctx.Err() }
+	resp, err := tr.RoundTrip(mustRequest(t, http.MethodGet, "http://api.example/", nil))
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusOK, resp.StatusCode, "retried")
+	assert.Equal(t, int32(2), calls.Load())
+	assert.Equal(t, int32(1), tr.rate.hosts.n.Load(), "the host's rate woke")
+	assert.Equal(t, "Throttled", Throttled.String())
+
+	plain := New(base, WithClassifier(func(*http.Request, *http.Response, error) Decision { return Throttled }))
+	plain.sleep = tr.sleep
+	calls.Store(0)
+	resp, err = plain.RoundTrip(mustRequest(t, http.MethodGet, "http://api.example/", nil))
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, int32(3), calls.Load(), "without the adaptive rate, Throttled is Retry: every answer retried")
+}
+
+// A request whose turn would come after its deadline, or after its
+// Policy's MaxRetryAfter, is not sent: it fails at once with ErrThrottled,
+// and its token is given back.
+func TestARequestTheRateWouldDelayTooLongIsNotSent(t *testing.T) {
+	tr, clock, base := adaptiveTransport(t, 2, WithAdaptiveRate(AdaptiveRate{}), WithPolicy(Policy{MaxRetryAfter: 100 * time.Millisecond}))
+	start := clock.now()
+	refused := offer(t, tr, clock, 20, start.Add(10*time.Second))
+	assert.NotZero(t, refused, "a wait past MaxRetryAfter is refused")
+	for _, w := range clock.recorded() {
+		assert.LessOrEqual(t, w, 100*time.Millisecond, "no wait above MaxRetryAfter")
+	}
+
+	base.mu.Lock()
+	before := len(base.log)
+	base.mu.Unlock()
+	var tokens []float64
+	state := func() float64 {
+		s := tr.rate.hosts.get(hostKey{scheme: "http", host: "api.example"})
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.tokens
+	}
+	tokens = append(tokens, state())
+	ctx, cancel := context.WithDeadline(context.Background(), clock.now().Add(time.Millisecond))
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://api.example/", nil)
+	require.NoError(t, err)
+	_, err = tr.RoundTrip(req)
+	require.ErrorIs(t, err, ErrThrottled)
+	var te *ThrottledError
+	require.ErrorAs(t, err, &te)
+	assert.True(t, te.Adaptive)
+	assert.Equal(t, "http://api.example", te.Host)
+	assert.Contains(t, err.Error(), "adaptive rate")
+	var re *Error
+	require.ErrorAs(t, err, &re)
+	assert.Equal(t, ReasonThrottled, re.Reason)
+	assert.Zero(t, re.Attempts)
+	tokens = append(tokens, state())
+	assert.Equal(t, tokens[0], tokens[1], "the token was given back")
+	base.mu.Lock()
+	assert.Len(t, base.log, before, "not sent")
+	base.mu.Unlock()
+}
+
+// An attempt that waits for its host's rate is an EventPaced, with its
+// wait, counted in retryhttp_paced_requests_total and
+// retryhttp_pace_delay_seconds; an Attempt's Held includes the wait.
+func TestPacedRequestsAreCountedAndObserved(t *testing.T) {
+	m, reg := newTestMetrics(t)
+	var mu sync.Mutex
+	var events []Event
+	var held time.Duration
+	tr, clock, _ := adaptiveTransport(t, 20, WithAdaptiveRate(AdaptiveRate{}), WithMetrics(m),
+		WithRecorder(func(e Event) {
+			mu.Lock()
+			events = append(events, e)
+			mu.Unlock()
+		}),
+		WithObserver(func(a Attempt) {
+			mu.Lock()
+			held += a.Held
+			mu.Unlock()
+		}))
+	start := clock.now()
+	offer(t, tr, clock, 60, start.Add(10*time.Second))
+	mu.Lock()
+	defer mu.Unlock()
+	var paced int
+	var waited time.Duration
+	for _, e := range events {
+		if e.Kind == EventPaced {
+			paced++
+			waited += e.Wait
+			assert.Positive(t, e.Wait)
+			assert.Equal(t, "GET", e.Method)
+		}
+	}
+	require.NotZero(t, paced)
+	assert.Equal(t, waited, held, "observers see the waits in Held")
+	want, got := series(t, reg), seriesOf(events)
+	assert.Equal(t, float64(paced), want["retryhttp_paced_requests_total{method=GET}"])
+	assert.InDelta(t, want["retryhttp_pace_delay_seconds_sum{}"], got["retryhttp_pace_delay_seconds_sum{}"], 1e-9)
+	assert.Equal(t, "paced", EventPaced.String())
+}
+
+// In a full outage (every answer a 503, which wakes the rate), the budget
+// still bounds the attempts: at most 1.25 per request, 1,000 requests a
+// second for 5 s (the waits take no time, as in the budget's own test).
+func TestTheOutageBoundHoldsWithTheAdaptiveRate(t *testing.T) {
+	clock := &fakeClock{t: time.Now()}
+	var attempts atomic.Int32
+	base := roundTripFunc(func(req *http.Request) (*http.Response, error) {
+		attempts.Add(1)
+		return &http.Response{StatusCode: 503, Header: http.Header{}, Body: http.NoBody, Request: req}, nil
+	})
+	tr := New(base, WithAdaptiveRate(AdaptiveRate{}))
+	tr.now = clock.now
+	tr.sleep = func(ctx context.Context, _ time.Duration) error { return ctx.Err() }
+	requests := 0
+	for i := range 5000 {
+		clock.advance(time.Millisecond)
+		req := mustRequest(t, http.MethodGet, "http://api.example/"+strconv.Itoa(i), nil)
+		resp, err := tr.RoundTrip(req)
+		requests++
+		if err == nil {
+			resp.Body.Close()
+		}
+	}
+	amplification := float64(attempts.Load()) / float64(requests)
+	t.Logf("amplification %.3f", amplification)
+	assert.LessOrEqual(t, amplification, 1.25)
+	assert.Equal(t, int32(1), tr.rate.hosts.n.Load(), "the outage woke the rate")
+}
+
+func TestInvalidAdaptiveRates(t *testing.T) {
+	tests := []struct {
+		r     AdaptiveRate
+		field string
+	}{
+		{AdaptiveRate{Beta: 1}, "AdaptiveRate.Beta"},
+		{AdaptiveRate{Beta: -0.1}, "AdaptiveRate.Beta"},
+		{AdaptiveRate{Beta: math.NaN()}, "AdaptiveRate.Beta"},
+		{AdaptiveRate{Scale: -1}, "AdaptiveRate.Scale"},
+		{AdaptiveRate{Scale: math.Inf(1)}, "AdaptiveRate.Scale"},
+		{AdaptiveRate{MinRate: -1}, "AdaptiveRate.MinRate"},
+		{AdaptiveRate{Smoothing: 1.5}, "AdaptiveRate.Smoothing"},
+		{AdaptiveRate{Interval: -time.Second}, "AdaptiveRate.Interval"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.field, func(t *testing.T) {
+			var called atomic.Bool
+			base := roundTripFunc(func(*http.Request) (*http.Response, error) { called.Store(true); return nil, errors.New("sent") })
+			_, err := New(base, WithAdaptiveRate(tt.r)).RoundTrip(mustRequest(t, http.MethodGet, "http://api.example/", nil))
+			var pe *PolicyError
+			require.ErrorAs(t, err, &pe)
+			assert.Equal(t, tt.field, pe.Field)
+			assert.False(t, called.Load())
+		})
+	}
+	r, field, _ := AdaptiveRate{}.withDefaults()
+	assert.Empty(t, field)
+	assert.Equal(t, AdaptiveRate{Beta: 0.7, Scale: 0.4, MinRate: 0.5, Smoothing: 0.8, Interval: 500 * time.Millisecond}, r)
+}
+
+// While no host throttles, the adaptive rate costs no allocation.
+func TestAdaptiveRateAllocatesNothingWhileAsleep(t *testing.T) {
+	base := staticRT{&http.Response{StatusCode: 200, Body: http.NoBody, Header: http.Header{}}}
+	req := mustRequest(t, http.MethodGet, "http://example.invalid/", nil)
+	tr := New(base, WithAdaptiveRate(AdaptiveRate{}))
+	assert.Zero(t, allocsPerRun(t, 200, func() { _, _ = tr.RoundTrip(req) }))
+}
