@@ -46,6 +46,7 @@ func rows(base http.RoundTripper) []struct {
 		{"rt=bare", base},
 		{"rt=retryhttp", retryhttp.New(base)},
 		{"rt=retryhttp+metrics", retryhttp.New(base, retryhttp.WithMetrics(newMetrics()))},
+		{"rt=retryhttp+adaptive", retryhttp.New(base, retryhttp.WithAdaptiveRate(retryhttp.AdaptiveRate{}))},
 		{"rt=retryhttp+hedging", retryhttp.New(base, retryhttp.WithHedging(retryhttp.Hedging{Delay: time.Minute}))},
 		{"rt=retryhttp+seam", retryhttp.New(base,
 			retryhttp.WithObserver(func(retryhttp.Attempt) {}),

@@ -71,7 +71,7 @@ func (t *Transport) sendToHost(c *call, a *attempt) {
 // (Retry-After, or a spent quota's reset on a response to retry) is read
 // from every response to retry, by decide.
 func (t *Transport) learn(a *attempt) {
-	if t.rate != nil && t.classifier == nil { // with one, once it has judged (decide, judge)
+	if t.rate != nil && t.classifier == nil && t.rate.mayLearn(a) { // with a Classifier, once it has judged (decide, judge)
 		t.paceFrom(a, UseDefault)
 	}
 	if !a.admitted {

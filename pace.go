@@ -72,6 +72,13 @@ func (t *Transport) paceFrom(a *attempt, d Decision) {
 	}
 }
 
+// mayLearn reports whether attempt a may teach its host's rate anything:
+// it took a token, some host is awake, or its status may be a throttle.
+// While every host sleeps, a response below 400 costs this and no more.
+func (r *adaptive) mayLearn(a *attempt) bool {
+	return a.rate != nil || (a.resp != nil && a.resp.StatusCode >= 400) || r.hosts.n.Load() != 0
+}
+
 // throttles reports whether a response is a host throttling by its status:
 // 429, 503, or a 403 that is a rate limit (see throttled).
 func throttles(resp *http.Response) bool {

@@ -78,6 +78,11 @@ var Libs = []Lib{
 		// request pays when no hedge is sent.
 		return retryhttp.New(base, append(retryhttpOptions(backoff), retryhttp.WithHedging(retryhttp.Hedging{Delay: time.Minute}))...)
 	}},
+	{"retryhttp+adaptive", func(base http.RoundTripper, backoff time.Duration) http.RoundTripper {
+		// The adaptive rate on, with no host throttling: what every
+		// request pays while it sleeps.
+		return retryhttp.New(base, append(retryhttpOptions(backoff), retryhttp.WithAdaptiveRate(retryhttp.AdaptiveRate{}))...)
+	}},
 	{"retryablehttp", func(base http.RoundTripper, backoff time.Duration) http.RoundTripper {
 		c := retryablehttp.NewClient()
 		c.HTTPClient = &http.Client{Transport: base}

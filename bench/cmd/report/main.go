@@ -72,7 +72,7 @@ func run(in io.Reader, out io.Writer) error {
 	if len(samples) == 0 {
 		return fmt.Errorf("no benchmark results on standard input")
 	}
-	order := []string{"bare", "retryhttp", "retryhttp+metrics", "retryhttp+seam", "retryhttp+hedging", "retryablehttp", "failsafehttp", "rehttp", "promhttp-counter"}
+	order := []string{"bare", "retryhttp", "retryhttp+metrics", "retryhttp+seam", "retryhttp+hedging", "retryhttp+adaptive", "retryablehttp", "failsafehttp", "rehttp", "promhttp-counter"}
 	sort.SliceStable(libs, func(i, j int) bool { return rank(order, libs[i]) < rank(order, libs[j]) })
 
 	fmt.Fprintf(out, "%s\n\n", strings.Join(header, "; "))
