@@ -35,7 +35,9 @@
 // Retry-After, retry-after-ms, or the reset of a spent rate limit
 // (the IETF draft's RateLimit field, GitHub's X-RateLimit-*). A host whose
 // quota is spent is held: its other requests wait until the quota refills,
-// and those that cannot wait that long are not sent (ErrThrottled). A wait
+// and those that cannot wait that long are not sent (ErrThrottled). For a
+// server that throttles with a bare 429 or 503, WithAdaptiveRate gives
+// each host a send rate that slows down when it throttles. A wait
 // that would end after the request context's deadline is not started: the
 // last response or error is returned at once. Canceling the context during
 // a wait returns promptly with an error that errors.Is reports as

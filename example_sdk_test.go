@@ -381,3 +381,53 @@ func ExampleWithHoldKey() {
 	// key a again: not sent (throttled: true)
 	// key b: 200 OK
 }
+
+// DynamoDB throttles with 400 and an error document
+// (ThrottlingException), not a 429: a Classifier that says Throttled has
+// the request retried and the host's adaptive rate slow down, as a bare
+// 429 or 503 would.
+func ExampleWithAdaptiveRate() {
+	var n atomic.Int32
+	dynamo := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if n.Add(1) == 1 {
+			w.WriteHeader(http.StatusBadRequest)
+			_, _ = io.WriteString(w, `{"__type":"com.amazonaws.dynamodb.v20120810#ThrottlingException"}`)
+			return
+		}
+		_, _ = io.WriteString(w, `{"Item":{}}`)
+	}))
+	defer dynamo.Close()
+
+	throttling := func(req *http.Request, resp *http.Response, err error) retryhttp.Decision {
+		if resp == nil || resp.StatusCode != http.StatusBadRequest {
+			return retryhttp.UseDefault
+		}
+		head, _ := retryhttp.PeekBody(resp, 1024)
+		if strings.Contains(string(head), "#ThrottlingException") {
+			return retryhttp.Throttled
+		}
+		return retryhttp.UseDefault
+	}
+	client := &http.Client{Transport: retryhttp.New(nil,
+		retryhttp.WithAdaptiveRate(retryhttp.AdaptiveRate{}), // the AWS SDKs' constants
+		retryhttp.WithClassifier(throttling),
+		retryhttp.WithPolicy(retryhttp.Policy{BaseDelay: time.Millisecond}),
+		retryhttp.WithObserver(func(a retryhttp.Attempt) {
+			fmt.Printf("attempt %d: %d, retry %v\n", a.Number, a.Response.StatusCode, a.Retry)
+		}))}
+
+	req := mustNewRequest(http.MethodPost, dynamo.URL, strings.NewReader(`{"TableName":"t"}`))
+	req = req.WithContext(retryhttp.ContextWithIdempotent(req.Context())) // GetItem is safe to repeat
+	resp, err := client.Do(req)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	fmt.Println(string(body))
+	// Output:
+	// attempt 1: 400, retry true
+	// attempt 2: 200, retry false
+	// {"Item":{}}
+}
