@@ -449,3 +449,54 @@ func TestAdaptiveRateAllocatesNothingWhileAsleep(t *testing.T) {
 	tr := New(base, WithAdaptiveRate(AdaptiveRate{}))
 	assert.Zero(t, allocsPerRun(t, 200, func() { _, _ = tr.RoundTrip(req) }))
 }
+
+// A hedge takes a token of its host's rate too, and is not sent when none
+// is there at once: a host that throttles gets no extra copies.
+func TestAHedgeNeedsATokenAtOnce(t *testing.T) {
+	for _, awake := range []bool{false, true} {
+		t.Run(fmt.Sprintf("awake=%v", awake), func(t *testing.T) {
+			var calls atomic.Int32
+			base := roundTripFunc(func(req *http.Request) (*http.Response, error) {
+				if calls.Add(1) == 1 {
+					// The first copy is slow: a hedge is due. While the host
+					// sleeps, it answers only once the hedge has won and
+					// canceled it; awake, no hedge comes to cancel it.
+					limit := time.After(200 * time.Millisecond)
+					if !awake {
+						limit = nil
+					}
+					select {
+					case <-req.Context().Done():
+					case <-limit:
+					}
+				}
+				return &http.Response{StatusCode: 200, Header: http.Header{}, Body: http.NoBody, Request: req}, nil
+			})
+			var hedges atomic.Int32
+			tr := New(base, WithAdaptiveRate(AdaptiveRate{}), WithHedging(Hedging{Delay: time.Millisecond}), WithBudget(nil), // hedges need no earnings
+				WithRecorder(func(e Event) {
+					if e.Kind == EventHedge {
+						hedges.Add(1)
+					}
+				}))
+			tr.sleep = func(ctx context.Context, _ time.Duration) error { return ctx.Err() } // the first copy's wait for its token ends at once
+			if awake {
+				now := time.Now()
+				s := tr.rate.state(hostKey{scheme: "http", host: "api.example"}, true, now)
+				s.mu.Lock()
+				s.measured = 1
+				s.cutLocked(&tr.rate.cfg, now) // the floor: one token every 2 s, none there now
+				s.mu.Unlock()
+			}
+			resp, err := tr.RoundTrip(mustRequest(t, http.MethodGet, "http://api.example/", nil))
+			require.NoError(t, err)
+			resp.Body.Close()
+			if awake {
+				assert.Zero(t, hedges.Load(), "no token, no hedge")
+				assert.Equal(t, int32(1), calls.Load())
+			} else {
+				assert.Equal(t, int32(1), hedges.Load(), "a sleeping host's rate does not stop hedges")
+			}
+		})
+	}
+}
