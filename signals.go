@@ -22,7 +22,64 @@ const (
 	hRateLimitLimit      = "Ratelimit-Limit"       // the older drafts: the quota
 	hRateLimitRemaining  = "Ratelimit-Remaining"   // what is left of it
 	hRateLimitReset      = "Ratelimit-Reset"       // seconds from now
+	hXAmzRetryAfter      = "X-Amz-Retry-After"     // AWS: milliseconds
+
+	// OpenAI: a quota of requests and one of tokens; resets are durations
+	// from now in Go's form (12ms, 1s, 6m0s).
+	hOpenAIRemainingRequests = "X-Ratelimit-Remaining-Requests"
+	hOpenAIResetRequests     = "X-Ratelimit-Reset-Requests"
+	hOpenAILimitRequests     = "X-Ratelimit-Limit-Requests"
+	hOpenAIRemainingTokens   = "X-Ratelimit-Remaining-Tokens"
+	hOpenAIResetTokens       = "X-Ratelimit-Reset-Tokens"
+
+	// Anthropic: a quota of requests and three of tokens; resets are RFC
+	// 3339 times.
+	hAnthropicRequestsRemaining     = "Anthropic-Ratelimit-Requests-Remaining"
+	hAnthropicRequestsReset         = "Anthropic-Ratelimit-Requests-Reset"
+	hAnthropicRequestsLimit         = "Anthropic-Ratelimit-Requests-Limit"
+	hAnthropicTokensRemaining       = "Anthropic-Ratelimit-Tokens-Remaining"
+	hAnthropicTokensReset           = "Anthropic-Ratelimit-Tokens-Reset"
+	hAnthropicInputTokensRemaining  = "Anthropic-Ratelimit-Input-Tokens-Remaining"
+	hAnthropicInputTokensReset      = "Anthropic-Ratelimit-Input-Tokens-Reset"
+	hAnthropicOutputTokensRemaining = "Anthropic-Ratelimit-Output-Tokens-Remaining"
+	hAnthropicOutputTokensReset     = "Anthropic-Ratelimit-Output-Tokens-Reset"
 )
+
+// resetForm is how a quota's Reset field says when the quota refills.
+type resetForm uint8
+
+const (
+	resetSeconds  resetForm = iota // seconds from now, a plain integer
+	resetEpoch                     // seconds since the epoch when >= epochSeconds, else seconds from now
+	resetDuration                  // a duration from now in Go's form: 12ms, 1m30s, 0.5s
+	resetTime                      // an RFC 3339 time
+)
+
+// quotaFields names the Remaining, Reset and Limit fields of one quota
+// (Limit: "" when it is not read), and the form of its Reset.
+type quotaFields struct {
+	remaining, reset, limit string
+	form                    resetForm
+}
+
+// requestQuotas are the quotas of requests a response may announce besides
+// the draft's RateLimit (which comes first), in their order of precedence.
+var requestQuotas = [...]quotaFields{
+	{hXRateLimitRemaining, hXRateLimitReset, hXRateLimitLimit, resetEpoch},
+	{hRateLimitRemaining, hRateLimitReset, hRateLimitLimit, resetSeconds},
+	{hOpenAIRemainingRequests, hOpenAIResetRequests, hOpenAILimitRequests, resetDuration},
+	{hAnthropicRequestsRemaining, hAnthropicRequestsReset, hAnthropicRequestsLimit, resetTime},
+}
+
+// tokenQuotas are the quotas of tokens a response may announce. A request's
+// cost in tokens is not known before it is answered, so they cannot pace
+// requests: they count only when spent (Remaining: 0), until their Reset.
+var tokenQuotas = [...]quotaFields{
+	{hOpenAIRemainingTokens, hOpenAIResetTokens, "", resetDuration},
+	{hAnthropicTokensRemaining, hAnthropicTokensReset, "", resetTime},
+	{hAnthropicInputTokensRemaining, hAnthropicInputTokensReset, "", resetTime},
+	{hAnthropicOutputTokensRemaining, hAnthropicOutputTokensReset, "", resetTime},
+}
 
 // epochSeconds is where X-RateLimit-Reset stops being seconds from now and
 // becomes seconds since the epoch (2001-09-09), as GitHub sends it.
@@ -32,9 +89,10 @@ const epochSeconds = 1_000_000_000
 type signals struct {
 	// wait is how long the server asks the request to wait before it comes
 	// back, from the first field present and well formed, in this order:
-	// Retry-After, retry-after-ms, x-ms-retry-after-ms, RateLimit with r=0,
-	// X-RateLimit-Reset with X-RateLimit-Remaining: 0, RateLimit-Reset with
-	// RateLimit-Remaining: 0. hasWait says whether there is one; retryAfter
+	// Retry-After, retry-after-ms, x-ms-retry-after-ms, x-amz-retry-after,
+	// then the Reset of the first spent quota of requests (RateLimit with
+	// r=0, then in requestQuotas' order), then tokensReset when a quota of
+	// tokens is spent. hasWait says whether there is one; retryAfter
 	// whether it is Retry-After's, which takes precedence over the rest and
 	// is the only one a 503 has for its own request alone.
 	wait       time.Duration
@@ -48,6 +106,14 @@ type signals struct {
 	remaining int64
 	reset     time.Duration
 	limit     int64
+
+	// tokensSpent says that a quota of tokens (tokenQuotas) is spent:
+	// the host can serve no request for tokensReset from now (the latest
+	// Reset of the spent ones), whatever requests its quota has left. It
+	// is read on any response, like the quota, but never sets it: it is a
+	// hold, not a rate to pace by.
+	tokensSpent bool
+	tokensReset time.Duration
 }
 
 // spent reports whether the response says the host's quota is spent.
@@ -55,36 +121,58 @@ func (s *signals) spent() bool { return s.quota && s.remaining == 0 }
 
 // announcesQuota reports whether h has a field that can announce a quota:
 // without one, a response that is not throttled (429, 403) has nothing to
-// teach a host's hold or pacing.
+// teach a host's hold or pacing. It looks for the Remaining field of each
+// quota of requests, and stops at the first found; not for the quotas of
+// tokens, which OpenAI and Anthropic send only beside their quota of
+// requests (a quota of tokens sent alone is learned from the 429 it ends
+// in).
 func announcesQuota(h http.Header) bool {
-	_, a := h[hRateLimit]
-	_, b := h[hXRateLimitRemaining]
-	_, c := h[hRateLimitRemaining]
-	return a || b || c
+	if _, ok := h[hRateLimit]; ok {
+		return true
+	}
+	for i := range requestQuotas {
+		if _, ok := h[requestQuotas[i].remaining]; ok {
+			return true
+		}
+	}
+	return false
 }
 
 // readSignals reads the limits a response announces: on any response the
 // quota fields, and on a response to retry (full: 429, 503, ...) the wait
 // fields too. Malformed values are ignored, as the draft asks: a value is
 // malformed unless it is a plain non-negative integer (Retry-After: also an
-// HTTP-date; RateLimit: a valid structured field).
+// HTTP-date; RateLimit: a valid structured field; OpenAI's resets: a
+// duration without a sign; Anthropic's: an RFC 3339 time), and a number
+// too large saturates. A reset in the past is a reset of 0.
 func readSignals(h http.Header, full bool, now time.Time) (s signals) {
 	s.limit = -1
 	if len(h) == 0 {
 		return s
 	}
-	// The quota, from the draft's field, or else GitHub's, or else the
-	// older drafts'; a wait from each of them in that order, when spent.
-	var q [3]signals
+	// The quota, from the draft's field, or else GitHub's, the older
+	// drafts', OpenAI's or Anthropic's, in that order; a wait from each of
+	// them in that order, when spent.
+	var q [1 + len(requestQuotas)]signals
 	if v, ok := h[hRateLimit]; ok {
 		q[0].readRateLimit(v, h[hRateLimitPolicy])
 	}
-	q[1].readLegacy(h, hXRateLimitRemaining, hXRateLimitReset, hXRateLimitLimit, true, now)
-	q[2].readLegacy(h, hRateLimitRemaining, hRateLimitReset, hRateLimitLimit, false, now)
+	for i := range requestQuotas {
+		q[i+1].readQuota(h, &requestQuotas[i], now)
+	}
 	for _, c := range q {
 		if c.quota {
 			s.quota, s.remaining, s.reset, s.limit = true, c.remaining, c.reset, c.limit
 			break
+		}
+	}
+	for i := range tokenQuotas {
+		f := &tokenQuotas[i]
+		if r, ok := plainInt(h, f.remaining); !ok || r != 0 {
+			continue
+		}
+		if d, ok := readReset(h, f.reset, f.form, now); ok && (!s.tokensSpent || d > s.tokensReset) {
+			s.tokensSpent, s.tokensReset = true, d
 		}
 	}
 	if !full {
@@ -94,7 +182,7 @@ func readSignals(h http.Header, full bool, now time.Time) (s signals) {
 		s.wait, s.hasWait = parseRetryAfter(v[0], now)
 		s.retryAfter = s.hasWait
 	}
-	for _, name := range [...]string{hRetryAfterMs, hXMsRetryAfterMs} {
+	for _, name := range [...]string{hRetryAfterMs, hXMsRetryAfterMs, hXAmzRetryAfter} {
 		if s.hasWait {
 			return s
 		}
@@ -109,6 +197,9 @@ func readSignals(h http.Header, full bool, now time.Time) (s signals) {
 		if c.spent() {
 			s.wait, s.hasWait = c.reset, true
 		}
+	}
+	if !s.hasWait && s.tokensSpent {
+		s.wait, s.hasWait = s.tokensReset, true
 	}
 	return s
 }
@@ -167,49 +258,92 @@ func policyName(v any) string {
 	return ""
 }
 
-// readLegacy reads a Remaining/Reset/Limit triple: GitHub's X-RateLimit-*
-// (Reset in epoch seconds, or seconds from now below 10^9, when epoch is
-// set) or the older drafts' RateLimit-* (Reset in seconds from now).
-func (s *signals) readLegacy(h http.Header, remaining, reset, limit string, epoch bool, now time.Time) {
+// readQuota reads a quota's Remaining, Reset and Limit fields (GitHub's
+// X-RateLimit-*, the older drafts' RateLimit-*, OpenAI's and Anthropic's
+// fields of requests): a quota needs the first two well formed; Limit is
+// -1 unless well formed.
+func (s *signals) readQuota(h http.Header, f *quotaFields, now time.Time) {
 	s.limit = -1
-	r, ok := plainInt(h, remaining)
+	r, ok := plainInt(h, f.remaining)
 	if !ok {
 		return
 	}
-	t, ok := plainInt(h, reset)
+	d, ok := readReset(h, f.reset, f.form, now)
 	if !ok {
 		return
-	}
-	d := scaled(t, time.Second)
-	if epoch && t >= epochSeconds {
-		d = max(0, time.Unix(min(t, math.MaxInt64/int64(time.Second)/2), 0).Sub(now))
 	}
 	s.quota, s.remaining, s.reset = true, r, d
-	if l, ok := plainInt(h, limit); ok {
+	if l, ok := plainInt(h, f.limit); ok {
 		s.limit = l
 	}
+}
+
+// readReset returns the Reset field name of h, in form, as a duration from
+// now: 0 when it is in the past, saturated when too large.
+func readReset(h http.Header, name string, form resetForm, now time.Time) (time.Duration, bool) {
+	switch form {
+	case resetDuration:
+		v, ok := oneLine(h, name)
+		if !ok {
+			return 0, false
+		}
+		return parseDuration(v)
+	case resetTime:
+		v, ok := oneLine(h, name)
+		if !ok {
+			return 0, false
+		}
+		t, err := time.Parse(time.RFC3339, trimOWS(v))
+		if err != nil {
+			return 0, false
+		}
+		return max(0, t.Sub(now)), true
+	}
+	t, ok := plainInt(h, name)
+	if !ok {
+		return 0, false
+	}
+	if form == resetEpoch && t >= epochSeconds {
+		return max(0, time.Unix(min(t, math.MaxInt64/int64(time.Second)/2), 0).Sub(now)), true
+	}
+	return scaled(t, time.Second), true
+}
+
+// oneLine returns the field name of h when it is on one field line: a
+// single-valued field sent on several lines is malformed.
+func oneLine(h http.Header, name string) (string, bool) {
+	v, ok := h[name]
+	if !ok || len(v) != 1 {
+		return "", false
+	}
+	return v[0], true
 }
 
 // plainInt returns the field name of h as a plain non-negative integer:
 // decimal digits only, around optional white space, on one field line (two
 // lines make "1, 30", which is not one). A number too large saturates.
 func plainInt(h http.Header, name string) (int64, bool) {
-	v, ok := h[name]
-	if !ok || len(v) != 1 {
+	v, ok := oneLine(h, name)
+	if !ok {
 		return 0, false
 	}
-	s := trimOWS(v[0])
+	s := trimOWS(v)
 	if s == "" || !isDigits(s) {
 		return 0, false
 	}
+	return digitsValue(s), true
+}
+
+// digitsValue returns the decimal digits s as a number, saturated.
+func digitsValue(s string) int64 {
 	var n int64
 	for i := 0; i < len(s); i++ {
 		if n > (math.MaxInt64-9)/10 {
-			return math.MaxInt64, true
+			return math.MaxInt64
 		}
 		n = n*10 + int64(s[i]-'0')
 	}
-	return n, true
+	return n
 }
 
 // nonNegative returns a structured-field parameter that is a non-negative
@@ -225,4 +359,93 @@ func scaled(n int64, unit time.Duration) time.Duration {
 		return math.MaxInt64
 	}
 	return time.Duration(n) * unit
+}
+
+// parseDuration reads a duration as OpenAI writes its resets, in the form
+// of time.ParseDuration: "0", or decimal numbers, each with an optional
+// fraction and a unit (ns, us, µs, ms, s, m, h), such as 12ms, 6m0s, 1m30s
+// or 0.5s; around optional white space. It has no sign: a negative reset is
+// malformed. A duration too long saturates, where time.ParseDuration fails.
+func parseDuration(v string) (time.Duration, bool) {
+	s := trimOWS(v)
+	if s == "0" {
+		return 0, true
+	}
+	if s == "" {
+		return 0, false
+	}
+	var d time.Duration
+	for s != "" {
+		i := 0
+		for i < len(s) && '0' <= s[i] && s[i] <= '9' {
+			i++
+		}
+		whole := s[:i]
+		frac := ""
+		if i < len(s) && s[i] == '.' {
+			j := i + 1
+			for j < len(s) && '0' <= s[j] && s[j] <= '9' {
+				j++
+			}
+			frac, i = s[i+1:j], j
+		}
+		if whole == "" && frac == "" {
+			return 0, false
+		}
+		j := i
+		for j < len(s) && s[j] != '.' && (s[j] < '0' || s[j] > '9') {
+			j++
+		}
+		unit, ok := durationUnit(s[i:j])
+		if !ok {
+			return 0, false
+		}
+		s = s[j:]
+		d = addSat(d, durationPart(whole, frac, unit))
+	}
+	return d, true
+}
+
+// durationUnit returns the length of a unit of time.ParseDuration.
+func durationUnit(u string) (time.Duration, bool) {
+	switch u {
+	case "ns":
+		return time.Nanosecond, true
+	case "us", "µs", "μs": // U+00B5 and U+03BC, as time.ParseDuration
+		return time.Microsecond, true
+	case "ms":
+		return time.Millisecond, true
+	case "s":
+		return time.Second, true
+	case "m":
+		return time.Minute, true
+	case "h":
+		return time.Hour, true
+	}
+	return 0, false
+}
+
+// durationPart returns whole.frac units, saturated. The fraction is
+// rounded as time.ParseDuration rounds it, so that both agree whenever it
+// does not fail.
+func durationPart(whole, frac string, unit time.Duration) time.Duration {
+	d := scaled(digitsValue(whole), unit)
+	var f uint64
+	scale := 1.0
+	for i := 0; i < len(frac); i++ {
+		y := f*10 + uint64(frac[i]-'0')
+		if f > (1<<63-1)/10 || y > 1<<63 {
+			break // the digits past 2⁶³ are dropped, as time.ParseDuration drops them
+		}
+		f, scale = y, scale*10
+	}
+	return addSat(d, time.Duration(float64(f)*(float64(unit)/scale)))
+}
+
+// addSat returns a+b, both non-negative, saturated.
+func addSat(a, b time.Duration) time.Duration {
+	if a > math.MaxInt64-b {
+		return math.MaxInt64
+	}
+	return a + b
 }
