@@ -32,8 +32,9 @@
 //
 // Waits follow the Policy's exponential backoff and Jitter (see
 // Policy.Delay), or what the server asks for plus a little jitter:
-// Retry-After, retry-after-ms, or the reset of a spent rate limit
-// (the IETF draft's RateLimit field, GitHub's X-RateLimit-*). A host whose
+// Retry-After, retry-after-ms, x-amz-retry-after, or the reset of a spent
+// rate limit (the IETF draft's RateLimit field, GitHub's X-RateLimit-*,
+// OpenAI's and Anthropic's quotas of requests and tokens). A host whose
 // quota is spent is held: its other requests wait until the quota refills,
 // and those that cannot wait that long are not sent (ErrThrottled). For a
 // server that throttles with a bare 429 or 503, WithAdaptiveRate gives

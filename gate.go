@@ -66,8 +66,8 @@ func (t *Transport) sendToHost(c *call, a *attempt) {
 // one response in quotaSample, at a random place: a host
 // that starts to announce its quota is learned within a few dozen
 // responses, and a Transport whose hosts announce
-// nothing does not pay three header lookups on every response (they would
-// be a third of its cost on the happy path). A wait a server asks for
+// nothing does not pay a header lookup per family of quota fields on every
+// response (five: they would be more than its own cost on the happy path). A wait a server asks for
 // (Retry-After, or a spent quota's reset on a response to retry) is read
 // from every response to retry, by decide.
 func (t *Transport) learn(a *attempt) {
@@ -127,7 +127,7 @@ func (t *Transport) learnFrom(h *hostState, admitted bool, req *http.Request, re
 	now := t.now()
 	s := readSignals(resp.Header, full, now)
 	hold := hostHold(resp, &s, now)
-	if !s.quota && hold.IsZero() {
+	if !s.quota && hold.IsZero() && !s.tokensSpent {
 		if admitted {
 			h.answered(true, nil, time.Time{}, now)
 		}

@@ -281,6 +281,14 @@ func (h *hostState) answered(admitted bool, s *signals, hold time.Time, now time
 			h.holdUntil = reset
 		}
 	}
+	if s.tokensSpent && s.tokensReset > 0 {
+		// A quota of tokens spent (OpenAI's, Anthropic's): no request
+		// until it refills, whatever the quota of requests says; the
+		// window of requests is left as it is.
+		if u := now.Add(min(s.tokensReset, maxHold)); u.After(h.holdUntil) {
+			h.holdUntil = u
+		}
+	}
 	if !hold.IsZero() {
 		// The wait the response asked for, in the order of precedence
 		// (Retry-After first), is when the quota refills.

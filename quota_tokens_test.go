@@ -91,9 +91,9 @@ func TestAnnouncesQuota(t *testing.T) {
 }
 
 // TestTheAPIsFieldsHoldTheHost: through the Transport, OpenAI's and
-// Anthropic's spent quotas of requests hold the host after a 200, and a
-// 429 whose only signal is a spent quota of tokens is retried after that
-// quota's reset, and holds the host as long.
+// Anthropic's spent quotas of requests or of tokens hold the host after a
+// 200, and a 429 whose only signal is a spent quota of tokens is retried
+// after that quota's reset, and holds the host as long.
 func TestTheAPIsFieldsHoldTheHost(t *testing.T) {
 	start := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
 	tests := []struct {
@@ -110,6 +110,14 @@ func TestTheAPIsFieldsHoldTheHost(t *testing.T) {
 			"Anthropic-Ratelimit-Requests-Remaining": "0", "Anthropic-Ratelimit-Requests-Reset": start.Add(30 * time.Second).Format(time.RFC3339),
 			"Anthropic-Ratelimit-Tokens-Remaining": "1000", "Anthropic-Ratelimit-Tokens-Reset": start.Add(time.Second).Format(time.RFC3339),
 		}, 30 * time.Second},
+		{"OpenAI tokens spent on a 200", http.StatusOK, map[string]string{
+			"X-Ratelimit-Remaining-Requests": "10", "X-Ratelimit-Reset-Requests": "1s",
+			"X-Ratelimit-Remaining-Tokens": "0", "X-Ratelimit-Reset-Tokens": "1m30s",
+		}, 90 * time.Second},
+		{"Anthropic input tokens spent on a 200", http.StatusOK, map[string]string{
+			"Anthropic-Ratelimit-Requests-Remaining": "10", "Anthropic-Ratelimit-Requests-Reset": start.Add(time.Second).Format(time.RFC3339),
+			"Anthropic-Ratelimit-Input-Tokens-Remaining": "0", "Anthropic-Ratelimit-Input-Tokens-Reset": start.Add(15 * time.Second).Format(time.RFC3339),
+		}, 15 * time.Second},
 		{"OpenAI tokens spent on a 429", http.StatusTooManyRequests, map[string]string{
 			"X-Ratelimit-Remaining-Requests": "10", "X-Ratelimit-Reset-Requests": "1s",
 			"X-Ratelimit-Remaining-Tokens": "0", "X-Ratelimit-Reset-Tokens": "6m0s",
