@@ -77,6 +77,7 @@ done
 # they run here without it.
 echo "--- go test: allocation counts, without -race"
 go test -count=1 -run 'Alloc' . ./blackbox/...
+(cd otel && go test -count=1 -run 'Alloc' .)
 
 echo "--- promtool test rules"
 promtool check rules monitoring/prometheus/alerts.yml

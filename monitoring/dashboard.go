@@ -65,6 +65,11 @@ var (
 	amplification = "(" + attemptRate + " + (" + resendRate + ")) / " + requestRate
 	giveUpRatio   = giveUpRate + " / " + requestRate
 	delayBuckets  = rate(" by (le)", "retryhttp_retry_delay_seconds_bucket", "")
+	// The adaptive rate's pacing (WithAdaptiveRate): a client that never
+	// paced an attempt has no such series, hence "or vector(0)" in the
+	// share.
+	pacedShare  = "(" + rate("", "retryhttp_paced_requests_total", "") + " or vector(0)) / " + attemptRate
+	paceBuckets = rate(" by (le)", "retryhttp_pace_delay_seconds_bucket", "")
 )
 
 func datasource() common.DataSourceRef {
@@ -141,7 +146,7 @@ func Dashboard() (dashboard.Dashboard, error) {
 		WithPanel(statPanel("Requests", "RoundTrip calls per second.", "reqps", requestRate)).
 		WithPanel(statPanel("Amplification", "What the servers receive per request: attempts, and net/http's transparent retries of them (retryhttp_transparent_retries_total). 1 means no retries; a retry storm shows here first.", "x", amplification).
 			Decimals(2)).
-		WithPanel(statPanel("Give-up ratio", "Share of requests that ended still failing because attempts ran out (exhausted), the wait was too long (too_late), the retry budget refused (budget) or the host's quota was spent for longer than the request could wait (throttled).", "percentunit", giveUpRatio)).
+		WithPanel(statPanel("Give-up ratio", "Share of requests that ended still failing because attempts ran out (exhausted), the wait was too long (too_late), the retry budget refused (budget) or the host's quota was spent, or its adaptive rate had no token, for longer than the request could wait (throttled).", "percentunit", giveUpRatio)).
 		WithPanel(statPanel("Retries", "Retries scheduled per second.", "reqps", retryRate)).
 		WithRow(dashboard.NewRowBuilder("Requests and retries")).
 		WithPanel(seriesPanel("Requests by outcome", "How RoundTrip calls ended: ok, exhausted, not_retryable, too_late, canceled, budget, throttled.", "reqps",
@@ -187,8 +192,19 @@ func Dashboard() (dashboard.Dashboard, error) {
 		WithRow(dashboard.NewRowBuilder("Throttling")).
 		WithPanel(seriesPanel("Held requests", "Attempts held back per second because their host said its quota was spent (a 429 with Retry-After or a rate-limit reset, GitHub's 403, RateLimit r=0), until it refilled: requests that would otherwise have met a certain 429.", "reqps",
 			query(rate(" by (method)", "retryhttp_held_requests_total", ""), "{{method}}"))).
-		WithPanel(seriesPanel("Throttled requests", "Requests not sent at all per second: their host's quota was spent until after their deadline or MaxRetryAfter, or they had retries off (outcome throttled, ErrThrottled).", "reqps",
+		WithPanel(seriesPanel("Throttled requests", "Requests not sent at all per second: their host's quota was spent, or its adaptive rate had no token, until after their deadline or MaxRetryAfter, or they had retries off (outcome throttled, ErrThrottled).", "reqps",
 			query(rate("", "retryhttp_requests_total", `outcome="throttled"`), "throttled"))).
+		WithRow(dashboard.NewRowBuilder("Adaptive rate")).
+		WithPanel(seriesPanel("Paced requests", "Attempts per second that waited for their host's adaptive rate (WithAdaptiveRate), by method (left), and their share of the attempts sent (right). The rate wakes when a host throttles without saying how much (a bare 429 or 503): a rising share means a host is throttling and the client is slowing down to its capacity.", "reqps",
+			query(rate(" by (method)", "retryhttp_paced_requests_total", ""), "{{method}}"),
+			query(pacedShare, "share of attempts paced")).
+			OverrideByName("share of attempts paced", []dashboard.DynamicConfigValue{
+				{Id: "unit", Value: "percentunit"},
+				{Id: "custom.axisPlacement", Value: "right"},
+			})).
+		WithPanel(seriesPanel("Pace wait quantiles", "How long the paced attempts waited for their host's adaptive rate: one token at the host's current rate, or longer when many requests queue for it.", "s",
+			query("histogram_quantile(0.5, "+paceBuckets+")", "p50"),
+			query("histogram_quantile(0.99, "+paceBuckets+")", "p99"))).
 		Build()
 }
 

@@ -108,8 +108,8 @@ func TestDashboardQueriesReadTheLibrarysSeries(t *testing.T) {
 			}
 		}
 	}
-	assert.Equal(t, 21, queries)
-	for _, want := range []string{"Requests by outcome", "Retries by reason", "Amplification", "Give-up ratio", "Retry wait quantiles", "Retry wait distribution", "Budget refusals", "Retries available", "Held requests", "Throttled requests", "Hedges"} {
+	assert.Equal(t, 25, queries)
+	for _, want := range []string{"Requests by outcome", "Retries by reason", "Amplification", "Give-up ratio", "Retry wait quantiles", "Retry wait distribution", "Budget refusals", "Retries available", "Held requests", "Throttled requests", "Hedges", "Paced requests", "Pace wait quantiles"} {
 		assert.True(t, hasPanel(d.Panels, want), "missing panel %q", want)
 	}
 }

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # End to end: a real Prometheus scrapes `retryhttp demo`, which drives retries
-# through a Transport against a flaky upstream; then every dashboard query,
+# through a Transport against a flaky upstream, and cmd/adaptive-load, whose
+# Transport paces its requests to an upstream of fixed capacity (the adaptive
+# rate); then every dashboard query,
 # every variable and every alert expression
 # is evaluated through Prometheus's HTTP API, and any that errors or returns no
 # data fails the run. Prometheus is installed from Debian if missing, runs on
@@ -43,6 +45,7 @@ metrics_addr() {
 
 (cd .. && go build -o "$work/retryhttp" ./cmd/retryhttp)
 go build -o "$work/promcheck" ./cmd/promcheck
+go build -o "$work/adaptive-load" ./cmd/adaptive-load
 
 # Two instances of the demo in an outage: 62% of attempts fail (503, 429 with
 # Retry-After, resets). The first has the default retry budget, which
@@ -65,9 +68,15 @@ pids+=($!)
 "$work/retryhttp" demo -metrics-addr 127.0.0.1:0 -duration 3m -outage=false -clients 4 -progress 1m -error-rate 0 \
   -throttle-rate 0 -reset-rate 0 -latency 1ms -quota 20 -quota-window 2s -max-retry-after 1s >"$work/quota.log" 2>&1 &
 pids+=($!)
+# A fourth against an upstream that answers 40 requests a second and a bare
+# 429 (no Retry-After, no quota) to the rest, offered three times that: the
+# adaptive rate wakes and paces the requests (paced requests, pace waits).
+"$work/adaptive-load" -metrics-addr 127.0.0.1:0 -duration 3m -capacity 40 -offer 120 >"$work/adaptive.log" 2>&1 &
+pids+=($!)
 demo_addr=$(metrics_addr "$work/demo.log" "${pids[0]}")
 storm_addr=$(metrics_addr "$work/storm.log" "${pids[1]}")
 quota_addr=$(metrics_addr "$work/quota.log" "${pids[2]}")
+adaptive_addr=$(metrics_addr "$work/adaptive.log" "${pids[3]}")
 
 cat > "$work/prometheus.yml" <<YAML
 global:
@@ -78,7 +87,7 @@ rule_files:
 scrape_configs:
   - job_name: retryhttp-e2e
     static_configs:
-      - targets: ["$demo_addr", "$storm_addr", "$quota_addr"]
+      - targets: ["$demo_addr", "$storm_addr", "$quota_addr", "$adaptive_addr"]
 YAML
 
 # Prometheus needs a port of its own choosing: try ports outside the
@@ -110,20 +119,20 @@ if [ -z "$prom_port" ]; then
   cat "$work/prometheus.log" >&2
   exit 1
 fi
-for i in 0 1 2; do
+for i in 0 1 2 3; do
   if ! kill -0 "${pids[$i]}" 2>/dev/null; then
-    echo "e2e: a retryhttp demo exited early:" >&2
-    cat "$work/demo.log" "$work/storm.log" "$work/quota.log" >&2
+    echo "e2e: a retryhttp demo or adaptive-load exited early:" >&2
+    cat "$work/demo.log" "$work/storm.log" "$work/quota.log" "$work/adaptive.log" >&2
     exit 1
   fi
 done
-echo "e2e: prometheus (pid ${pids[3]}) on 127.0.0.1:$prom_port scraping retryhttp demo on $demo_addr (pid ${pids[0]}), $storm_addr without a budget (pid ${pids[1]}) and $quota_addr against a quota (pid ${pids[2]})"
+echo "e2e: prometheus (pid ${pids[4]}) on 127.0.0.1:$prom_port scraping retryhttp demo on $demo_addr (pid ${pids[0]}), $storm_addr without a budget (pid ${pids[1]}) and $quota_addr against a quota (pid ${pids[2]}), and adaptive-load on $adaptive_addr (pid ${pids[3]})"
 
 if ! "$work/promcheck" -prometheus "http://127.0.0.1:$prom_port" -job retryhttp-e2e \
   -dashboard grafana/retryhttp.json -rules prometheus/alerts.yml -wait 90s; then
   echo "e2e: prometheus log:" >&2
   cat "$work/prometheus.log" >&2
-  echo "e2e: demo logs:" >&2
-  cat "$work/demo.log" "$work/storm.log" "$work/quota.log" >&2
+  echo "e2e: demo and adaptive-load logs:" >&2
+  cat "$work/demo.log" "$work/storm.log" "$work/quota.log" "$work/adaptive.log" >&2
   exit 1
 fi

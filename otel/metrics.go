@@ -30,24 +30,28 @@ const (
 	MetricRetryDelay     = "retryhttp.retry.delay"     // s: the wait before each retry sent
 	MetricBudgetRefusals = "retryhttp.budget.refusals" // {retry}: retries the budget refused
 	MetricHeld           = "retryhttp.held_requests"   // {attempt}: attempts held until their host's quota refilled
+	MetricPaced          = "retryhttp.paced_requests"  // {attempt}: attempts that waited for their host's adaptive rate
+	MetricPaceDelay      = "retryhttp.pace.delay"      // s: each such wait
 	MetricHedges         = "retryhttp.hedges"          // {hedge}: hedges sent
 	MetricHedgeWins      = "retryhttp.hedge.wins"      // {hedge}: hedges whose response was returned
 
 	MetricTransparentRetries = "retryhttp.transparent_retries" // {retry}: attempts net/http sent again on its own
 )
 
-// delayBoundaries are the wait histogram's bucket boundaries, in seconds:
-// those of retryhttp_retry_delay_seconds, from 1 ms to 60 s.
+// delayBoundaries are the wait histograms' bucket boundaries, in seconds:
+// those of retryhttp_retry_delay_seconds and retryhttp_pace_delay_seconds,
+// from 1 ms to 60 s.
 var delayBoundaries = []float64{0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60}
 
 // NewMetrics returns a retryhttp Option that records the Transport's series
 // (see retryhttp.Metrics) with an OpenTelemetry meter from mp, under the
 // scope ScopeName: requests by outcome, attempts by status, retries by
-// reason, the waits before them, budget refusals, held requests, hedges and
-// their wins, and net/http's transparent retries (see
-// retryhttp.EventTransparentRetry). The attribute values are those of the Prometheus labels (so
-// a method outside the nine standard ones is "OTHER", where the semantic
-// conventions write "_OTHER"):
+// reason, the waits before them, budget refusals, held requests, requests
+// paced by their host's adaptive rate and their waits (see
+// retryhttp.WithAdaptiveRate), hedges and their wins, and net/http's
+// transparent retries (see retryhttp.EventTransparentRetry). The attribute
+// values are those of the Prometheus labels (so a method outside the nine
+// standard ones is "OTHER", where the semantic conventions write "_OTHER"):
 //
 //	retryhttp.requests        {request}  http.request.method, retryhttp.outcome
 //	retryhttp.attempts        {attempt}  http.request.method, and http.response.status_code
@@ -58,6 +62,8 @@ var delayBoundaries = []float64{0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
 //	retryhttp.retry.delay     s          retryhttp.wait_source ("backoff", "retry_after")
 //	retryhttp.budget.refusals {retry}
 //	retryhttp.held_requests   {attempt}  http.request.method
+//	retryhttp.paced_requests  {attempt}  http.request.method
+//	retryhttp.pace.delay      s
 //	retryhttp.hedges          {hedge}    http.request.method
 //	retryhttp.hedge.wins      {hedge}    http.request.method
 //	retryhttp.transparent_retries {retry} http.request.method
@@ -68,6 +74,16 @@ var delayBoundaries = []float64{0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
 // made from one mp: their counts add up. The error is that of creating an
 // instrument.
 func NewMetrics(mp metric.MeterProvider) (retryhttp.Option, error) {
+	r, err := newRecorder(mp)
+	if err != nil {
+		return nil, err
+	}
+	return retryhttp.WithRecorder(r.record), nil
+}
+
+// newRecorder makes NewMetrics' instruments with a meter from mp (nil: the
+// global MeterProvider).
+func newRecorder(mp metric.MeterProvider) (*recorder, error) {
 	if mp == nil {
 		mp = otel.GetMeterProvider()
 	}
@@ -84,6 +100,7 @@ func NewMetrics(mp metric.MeterProvider) (retryhttp.Option, error) {
 		retries:  counter(MetricRetries, "{retry}", "Retries sent, by the status code or connection failure that caused them."),
 		refusals: counter(MetricBudgetRefusals, "{retry}", "Retries the retry budget refused."),
 		held:     counter(MetricHeld, "{attempt}", "Attempts held back because their host's quota was spent, until it refilled."),
+		paced:    counter(MetricPaced, "{attempt}", "Attempts that waited for their host's adaptive rate, which slows down when the host throttles."),
 		hedges:   counter(MetricHedges, "{hedge}", "Hedges sent: extra copies of slow idempotent requests."),
 		wins:     counter(MetricHedgeWins, "{hedge}", "Hedges whose response was the one returned."),
 		resends: counter(MetricTransparentRetries, "{retry}",
@@ -95,19 +112,23 @@ func NewMetrics(mp metric.MeterProvider) (retryhttp.Option, error) {
 		metric.WithDescription("Waits before the retries sent, from the backoff or from the server's Retry-After."),
 		metric.WithExplicitBucketBoundaries(delayBoundaries...))
 	errs = append(errs, err)
+	r.pace, err = m.Float64Histogram(MetricPaceDelay, metric.WithUnit("s"),
+		metric.WithDescription("Waits of the attempts that waited for their host's adaptive rate."),
+		metric.WithExplicitBucketBoundaries(delayBoundaries...))
+	errs = append(errs, err)
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
 	r.delayBy[0] = []metric.RecordOption{metric.WithAttributeSet(attribute.NewSet(WaitSourceKey.String("backoff")))}
 	r.delayBy[1] = []metric.RecordOption{metric.WithAttributeSet(attribute.NewSet(WaitSourceKey.String("retry_after")))}
-	return retryhttp.WithRecorder(r.record), nil
+	return r, nil
 }
 
 // recorder records the Events of Transports in OpenTelemetry instruments.
 type recorder struct {
-	requests, attempts, retries, refusals, held, hedges, wins, resends metric.Int64Counter
-	delay                                                              metric.Float64Histogram
-	delayBy                                                            [2][]metric.RecordOption
+	requests, attempts, retries, refusals, held, paced, hedges, wins, resends metric.Int64Counter
+	delay, pace                                                               metric.Float64Histogram
+	delayBy                                                                   [2][]metric.RecordOption
 
 	mu   sync.RWMutex
 	opts map[optKey][]metric.AddOption // the attribute sets in use, made once each
@@ -143,6 +164,9 @@ func (r *recorder) record(e retryhttp.Event) {
 		r.refusals.Add(e.Context, 1)
 	case retryhttp.EventHeld:
 		r.held.Add(e.Context, 1, r.optsFor(optKey{kind: e.Kind, method: e.Method})...)
+	case retryhttp.EventPaced:
+		r.paced.Add(e.Context, 1, r.optsFor(optKey{kind: e.Kind, method: e.Method})...)
+		r.pace.Record(e.Context, e.Wait.Seconds())
 	case retryhttp.EventHedge:
 		r.hedges.Add(e.Context, 1, r.optsFor(optKey{kind: e.Kind, method: e.Method})...)
 	case retryhttp.EventHedgeWon:

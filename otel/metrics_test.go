@@ -71,6 +71,8 @@ var promNames = map[string]string{
 	retryhttpotel.MetricRetryDelay:     "retryhttp_retry_delay_seconds",
 	retryhttpotel.MetricBudgetRefusals: "retryhttp_budget_refusals_total",
 	retryhttpotel.MetricHeld:           "retryhttp_held_requests_total",
+	retryhttpotel.MetricPaced:          "retryhttp_paced_requests_total",
+	retryhttpotel.MetricPaceDelay:      "retryhttp_pace_delay_seconds",
 	retryhttpotel.MetricHedges:         "retryhttp_hedges_total",
 	retryhttpotel.MetricHedgeWins:      "retryhttp_hedge_wins_total",
 
@@ -172,9 +174,9 @@ func (b oddBase) RoundTrip(r *http.Request) (*http.Response, error) {
 
 // NewMetrics records what the Prometheus Metrics count, under the same
 // label values, on every path: retries, give-ups, odd statuses, no
-// response, the budget refusing, hedges.
+// response, the budget refusing, hedges, a host's adaptive rate pacing.
 func TestMetricsMatchThePrometheusSeries(t *testing.T) {
-	var flaky, slow atomic.Int32
+	var flaky, slow, throttled atomic.Int32
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case "/flaky":
@@ -188,6 +190,10 @@ func TestMetricsMatchThePrometheusSeries(t *testing.T) {
 			w.WriteHeader(http.StatusNotFound)
 		case "/down":
 			w.WriteHeader(http.StatusBadGateway)
+		case "/throttled":
+			if throttled.Add(1) <= 2 {
+				w.WriteHeader(http.StatusTooManyRequests) // bare: no Retry-After, no quota
+			}
 		case "/slow":
 			if slow.Add(1)%2 == 1 {
 				select {
@@ -210,6 +216,8 @@ func TestMetricsMatchThePrometheusSeries(t *testing.T) {
 	rt := retryhttp.New(oddBase{http.DefaultTransport}, otelOpt, retryhttp.WithMetrics(prom), fast,
 		retryhttp.WithBudget(nil), retryhttp.WithHedging(retryhttp.Hedging{Delay: 20 * time.Millisecond}))
 	tight := retryhttp.New(oddBase{http.DefaultTransport}, otelOpt, retryhttp.WithMetrics(prom), fast, retryhttp.WithBudget(budget))
+	paced := retryhttp.New(oddBase{http.DefaultTransport}, otelOpt, retryhttp.WithMetrics(prom), fast,
+		retryhttp.WithAdaptiveRate(retryhttp.AdaptiveRate{MinRate: 5}))
 
 	send := func(rt http.RoundTripper, method, path string) {
 		req, err := http.NewRequest(method, srv.URL+path, nil)
@@ -234,6 +242,21 @@ func TestMetricsMatchThePrometheusSeries(t *testing.T) {
 	}
 	for range 20 {
 		send(tight, http.MethodDelete, "/down")
+	}
+	// A bare 429 wakes the host's adaptive rate; one more, a second later
+	// (the least time between cuts), cuts it to MinRate, with none of the
+	// requests measured accepted: the next request waits for it (up to
+	// 200 ms).
+	noRetries := retryhttp.ContextWithoutRetries(context.Background())
+	for i := range 3 {
+		if i == 1 {
+			time.Sleep(1100 * time.Millisecond)
+		}
+		req, err := http.NewRequestWithContext(noRetries, http.MethodGet, srv.URL+"/throttled", nil)
+		require.NoError(t, err)
+		resp, err := paced.RoundTrip(req)
+		require.NoError(t, err)
+		resp.Body.Close()
 	}
 	// A server that resets every reused connection: net/http sends each
 	// GET after the first again, on a new connection, by itself.
@@ -266,7 +289,8 @@ func TestMetricsMatchThePrometheusSeries(t *testing.T) {
 	want := promSeries(t, reg)
 	got := otelSeries(t, reader)
 	require.NotEmpty(t, want)
-	for _, name := range []string{"retryhttp_hedges_total", "retryhttp_budget_refusals_total", "retryhttp_retry_delay_seconds", "retryhttp_transparent_retries_total"} {
+	for _, name := range []string{"retryhttp_hedges_total", "retryhttp_budget_refusals_total", "retryhttp_retry_delay_seconds",
+		"retryhttp_transparent_retries_total", "retryhttp_paced_requests_total", "retryhttp_pace_delay_seconds"} {
 		assert.True(t, hasSeries(want, name), "the test reached no %s", name)
 	}
 	for k, v := range want {

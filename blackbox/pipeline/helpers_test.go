@@ -273,6 +273,9 @@ func fromEvents(ev []retryhttp.Event, statusZero bool) map[string]float64 {
 			key = "retryhttp_budget_refusals_total{}"
 		case retryhttp.EventHeld:
 			key = "retryhttp_held_requests_total{method=" + e.Method + "}"
+		case retryhttp.EventPaced:
+			out["retryhttp_paced_requests_total{method="+e.Method+"}"]++
+			key = "retryhttp_pace_delay_seconds{}"
 		case retryhttp.EventHedge:
 			key = "retryhttp_hedges_total{method=" + e.Method + "}"
 		case retryhttp.EventHedgeWon:

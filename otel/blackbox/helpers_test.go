@@ -376,9 +376,10 @@ func requireSeriesAgree(t *testing.T, reg *prometheus.Registry, m *meter) {
 	}
 	require.Equal(t, refusals, total(sums(t, rm, "retryhttp.budget.refusals")), "budget refusals")
 
-	// held, hedges, wins {method}
+	// held, paced, hedges, wins {method}
 	for _, pair := range [][2]string{
 		{"retryhttp_held_requests_total", "retryhttp.held_requests"},
+		{"retryhttp_paced_requests_total", "retryhttp.paced_requests"},
 		{"retryhttp_hedges_total", "retryhttp.hedges"},
 		{"retryhttp_hedge_wins_total", "retryhttp.hedge.wins"},
 	} {
@@ -421,6 +422,11 @@ func requireSeriesAgree(t *testing.T, reg *prometheus.Registry, m *meter) {
 	for k, v := range wantSums {
 		require.InDelta(t, v, hsums[k], 1e-6, "retry delay sum for %s (seconds)", k)
 	}
+
+	// pace delay{}: no attributes, as the series has no labels
+	counts, hsums = hist(t, rm, "retryhttp.pace.delay")
+	require.Equal(t, uint64(p["retryhttp_pace_delay_seconds{}_count"]), counts[""], "retryhttp.pace.delay count against retryhttp_pace_delay_seconds")
+	require.InDelta(t, p["retryhttp_pace_delay_seconds{}_sum"], hsums[""], 1e-6, "pace delay sum (seconds)")
 }
 
 func nonZero(m map[string]int64) map[string]int64 {

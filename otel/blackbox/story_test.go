@@ -206,6 +206,8 @@ func (r *rig) check(t *testing.T, err error, name string, obs0, ev0, sp0 int) {
 	assert.Equal(t, float64(len(er)), sum("retryhttp_retry_delay_seconds"))
 	assert.Equal(t, float64(len(r.ev.kind(retryhttp.EventBudgetRefusal))), sum("retryhttp_budget_refusals_total"))
 	assert.Equal(t, float64(len(r.ev.kind(retryhttp.EventHeld))), sum("retryhttp_held_requests_total"))
+	assert.Equal(t, float64(len(r.ev.kind(retryhttp.EventPaced))), sum("retryhttp_paced_requests_total"))
+	assert.Equal(t, float64(len(r.ev.kind(retryhttp.EventPaced))), sum("retryhttp_pace_delay_seconds"))
 	requireSeriesAgree(t, r.reg, r.m)
 }
 
@@ -391,5 +393,25 @@ func TestEveryPathTellsOneStory(t *testing.T) {
 		<-gate
 		r.run(t, get(t, context.Background(), srv.URL))
 		require.Len(t, r.ev.kind(retryhttp.EventHeld), 1)
+	})
+	t.Run("paced then sent", func(t *testing.T) {
+		// Bare 429s: the first wakes the host's adaptive rate, the second,
+		// a second later (the least time between cuts), cuts it to MinRate;
+		// the third request waits for the rate (up to 200 ms: less the
+		// time since the cut), then is sent.
+		srv := newScript(t, 429, 429, 200)
+		r := newRig(t, nil, retryhttp.WithAdaptiveRate(retryhttp.AdaptiveRate{MinRate: 5}))
+		r.run(t, get(t, retryhttp.ContextWithoutRetries(context.Background()), srv.URL))
+		time.Sleep(1100 * time.Millisecond)
+		r.run(t, get(t, retryhttp.ContextWithoutRetries(context.Background()), srv.URL))
+		require.Empty(t, r.ev.kind(retryhttp.EventPaced))
+		r.run(t, get(t, context.Background(), srv.URL))
+		paced := r.ev.kind(retryhttp.EventPaced)
+		require.Len(t, paced, 1)
+		assert.Equal(t, 1, paced[0].Attempt)
+		assert.Equal(t, http.MethodGet, paced[0].Method)
+		assert.Positive(t, paced[0].Wait)
+		assert.LessOrEqual(t, paced[0].Wait, 200*time.Millisecond)
+		assert.True(t, spanOf(paced[0].Context).IsValid(), "the caller's context")
 	})
 }

@@ -1,0 +1,5 @@
+//go:build race
+
+package retryhttpotel
+
+const raceEnabled = true
