@@ -13,7 +13,7 @@ type Attempt struct {
 	Response *http.Response // nil when Err is set; an observer must not read or close its body
 	Err      error
 	Duration time.Duration // from sending until the response headers or the error
-	Held     time.Duration // how long the attempt waited for its host's quota before it was sent
+	Held     time.Duration // how long the attempt waited for its host before it was sent: its quota (a hold), and its adaptive rate (see WithAdaptiveRate)
 	// Hedge says the attempt is a hedge: an extra copy of the request, sent
 	// while an earlier copy was still waiting for its response (see
 	// Hedging). The copies of a hedged attempt that do not decide it are

@@ -37,14 +37,16 @@ func pacingBase(r *http.Request) (*http.Response, error) {
 // contract.
 func TestPacedAttemptsAgreeWithTheSeries(t *testing.T) {
 	var cancelPaced atomic.Pointer[context.CancelFunc]
-	rg := newRig(t, baseFunc(pacingBase), retryhttp.WithAdaptiveRate(retryhttp.AdaptiveRate{MinRate: 5}),
+	rg := newRig(t, baseFunc(pacingBase), retryhttp.WithAdaptiveRate(retryhttp.AdaptiveRate{MinRate: 2}),
 		retryhttp.WithRecorder(func(e retryhttp.Event) {
 			if c := cancelPaced.Load(); c != nil && e.Kind == retryhttp.EventPaced {
 				(*c)()
 			}
 		}))
 	// A bare 429 wakes the host's rate; another, a second later (the
-	// least time between cuts), cuts it to MinRate: 5 requests a second.
+	// least time between cuts), cuts it to MinRate: 2 requests a second,
+	// with no token in hand, so that the next request waits for one unless
+	// the test stalls for half a second.
 	for i := range 2 {
 		if i == 1 {
 			time.Sleep(1100 * time.Millisecond)
@@ -84,7 +86,7 @@ func TestPacedAttemptsAgreeWithTheSeries(t *testing.T) {
 		require.Equal(t, want.method, paced[i].Method)
 		require.Equal(t, want.attempt, paced[i].Attempt, "EventPaced %d", i)
 		require.Positive(t, paced[i].Wait)
-		require.LessOrEqual(t, paced[i].Wait, 200*time.Millisecond, "one token of 5 a second")
+		require.LessOrEqual(t, paced[i].Wait, 500*time.Millisecond, "one token of 2 a second")
 	}
 	reqs := rg.rec.of(retryhttp.EventRequest)
 	require.Equal(t, "canceled", reqs[2].Outcome)

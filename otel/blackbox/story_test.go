@@ -396,11 +396,11 @@ func TestEveryPathTellsOneStory(t *testing.T) {
 	})
 	t.Run("paced then sent", func(t *testing.T) {
 		// Bare 429s: the first wakes the host's adaptive rate, the second,
-		// a second later (the least time between cuts), cuts it to MinRate;
-		// the third request waits for the rate (up to 200 ms: less the
-		// time since the cut), then is sent.
+		// a second later (the least time between cuts), cuts it to MinRate
+		// with no token in hand; the third request waits for the rate (up
+		// to 500 ms: less the time since the cut), then is sent.
 		srv := newScript(t, 429, 429, 200)
-		r := newRig(t, nil, retryhttp.WithAdaptiveRate(retryhttp.AdaptiveRate{MinRate: 5}))
+		r := newRig(t, nil, retryhttp.WithAdaptiveRate(retryhttp.AdaptiveRate{MinRate: 2}))
 		r.run(t, get(t, retryhttp.ContextWithoutRetries(context.Background()), srv.URL))
 		time.Sleep(1100 * time.Millisecond)
 		r.run(t, get(t, retryhttp.ContextWithoutRetries(context.Background()), srv.URL))
@@ -411,7 +411,7 @@ func TestEveryPathTellsOneStory(t *testing.T) {
 		assert.Equal(t, 1, paced[0].Attempt)
 		assert.Equal(t, http.MethodGet, paced[0].Method)
 		assert.Positive(t, paced[0].Wait)
-		assert.LessOrEqual(t, paced[0].Wait, 200*time.Millisecond)
+		assert.LessOrEqual(t, paced[0].Wait, 500*time.Millisecond)
 		assert.True(t, spanOf(paced[0].Context).IsValid(), "the caller's context")
 	})
 }
