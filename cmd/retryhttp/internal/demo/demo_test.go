@@ -167,10 +167,11 @@ func assertFirstScreen(t *testing.T, out string) {
 	_, end, ok = strings.Cut(end, "\n\nTry next")
 	require.True(t, ok, out)
 	lines := strings.Split(strings.TrimSuffix(end, "\n"), "\n")[1:]
-	require.Len(t, lines, 3, "three commands end the output:\n%s", end)
+	require.Len(t, lines, 4, "four commands end the output:\n%s", end)
 	assert.Regexp(t, `^  retryhttp demo -budget=false +without a retry budget: when the upstream fails, every request makes all its attempts \(a retry storm\)`, lines[0])
 	assert.Regexp(t, `^  retryhttp demo -tail +what hedging does`, lines[1])
-	assert.Regexp(t, `^  retryhttp do -v https://example.com/ +one request with retries`, lines[2])
+	assert.Regexp(t, `^  retryhttp demo -capacity 50 -adaptive +an upstream that throttles with bare 429s`, lines[2])
+	assert.Regexp(t, `^  retryhttp do -v https://example.com/ +one request with retries`, lines[3])
 }
 
 func TestDemoCodeLine(t *testing.T) {
@@ -199,6 +200,10 @@ func TestDemoCodeLine(t *testing.T) {
 			"retryhttp.New(nil, retryhttp.WithMetrics(metrics), retryhttp.WithHedging(retryhttp.Hedging{Delay: 20 * time.Millisecond}))"},
 		{"adaptive hedging", demoConfig{policy: policy(nil), budget: true, hedge: "adaptive"},
 			"retryhttp.New(nil, retryhttp.WithMetrics(metrics), retryhttp.WithHedging(retryhttp.Hedging{}))"},
+		{"the adaptive rate", demoConfig{policy: policy(nil), budget: true, adaptive: true},
+			"retryhttp.New(nil, retryhttp.WithMetrics(metrics), retryhttp.WithAdaptiveRate(retryhttp.AdaptiveRate{}))"},
+		{"the adaptive rate, capacity alone", demoConfig{policy: policy(nil), budget: true, faults: faults{capacity: 50}},
+			"retryhttp.New(nil, retryhttp.WithMetrics(metrics))"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -207,6 +212,36 @@ func TestDemoCodeLine(t *testing.T) {
 			assert.Equal(t, "client := &http.Client{Transport: "+tt.want+"}", line)
 			_, err := parser.ParseExpr(strings.TrimPrefix(line, "client := "))
 			assert.NoError(t, err, "Go")
+		})
+	}
+}
+
+// The flags that choose what the demo shows reject the combinations that
+// make no sense, in one usage line each, before anything runs.
+func TestDemoRejectsBadCombinations(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"negative capacity", []string{"-capacity", "-1"}, "-capacity: -1 is negative (0: no limit)"},
+		{"-adaptive alone", []string{"-adaptive"}, "-adaptive compares runs against an upstream of limited capacity: give it -capacity N"},
+		{"-adaptive with -capacity 0", []string{"-adaptive", "-capacity", "0"}, "-adaptive compares runs against an upstream of limited capacity: give it -capacity N (try -capacity 50)"},
+		{"-adaptive with -upstream", []string{"-adaptive", "-upstream", "http://127.0.0.1:1/"}, "-adaptive compares runs against the embedded upstream, limited by -capacity: it does not apply with -upstream"},
+		{"-capacity with -upstream", []string{"-capacity", "50", "-upstream", "http://127.0.0.1:1/"}, "-capacity limits the embedded upstream: it does not apply with -upstream"},
+		{"-adaptive with -tail", []string{"-capacity", "50", "-adaptive", "-tail"}, "-adaptive and -tail are two comparisons: run one at a time"},
+		{"-capacity with -tail", []string{"-capacity", "50", "-tail"}, "-capacity does not apply to -tail"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			r := runCmd(t, "", append([]string{"demo", "-metrics-addr", ""}, tt.args...)...)
+			assert.Equal(t, 2, r.code)
+			assert.Empty(t, r.stdout, "nothing ran")
+			assert.True(t, strings.HasPrefix(r.stderr, "retryhttp demo: "+tt.want), r.stderr)
+			assert.Equal(t, 1, strings.Count(r.stderr, "\n"), "one line: %q", r.stderr)
+			assert.Contains(t, r.stderr, "(see retryhttp demo -h)")
 		})
 	}
 }

@@ -19,6 +19,10 @@ func TestDemoLiveLineSaysWhatTheResultLineSays(t *testing.T) {
 		s.progressLine("outage", 3*time.Second, 1500*time.Millisecond, 4))
 	assert.Equal(t, "   3.0s  so far: 100 requests in 1.5s, ok 90.0%, retries 12.0% of requests, amplification 1.25×, budget refusals 7, held 2",
 		s.progressLine("", 3*time.Second, 1500*time.Millisecond, 0), "a run without phases")
+
+	s.attempts, s.held, s.paced = map[string]float64{"200": 90, "429": 35}, 0, 40
+	assert.Equal(t, "   3.0s  with the adaptive rate so far: 100 requests in 3s, ok 90.0%, retries 12.0% of requests, amplification 1.25×, budget refusals 7, "+
+		"429 to 28.0% of attempts, paced 40", s.progressLine("with the adaptive rate", 3*time.Second, 3*time.Second, 0), "the 429s and the paced attempts, when there are")
 }
 
 func TestDemoOutcomeExplanations(t *testing.T) {
@@ -114,17 +118,17 @@ func TestStatsMinus(t *testing.T) {
 	t.Parallel()
 	before := stats{requests: map[string]float64{"ok": 5, "budget": 2}, attempts: map[string]float64{"200": 5, "503": 4},
 		retries: map[string]float64{"503": 2}, waitCount: map[string]float64{"backoff": 2}, waitSum: map[string]float64{"backoff": 0.3},
-		total: 7, allAttempt: 9, held: 1, refusals: 2}
+		total: 7, allAttempt: 9, held: 1, refusals: 2, paced: 3, paceSum: 0.5}
 	after := stats{requests: map[string]float64{"ok": 9, "budget": 2, "exhausted": 1}, attempts: map[string]float64{"200": 9, "503": 7},
 		retries: map[string]float64{"503": 4}, waitCount: map[string]float64{"backoff": 4}, waitSum: map[string]float64{"backoff": 0.5},
-		total: 12, allAttempt: 16, held: 1, refusals: 2}
+		total: 12, allAttempt: 16, held: 1, refusals: 2, paced: 10, paceSum: 2}
 	d := after.minus(before)
 	assert.Equal(t, map[string]float64{"ok": 4, "exhausted": 1}, d.requests, "outcomes that did not change are left out")
 	assert.Equal(t, map[string]float64{"200": 4, "503": 3}, d.attempts)
 	assert.Equal(t, map[string]float64{"503": 2}, d.retries)
 	assert.Equal(t, map[string]float64{"backoff": 2}, d.waitCount)
 	assert.InDelta(t, 0.2, d.waitSum["backoff"], 1e-9)
-	assert.Equal(t, []float64{5, 7, 0, 0}, []float64{d.total, d.allAttempt, d.held, d.refusals})
+	assert.Equal(t, []float64{5, 7, 0, 0, 7, 1.5}, []float64{d.total, d.allAttempt, d.held, d.refusals, d.paced, d.paceSum})
 }
 
 func TestShare(t *testing.T) {
