@@ -2,14 +2,13 @@ package demo
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
 	"os/signal"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -33,12 +32,13 @@ type demoConfig struct {
 	hedge       string // "", a delay, or "adaptive"
 	tail        bool   // the hedging comparison against a slow tail instead
 	outage      bool   // embedded upstream: steady failures, an outage, recovery
+	adaptive    bool   // the adaptive rate's comparison against -capacity instead
 }
 
 func Run(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	fs := cli.NewFlagSet("demo", "[flags]", stderr)
 	var c demoConfig
-	fs.DurationVar(&c.duration, "duration", 30*time.Second, "how long to run (Ctrl-C stops earlier)")
+	fs.DurationVar(&c.duration, "duration", 30*time.Second, "how long to run (Ctrl-C stops earlier); -tail and -adaptive run twice, each for half of it (-adaptive's default: 20s)")
 	fs.IntVar(&c.clients, "clients", 8, "concurrent clients")
 	fs.DurationVar(&c.pause, "pause", 20*time.Millisecond, "pause between one client's requests")
 	fs.StringVar(&c.metricsAddr, "metrics-addr", "127.0.0.1:9464", "serve Prometheus metrics on this address at /metrics ('' turns it off)")
@@ -56,6 +56,11 @@ func Run(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	fs.DurationVar(&c.faults.slowLatency, "slow-latency", 300*time.Millisecond, "embedded upstream: the latency of the slow tail")
 	fs.StringVar(&c.hedge, "hedge", "", "hedge slow requests: a delay such as 20ms, or 'adaptive' (the 95th percentile of the latencies seen)")
 	fs.BoolVar(&c.tail, "tail", false, "show what hedging does to the tail: p50, p99 and p99.9 of the requests without hedging, then with -hedge (default adaptive), against an upstream where 2% of requests take 300 ms (-slow-rate, -slow-latency)")
+	fs.IntVar(&c.faults.capacity, "capacity", 0, "embedded upstream: requests per second it serves; beyond, a bare 429 (no Retry-After, no RateLimit headers). "+
+		"A token bucket, as a server's rate limiter is: it refills at that rate and holds one second's worth, "+
+		"so no burst of twice the capacity passes at a second's edge as with a fixed window (0: no limit)")
+	fs.BoolVar(&c.adaptive, "adaptive", false, "show what retryhttp.WithAdaptiveRate does against -capacity: the same clients without it, then with it, and for each "+
+		"the share of attempts answered 429, the goodput against the capacity, and the requests it failed with ErrThrottled; no phases, no 503s or resets")
 	fs.BoolVar(&c.outage, "outage", true, "embedded upstream: run in three phases, the failures above (40% of -duration), an outage in which every request gets 503 (30%), and recovery (30%); -outage=false keeps the failures above throughout. With -upstream there are no phases")
 	var pf cli.PolicyFlags
 	pf.Register(fs)
@@ -88,6 +93,12 @@ func Run(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 			return cli.UsageError(fs, "-upstream %q is not an http or https URL", c.upstream)
 		}
 	}
+	if msg := c.modeConflict(); msg != "" {
+		return cli.UsageError(fs, "%s", msg)
+	}
+	if c.adaptive && !flagSet(fs, "duration") {
+		c.duration = adaptiveDuration
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := demo(ctx, c, stdout); err != nil {
@@ -97,6 +108,32 @@ func Run(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	return cli.ExitOK
 }
 
+// modeConflict says what is wrong with a combination of the flags that
+// choose what the demo shows, or "" when nothing is.
+func (c demoConfig) modeConflict() string {
+	capacity := c.faults.capacity > 0
+	switch {
+	case capacity && c.upstream != "":
+		return "-capacity limits the embedded upstream: it does not apply with -upstream"
+	case c.adaptive && c.upstream != "":
+		return "-adaptive compares runs against the embedded upstream, limited by -capacity: it does not apply with -upstream"
+	case c.adaptive && c.tail:
+		return "-adaptive and -tail are two comparisons: run one at a time"
+	case capacity && c.tail:
+		return fmt.Sprintf("-capacity does not apply to -tail, which runs an upstream of its own: try -capacity %d -adaptive", c.faults.capacity)
+	case c.adaptive && !capacity:
+		return "-adaptive compares runs against an upstream of limited capacity: give it -capacity N (try -capacity 50)"
+	}
+	return ""
+}
+
+// flagSet reports whether the command line set the flag name.
+func flagSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
+}
+
 // drainGrace is how long the requests in flight when -duration ends may
 // take to finish before they are canceled: long enough for the embedded
 // upstream's retries and Retry-After waits, so that the numbers count how
@@ -104,21 +141,17 @@ func Run(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 const drainGrace = 5 * time.Second
 
 func demo(ctx context.Context, c demoConfig, stdout io.Writer) error {
-	if c.tail {
+	switch {
+	case c.tail:
 		return tailDemo(ctx, c, stdout)
+	case c.adaptive:
+		return adaptiveDemo(ctx, c, stdout)
 	}
-	reg := prometheus.NewRegistry()
-	metrics, err := retryhttp.NewMetrics(reg)
+	reg, metrics, closeMetrics, err := c.startMetrics(stdout)
 	if err != nil {
 		return err
 	}
-	if c.metricsAddr != "" {
-		closeMetrics, err := serveMetrics(c.metricsAddr, reg, stdout)
-		if err != nil {
-			return err
-		}
-		defer closeMetrics()
-	}
+	defer closeMetrics()
 	target, phases := c.upstream, []phase{{length: c.duration}}
 	if target == "" {
 		up, err := startUpstream(c.faults)
@@ -157,6 +190,24 @@ func demo(ctx context.Context, c demoConfig, stdout io.Writer) error {
 		maxAttempts: c.policy.MaxAttempts, budget: c.budget}.printSummary(stdout)
 	c.printEnd(stdout)
 	return nil
+}
+
+// startMetrics returns a registry holding the Transport's metrics, served
+// on -metrics-addr unless it is empty, and the function that stops serving
+// them.
+func (c demoConfig) startMetrics(stdout io.Writer) (*prometheus.Registry, *retryhttp.Metrics, func(), error) {
+	reg := prometheus.NewRegistry()
+	metrics, err := retryhttp.NewMetrics(reg)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	stop := func() {}
+	if c.metricsAddr != "" {
+		if stop, err = serveMetrics(c.metricsAddr, reg, stdout); err != nil {
+			return nil, nil, nil, err
+		}
+	}
+	return reg, metrics, stop, nil
 }
 
 // serveMetrics serves reg's metrics on addr at /metrics and prints where;
@@ -227,164 +278,6 @@ func (c demoConfig) plan(u *upstream) []phase {
 			about: "the upstream answers every request 503; " + budget},
 		{name: "recovery", length: lengths[2], begin: func() { u.serve(steady) },
 			about: "the upstream is back to failing now and then" + refill},
-	}
-}
-
-// demoRun is one run of the demo's clients through its phases.
-type demoRun struct {
-	c     demoConfig
-	con   *console
-	reg   prometheus.Gatherer
-	start time.Time
-	// gate is held (read) by every request under way, and taken (write)
-	// between two phases, so that each request falls wholly in one phase
-	// and the phases' numbers are the requests' own.
-	gate     sync.RWMutex
-	underWay atomic.Int64 // requests sent and not yet answered
-}
-
-// startClients starts -clients clients that send requests to target until
-// -duration has passed, and returns a channel that closes when they have
-// all stopped. A request under way at the end may finish within
-// drainGrace; ctx ending (Ctrl-C) cancels the requests at once.
-func (r *demoRun) startClients(ctx context.Context, client *http.Client, target string) <-chan struct{} {
-	reqCtx, stopRequests := context.WithCancel(ctx)
-	runCtx, cancel := context.WithTimeout(ctx, r.c.duration)
-	var wg sync.WaitGroup
-	for range r.c.clients {
-		wg.Go(func() { r.drive(runCtx, reqCtx, client, target) })
-	}
-	done := make(chan struct{})
-	go func() {
-		wg.Wait()
-		cancel()
-		stopRequests()
-		close(done)
-	}()
-	go func() {
-		<-runCtx.Done()
-		t := time.NewTimer(drainGrace)
-		defer t.Stop()
-		select {
-		case <-done:
-		case <-t.C:
-			stopRequests()
-		}
-	}()
-	return done
-}
-
-// drive sends GET requests, each with the context req, until run ends.
-func (r *demoRun) drive(run, req context.Context, client *http.Client, target string) {
-	for r.send(run, req, client, target) {
-		if r.c.pause > 0 {
-			t := time.NewTimer(r.c.pause)
-			select {
-			case <-t.C:
-			case <-run.Done():
-				t.Stop()
-			}
-		}
-	}
-}
-
-// send sends one request through the gate, and reports false instead when
-// run has ended.
-func (r *demoRun) send(run, req context.Context, client *http.Client, target string) bool {
-	r.gate.RLock()
-	defer r.gate.RUnlock()
-	if run.Err() != nil {
-		return false
-	}
-	rq, err := http.NewRequestWithContext(req, http.MethodGet, target, nil)
-	if err != nil {
-		return false
-	}
-	r.underWay.Add(1)
-	defer r.underWay.Add(-1)
-	if resp, err := client.Do(rq); err == nil {
-		_, _ = io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-	}
-	return true
-}
-
-// runPhases opens the gate and takes the run through its phases,
-// announcing each as it starts and printing its result as it ends, with
-// progress lines in between; it returns what the metrics counted in each.
-// A phase ends when its length is up and the requests under way have
-// ended; the last one when the clients have stopped (done). When ctx ends
-// (Ctrl-C), the phase under way is the last.
-func (r *demoRun) runPhases(ctx context.Context, phases []phase, done <-chan struct{}) []phaseResult {
-	tick := time.NewTicker(progressEvery(r.c.progress, r.con.tty))
-	defer tick.Stop()
-	results := make([]phaseResult, 0, len(phases))
-	before, from := collect(r.reg), r.start
-	name := "" // of the phase under way
-	progress := func() {
-		// The requests under way have made attempts the metrics counted:
-		// they count as requests too, so that the amplification is of
-		// the attempts sent for the requests sent.
-		now, underWay := time.Now(), r.underWay.Load()
-		s := collect(r.reg).minus(before)
-		s.total += float64(underWay)
-		r.con.progress(s.progressLine(name, now.Sub(r.start), now.Sub(from), int(underWay)))
-	}
-	measure := func(name string) {
-		now, after := time.Now(), collect(r.reg)
-		res := phaseResult{name: name, took: now.Sub(from), stats: after.minus(before)}
-		if name != "" {
-			r.con.println(res.resultLine())
-		}
-		results = append(results, res)
-		before, from = after, now
-	}
-	end := r.start
-	for i, p := range phases {
-		if i > 0 {
-			r.gate.Lock() // the requests under way have ended; new ones wait
-			measure(phases[i-1].name)
-			if ctx.Err() != nil {
-				r.gate.Unlock()
-				return results
-			}
-		}
-		name = p.name
-		if p.name != "" {
-			r.con.println(fmt.Sprintf("phase %d of %d, %s (%v): %s", i+1, len(phases), p.name, p.length.Round(100*time.Millisecond), p.about))
-		}
-		if p.begin != nil {
-			p.begin()
-		}
-		r.gate.Unlock()
-		end = end.Add(p.length)
-		var ends <-chan time.Time // the last phase ends when the clients stop
-		timer := time.NewTimer(time.Until(end))
-		if i < len(phases)-1 {
-			ends = timer.C
-		}
-		stopped := waitPhase(ends, done, tick.C, progress)
-		timer.Stop()
-		if stopped {
-			measure(p.name)
-			break
-		}
-	}
-	return results
-}
-
-// waitPhase calls progress on every tick until the phase ends (a nil ends
-// never does) or the clients have stopped, and reports whether they have.
-func waitPhase(ends <-chan time.Time, done <-chan struct{}, tick <-chan time.Time, progress func()) (stopped bool) {
-	for {
-		select {
-		case <-ends:
-			return false
-		case <-done:
-			return true
-		case <-tick:
-			progress()
-		}
 	}
 }
 

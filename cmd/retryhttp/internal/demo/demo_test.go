@@ -167,22 +167,11 @@ func assertFirstScreen(t *testing.T, out string) {
 	_, end, ok = strings.Cut(end, "\n\nTry next")
 	require.True(t, ok, out)
 	lines := strings.Split(strings.TrimSuffix(end, "\n"), "\n")[1:]
-	require.Len(t, lines, 3, "three commands end the output:\n%s", end)
+	require.Len(t, lines, 4, "four commands end the output:\n%s", end)
 	assert.Regexp(t, `^  retryhttp demo -budget=false +without a retry budget: when the upstream fails, every request makes all its attempts \(a retry storm\)`, lines[0])
 	assert.Regexp(t, `^  retryhttp demo -tail +what hedging does`, lines[1])
-	assert.Regexp(t, `^  retryhttp do -v https://example.com/ +one request with retries`, lines[2])
-}
-
-func TestDemoLiveLineSaysWhatTheResultLineSays(t *testing.T) {
-	t.Parallel()
-	s := stats{requests: map[string]float64{"ok": 90, "budget": 10}, retries: map[string]float64{"503": 12},
-		total: 100, allAttempt: 125, refusals: 7, held: 2}
-	res := phaseResult{name: "outage", took: 1500 * time.Millisecond, stats: s}.resultLine()
-	assert.Equal(t, "outage result: 100 requests in 1.5s, ok 90.0%, retries 12.0% of requests, amplification 1.25×, budget refusals 7, held 2", res)
-	assert.Equal(t, "   3.0s  outage so far: 100 requests in 1.5s (4 under way), ok 90.0%, retries 12.0% of requests, amplification 1.25×, budget refusals 7, held 2",
-		s.progressLine("outage", 3*time.Second, 1500*time.Millisecond, 4))
-	assert.Equal(t, "   3.0s  so far: 100 requests in 1.5s, ok 90.0%, retries 12.0% of requests, amplification 1.25×, budget refusals 7, held 2",
-		s.progressLine("", 3*time.Second, 1500*time.Millisecond, 0), "a run without phases")
+	assert.Regexp(t, `^  retryhttp demo -capacity 50 -adaptive +an upstream that throttles with bare 429s`, lines[2])
+	assert.Regexp(t, `^  retryhttp do -v https://example.com/ +one request with retries`, lines[3])
 }
 
 func TestDemoCodeLine(t *testing.T) {
@@ -211,6 +200,10 @@ func TestDemoCodeLine(t *testing.T) {
 			"retryhttp.New(nil, retryhttp.WithMetrics(metrics), retryhttp.WithHedging(retryhttp.Hedging{Delay: 20 * time.Millisecond}))"},
 		{"adaptive hedging", demoConfig{policy: policy(nil), budget: true, hedge: "adaptive"},
 			"retryhttp.New(nil, retryhttp.WithMetrics(metrics), retryhttp.WithHedging(retryhttp.Hedging{}))"},
+		{"the adaptive rate", demoConfig{policy: policy(nil), budget: true, adaptive: true},
+			"retryhttp.New(nil, retryhttp.WithMetrics(metrics), retryhttp.WithAdaptiveRate(retryhttp.AdaptiveRate{}))"},
+		{"the adaptive rate, capacity alone", demoConfig{policy: policy(nil), budget: true, faults: faults{capacity: 50}},
+			"retryhttp.New(nil, retryhttp.WithMetrics(metrics))"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -219,6 +212,36 @@ func TestDemoCodeLine(t *testing.T) {
 			assert.Equal(t, "client := &http.Client{Transport: "+tt.want+"}", line)
 			_, err := parser.ParseExpr(strings.TrimPrefix(line, "client := "))
 			assert.NoError(t, err, "Go")
+		})
+	}
+}
+
+// The flags that choose what the demo shows reject the combinations that
+// make no sense, in one usage line each, before anything runs.
+func TestDemoRejectsBadCombinations(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"negative capacity", []string{"-capacity", "-1"}, "-capacity: -1 is negative (0: no limit)"},
+		{"-adaptive alone", []string{"-adaptive"}, "-adaptive compares runs against an upstream of limited capacity: give it -capacity N"},
+		{"-adaptive with -capacity 0", []string{"-adaptive", "-capacity", "0"}, "-adaptive compares runs against an upstream of limited capacity: give it -capacity N (try -capacity 50)"},
+		{"-adaptive with -upstream", []string{"-adaptive", "-upstream", "http://127.0.0.1:1/"}, "-adaptive compares runs against the embedded upstream, limited by -capacity: it does not apply with -upstream"},
+		{"-capacity with -upstream", []string{"-capacity", "50", "-upstream", "http://127.0.0.1:1/"}, "-capacity limits the embedded upstream: it does not apply with -upstream"},
+		{"-adaptive with -tail", []string{"-capacity", "50", "-adaptive", "-tail"}, "-adaptive and -tail are two comparisons: run one at a time"},
+		{"-capacity with -tail", []string{"-capacity", "50", "-tail"}, "-capacity does not apply to -tail"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			r := runCmd(t, "", append([]string{"demo", "-metrics-addr", ""}, tt.args...)...)
+			assert.Equal(t, 2, r.code)
+			assert.Empty(t, r.stdout, "nothing ran")
+			assert.True(t, strings.HasPrefix(r.stderr, "retryhttp demo: "+tt.want), r.stderr)
+			assert.Equal(t, 1, strings.Count(r.stderr, "\n"), "one line: %q", r.stderr)
+			assert.Contains(t, r.stderr, "(see retryhttp demo -h)")
 		})
 	}
 }
@@ -278,175 +301,6 @@ func TestDemoWithoutPhases(t *testing.T) {
 			assert.NotContains(t, r.stdout, " result: ")
 			assert.NotContains(t, r.stdout, "outage")
 		})
-	}
-}
-
-func TestDemoOutcomeExplanations(t *testing.T) {
-	t.Parallel()
-	tests := []struct {
-		name     string
-		requests map[string]float64
-		phases   []phaseResult
-		want     []string
-	}{
-		{"only ok", map[string]float64{"ok": 10}, nil, []string{"  ok: answered, on the first attempt or after retries"}},
-		{"ok and budget, by phase", map[string]float64{"ok": 10, "budget": 4},
-			[]phaseResult{{name: "steady", stats: stats{requests: map[string]float64{"ok": 6}}},
-				{name: "outage", stats: stats{requests: map[string]float64{"budget": 4}}},
-				{name: "recovery", stats: stats{requests: map[string]float64{"ok": 4}}}},
-			[]string{"  ok: ", "  budget: failed while the retry budget was spent: the failure was returned instead of retried, " +
-				"sparing the failing upstream the rest of the 5 attempts; by phase: outage 4"}},
-		{"every outcome", map[string]float64{"ok": 1, "exhausted": 1, "not_retryable": 1, "too_late": 1, "canceled": 1, "budget": 1, "throttled": 1}, nil,
-			[]string{"  ok: ", "  exhausted: still failing after all 5 attempts", "  not_retryable: ", "  too_late: ", "  canceled: ", "  budget: ", "  throttled: "}},
-		{"nothing", map[string]float64{}, nil, nil},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			lines := report{total: stats{requests: tt.requests}, phases: tt.phases, maxAttempts: 5}.outcomeLines()
-			if tt.want == nil {
-				assert.Empty(t, lines)
-				return
-			}
-			require.Len(t, lines, len(tt.want)+1, "a blank line, then one line per outcome that occurred")
-			assert.Empty(t, lines[0])
-			for i, want := range tt.want {
-				assert.True(t, strings.HasPrefix(lines[i+1], want), "%q starts with %q", lines[i+1], want)
-			}
-		})
-	}
-}
-
-func TestDemoStory(t *testing.T) {
-	t.Parallel()
-	phase := func(name string, ok, budget, exhausted, attempts, failed, refusals float64) phaseResult {
-		req := map[string]float64{}
-		for k, v := range map[string]float64{"ok": ok, "budget": budget, "exhausted": exhausted} {
-			if v > 0 {
-				req[k] = v
-			}
-		}
-		return phaseResult{name: name, stats: stats{requests: req, total: ok + budget + exhausted,
-			attempts: map[string]float64{"200": attempts - failed, "503": failed}, allAttempt: attempts, refusals: refusals}}
-	}
-	steady := phase("steady", 1000, 0, 0, 1100, 100, 0)
-	outage := phase("outage", 0, 450, 50, 650, 650, 450)
-	recovery := phase("recovery", 998, 1, 1, 1120, 122, 1)
-	total := stats{requests: map[string]float64{}}
-	for _, p := range []phaseResult{steady, outage, recovery} {
-		for k, v := range p.requests {
-			total.requests[k] += v
-		}
-		total.total += p.total
-		total.allAttempt += p.allAttempt
-	}
-	tests := []struct {
-		name   string
-		report report
-		want   []string
-	}{
-		{"three phases", report{total: total, phases: []phaseResult{steady, outage, recovery}, maxAttempts: 3, budget: true}, []string{
-			"In the steady phase 9.1% of attempts failed; with retries every request ended ok, at 1.10 attempts per request; the budget refused no retry.",
-			"In the outage every attempt failed; the retry budget refused 450 retries and held the load at 1.30× (650 attempts for 500 requests). " +
-				"Without a budget, each request would have made all 3 attempts: 3×, 1500 attempts for these 500 requests.",
-			"In recovery 10.9% of attempts failed; with retries 99.8% of requests ended ok (1 exhausted, 1 budget), at 1.12 attempts per request; the budget refused 1 retry.",
-			"Of the 502 give-ups above (the give-up ratio of 20.1%), 500 were in the outage, where no retry could succeed; in the steady and recovery phases 99.9% of requests ended ok.",
-		}},
-		{"no budget", report{total: outage.stats, phases: []phaseResult{outage}, maxAttempts: 3}, []string{
-			"In the outage every attempt failed and, with no retry budget (-budget=false), each request made 1.30 attempts (of at most 3): " +
-				"650 attempts for 500 requests. The demo's clients wait for each answer, so waiting out the retries also slowed them down; " +
-				"requests that keep arriving, as users' do, would each bring 3 attempts to the failing upstream.",
-			"Of the 500 give-ups above (the give-up ratio of 100.0%), 500 were in the outage, where no retry could succeed.",
-		}},
-		{"one phase", report{total: steady.stats, phases: []phaseResult{{stats: steady.stats}}, maxAttempts: 3, budget: true}, []string{
-			"Over the run 9.1% of attempts failed; with retries every request ended ok, at 1.10 attempts per request; the budget refused no retry.",
-		}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			assert.Equal(t, tt.want, tt.report.story())
-		})
-	}
-}
-
-func TestStatsMinus(t *testing.T) {
-	t.Parallel()
-	before := stats{requests: map[string]float64{"ok": 5, "budget": 2}, attempts: map[string]float64{"200": 5, "503": 4},
-		retries: map[string]float64{"503": 2}, waitCount: map[string]float64{"backoff": 2}, waitSum: map[string]float64{"backoff": 0.3},
-		total: 7, allAttempt: 9, held: 1, refusals: 2}
-	after := stats{requests: map[string]float64{"ok": 9, "budget": 2, "exhausted": 1}, attempts: map[string]float64{"200": 9, "503": 7},
-		retries: map[string]float64{"503": 4}, waitCount: map[string]float64{"backoff": 4}, waitSum: map[string]float64{"backoff": 0.5},
-		total: 12, allAttempt: 16, held: 1, refusals: 2}
-	d := after.minus(before)
-	assert.Equal(t, map[string]float64{"ok": 4, "exhausted": 1}, d.requests, "outcomes that did not change are left out")
-	assert.Equal(t, map[string]float64{"200": 4, "503": 3}, d.attempts)
-	assert.Equal(t, map[string]float64{"503": 2}, d.retries)
-	assert.Equal(t, map[string]float64{"backoff": 2}, d.waitCount)
-	assert.InDelta(t, 0.2, d.waitSum["backoff"], 1e-9)
-	assert.Equal(t, []float64{5, 7, 0, 0}, []float64{d.total, d.allAttempt, d.held, d.refusals})
-}
-
-func TestShare(t *testing.T) {
-	t.Parallel()
-	tests := []struct {
-		part, whole float64
-		want        string
-	}{
-		{0, 0, "-"},
-		{0, 10, "0%"},
-		{10, 10, "100%"},
-		{9999, 10000, "99.9%"},
-		{1, 10000, "under 0.1%"},
-		{1, 3, "33.3%"},
-	}
-	for _, tt := range tests {
-		assert.Equal(t, tt.want, share(tt.part, tt.whole), "%v of %v", tt.part, tt.whole)
-	}
-}
-
-func TestUpstreamSwitchesItsFaults(t *testing.T) {
-	t.Parallel()
-	steady := faults{latency: time.Millisecond}
-	up, err := startUpstream(steady)
-	require.NoError(t, err)
-	defer up.Close()
-	status := func() int {
-		resp, err := http.Get(up.URL)
-		require.NoError(t, err)
-		_, _ = io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		return resp.StatusCode
-	}
-	ok := up.handler()
-	for i, tt := range []struct {
-		serve http.HandlerFunc
-		want  int
-	}{{nil, 200}, {steady.outage().handler(), 503}, {ok, 200}} {
-		if tt.serve != nil {
-			up.serve(tt.serve)
-		}
-		for range 5 {
-			assert.Equal(t, tt.want, status(), "step %d", i)
-		}
-	}
-}
-
-func TestFaultsString(t *testing.T) {
-	t.Parallel()
-	tests := []struct {
-		f    faults
-		want string
-	}{
-		{faults{errorRate: 0.1, resetRate: 0.02, latency: 5 * time.Millisecond}, "503 10%, resets 2%, latency 5ms"},
-		{faults{errorRate: 0.5, throttleRate: 0.1, retryAfter: time.Second, resetRate: 0.025, latency: time.Millisecond, slowRate: 0.05, slowLatency: 100 * time.Millisecond},
-			"503 50%, 429 10% with Retry-After 1s, resets 2.5%, latency 1ms, 5% take 100ms"},
-		{faults{}.outage(), "503 100%, latency 0s"},
-		{faults{errorRate: 0.07, resetRate: 0.29, latency: time.Millisecond}, "503 7%, resets 29%, latency 1ms"},
-		{faults{errorRate: 0.00125, latency: time.Millisecond}, "503 0.125%, latency 1ms"},
-	}
-	for _, tt := range tests {
-		assert.Equal(t, tt.want, tt.f.String())
 	}
 }
 

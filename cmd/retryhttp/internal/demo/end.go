@@ -28,6 +28,9 @@ func (c demoConfig) codeLine() string {
 		}
 		opts = append(opts, "retryhttp.WithHedging("+hedging+")")
 	}
+	if c.adaptive {
+		opts = append(opts, "retryhttp.WithAdaptiveRate(retryhttp.AdaptiveRate{})")
+	}
 	return "client := &http.Client{Transport: retryhttp.New(nil, " + strings.Join(opts, ", ") + ")}"
 }
 
@@ -78,23 +81,33 @@ func goDuration(d time.Duration) string {
 }
 
 // tryNext returns the commands the summary suggests next, each with what
-// it shows: the other side of the budget, the tail and hedging, and do.
+// it shows: the other side of the budget, the tail and hedging, the
+// adaptive rate (unless this was its run), and do.
 func (c demoConfig) tryNext() [][2]string {
 	budget := [2]string{"retryhttp demo -budget=false", "without a retry budget: when the upstream fails, every request makes all its attempts (a retry storm)"}
 	if !c.budget {
 		budget = [2]string{"retryhttp demo", "with the default retry budget, which holds a retry storm back"}
 	}
-	return [][2]string{
-		budget,
-		{"retryhttp demo -tail", "what hedging does to the slowest requests (p99, p99.9)"},
-		{"retryhttp do -v https://example.com/", "one request with retries, each attempt and wait shown"},
+	next := [][2]string{budget, {"retryhttp demo -tail", "what hedging does to the slowest requests (p99, p99.9)"}}
+	if !c.adaptive {
+		capacity := c.faults.capacity // this run's, or one the default clients send clearly more than
+		if capacity == 0 {
+			capacity = 50
+		}
+		next = append(next, [2]string{fmt.Sprintf("retryhttp demo -capacity %d -adaptive", capacity),
+			"an upstream that throttles with bare 429s, without and with the adaptive rate"})
 	}
+	return append(next, [2]string{"retryhttp do -v https://example.com/", "one request with retries, each attempt and wait shown"})
 }
 
 // printEnd ends the summary: the line of code behind the demo, and what
 // to try next.
 func (c demoConfig) printEnd(w io.Writer) {
-	fmt.Fprintf(w, "\nThe code behind this demo (metrics from retryhttp.NewMetrics(prometheus.DefaultRegisterer)):\n  %s\n", c.codeLine())
+	behind := "this demo"
+	if c.adaptive {
+		behind = "the run with the adaptive rate"
+	}
+	fmt.Fprintf(w, "\nThe code behind %s (metrics from retryhttp.NewMetrics(prometheus.DefaultRegisterer)):\n  %s\n", behind, c.codeLine())
 	fmt.Fprintln(w, "\nTry next (in a checkout, retryhttp is go run ./cmd/retryhttp):")
 	for _, try := range c.tryNext() {
 		fmt.Fprintf(w, "  %-38s %s\n", try[0], try[1])

@@ -20,6 +20,8 @@ type stats struct {
 	total      float64            // requests
 	allAttempt float64
 	held       float64 // attempts held for their host's quota
+	paced      float64 // attempts that waited for their host's adaptive rate
+	paceSum    float64 // seconds those waited
 	refusals   float64 // retries the budget refused
 	resends    float64 // attempts net/http sent again on its own (transparent retries)
 }
@@ -57,6 +59,10 @@ func collect(reg prometheus.Gatherer) stats {
 				s.resends += m.GetCounter().GetValue()
 			case "retryhttp_held_requests_total":
 				s.held += m.GetCounter().GetValue()
+			case "retryhttp_paced_requests_total":
+				s.paced += m.GetCounter().GetValue()
+			case "retryhttp_pace_delay_seconds":
+				s.paceSum += m.GetHistogram().GetSampleSum()
 			case "retryhttp_budget_refusals_total":
 				s.refusals += m.GetCounter().GetValue()
 			case "retryhttp_retry_delay_seconds":
@@ -85,7 +91,7 @@ func (s stats) minus(before stats) stats {
 		retries: diff(s.retries, before.retries), waitCount: diff(s.waitCount, before.waitCount),
 		waitSum: diff(s.waitSum, before.waitSum), total: s.total - before.total,
 		allAttempt: s.allAttempt - before.allAttempt, held: s.held - before.held, refusals: s.refusals - before.refusals,
-		resends: s.resends - before.resends,
+		resends: s.resends - before.resends, paced: s.paced - before.paced, paceSum: s.paceSum - before.paceSum,
 	}
 }
 
@@ -122,6 +128,14 @@ func (s stats) giveUpsMeaning() string {
 		return " (a give-up is a request that still failed when retrying stopped)"
 	}
 	return fmt.Sprintf(" (a give-up is a request that still failed when retrying stopped: %s above)", strings.Join(which, " and "))
+}
+
+// meanPace is the mean wait of the attempts the adaptive rate paced.
+func (s stats) meanPace() time.Duration {
+	if s.paced == 0 {
+		return 0
+	}
+	return time.Duration(s.paceSum / s.paced * float64(time.Second)).Round(time.Millisecond)
 }
 
 // amplificationMeaning says in words what amplification is, before the
@@ -177,8 +191,14 @@ func (s stats) numbers(took time.Duration, underWay int) string {
 	line := fmt.Sprintf("%d requests in %s, ok %s, retries %s of requests, amplification %.2f×, budget refusals %d",
 		int(s.total), during, share(s.requests["ok"], s.total),
 		share(sum(s.retries), s.total), s.amplification(), int(s.refusals))
+	if n := s.attempts["429"]; n > 0 {
+		line += fmt.Sprintf(", 429 to %s of attempts", share(n, s.allAttempt))
+	}
 	if s.held > 0 {
 		line += fmt.Sprintf(", held %d", int(s.held))
+	}
+	if s.paced > 0 {
+		line += fmt.Sprintf(", paced %d", int(s.paced))
 	}
 	return line
 }
@@ -245,6 +265,7 @@ func (r report) printSummary(w io.Writer) {
 		fmt.Fprintln(w)
 		row("held for the quota", int(s.held), "")
 	}
+
 	if s.resends > 0 {
 		fmt.Fprintln(w)
 		row("resent by net/http", int(s.resends), "") // transparent retries: the upstream received these too
@@ -279,7 +300,7 @@ func outcomeMeaning(outcome string, maxAttempts int) string {
 	case "budget":
 		return fmt.Sprintf("failed while the retry budget was spent: the failure was returned instead of retried, sparing the failing upstream the rest of the %d attempts", maxAttempts)
 	case "throttled":
-		return "not sent: the upstream's quota was spent for longer than -max-retry-after"
+		return "not sent: the upstream's quota was spent, or its adaptive rate had no room for it, for longer than -max-retry-after (ErrThrottled)"
 	}
 	return ""
 }

@@ -26,6 +26,7 @@ type faults struct {
 	slowLatency  time.Duration
 	quota        int // requests allowed per quotaWindow (0: no quota), announced with RateLimit
 	quotaWindow  time.Duration
+	capacity     int // requests per second served (0: no limit); a bare 429 beyond, see capacityLimit
 }
 
 func (f faults) validate() error {
@@ -48,6 +49,9 @@ func (f faults) validate() error {
 	}
 	if f.quota < 0 {
 		return fmt.Errorf("-quota: %d is negative (0: no quota)", f.quota)
+	}
+	if f.capacity < 0 {
+		return fmt.Errorf("-capacity: %d is negative (0: no limit)", f.capacity)
 	}
 	if f.quota > 0 && (f.quotaWindow < time.Second || f.quotaWindow%time.Second != 0) {
 		return fmt.Errorf("-quota-window: %v is not a whole number of seconds", f.quotaWindow)
@@ -84,6 +88,45 @@ func (q *quotaKeeper) admit(w http.ResponseWriter) bool {
 	w.Header().Set("RateLimit-Policy", fmt.Sprintf(`"default";q=%d;w=%d`, q.quota, int(q.window/time.Second)))
 	w.Header().Set("RateLimit", fmt.Sprintf(`"default";r=%d;t=%d`, max(left, 0), reset))
 	return left >= 0
+}
+
+// capacityLimit is the upstream's -capacity: a token bucket that fills
+// with capacity tokens a second and holds one second's worth, as a server's
+// rate limiter does (golang.org/x/time/rate, an API gateway's rate and
+// burst, Envoy's local rate limit). A request that finds it empty gets a
+// bare 429: no Retry-After, no RateLimit headers, nothing that says how
+// much is allowed. Unlike a fixed window counted per second, it lets no
+// burst of twice the capacity through across the edge of two windows, and
+// refuses the requests beyond the capacity all through the second instead
+// of every request at the end of each window.
+type capacityLimit struct {
+	capacity float64
+
+	mu     sync.Mutex
+	tokens float64
+	filled time.Time // when tokens was last topped up
+}
+
+// newCapacityLimit returns a limit of n requests a second, its bucket full
+// at now.
+func newCapacityLimit(n int, now time.Time) *capacityLimit {
+	return &capacityLimit{capacity: float64(n), tokens: float64(n), filled: now}
+}
+
+// admit reports whether a request that arrives at now is served, taking
+// its token.
+func (l *capacityLimit) admit(now time.Time) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if d := now.Sub(l.filled); d > 0 {
+		l.tokens = min(l.capacity, l.tokens+d.Seconds()*l.capacity)
+		l.filled = now
+	}
+	if l.tokens < 1 {
+		return false
+	}
+	l.tokens--
+	return true
 }
 
 // outage returns the faults of a total outage: every request is answered
@@ -141,6 +184,9 @@ func (f faults) String() string {
 	if f.slowRate > 0 {
 		parts = append(parts, fmt.Sprintf("%s take %v", rate(f.slowRate), f.slowLatency))
 	}
+	if f.capacity > 0 {
+		parts = append(parts, fmt.Sprintf("capacity %d requests/s, a bare 429 beyond", f.capacity))
+	}
 	return strings.Join(parts, ", ")
 }
 
@@ -156,7 +202,15 @@ func (f faults) handler() http.HandlerFunc {
 	if f.quota > 0 {
 		quota = &quotaKeeper{quota: f.quota, window: f.quotaWindow}
 	}
+	var capacity *capacityLimit
+	if f.capacity > 0 {
+		capacity = newCapacityLimit(f.capacity, time.Now())
+	}
 	return func(w http.ResponseWriter, r *http.Request) {
+		if capacity != nil && !capacity.admit(time.Now()) {
+			http.Error(w, "too many requests", http.StatusTooManyRequests)
+			return
+		}
 		if quota != nil && !quota.admit(w) {
 			http.Error(w, "quota spent", http.StatusTooManyRequests)
 			return
