@@ -70,7 +70,8 @@ const budgetSlots = 10
 // takes no lock (an atomic add in a time slot); spending, which happens
 // only on the retry path, takes a short one.
 type Budget struct {
-	once     sync.Once // lets the zero Budget start with the defaults
+	once     sync.Once    // starts the Budget on its first use, on the clock of the Transport that uses it
+	config   BudgetConfig // NewBudget's, with its defaults; zero in the zero Budget: the defaults
 	ratio    float64
 	floor    float64 // retries per second
 	slot     time.Duration
@@ -110,9 +111,10 @@ func NewBudget(c BudgetConfig) (*Budget, error) {
 	if c.Window == 0 {
 		c.Window = DefaultBudgetWindow
 	}
-	b := &Budget{}
-	b.once.Do(func() { b.init(c, time.Now()) })
-	return b, nil
+	// The Budget starts on its first use, with the time of the Transport
+	// that uses it (Available's, if that comes first): a Transport on
+	// another clock (a simulation's) counts from its own start.
+	return &Budget{config: c}, nil
 }
 
 // init sets b up for c, which has its defaults applied.
@@ -129,9 +131,16 @@ func (b *Budget) init(c BudgetConfig, now time.Time) {
 
 var defaultBudget = BudgetConfig{Ratio: DefaultBudgetRatio, MinPerSecond: DefaultBudgetMinPerSecond, Window: DefaultBudgetWindow}
 
-// ready sets up a zero Budget with the defaults on first use.
+// ready sets b up on its first use: with NewBudget's config, or the
+// defaults for the zero Budget.
 func (b *Budget) ready(now time.Time) {
-	b.once.Do(func() { b.init(defaultBudget, now) })
+	b.once.Do(func() {
+		c := b.config
+		if c == (BudgetConfig{}) {
+			c = defaultBudget
+		}
+		b.init(c, now)
+	})
 }
 
 // slotCount is a count in one time slot: the slot's number in the high 32
@@ -199,8 +208,8 @@ const clockEvery = 16
 // floor covers anyway. spend reads the clock every time.
 func (b *Budget) earn(now func() time.Time) {
 	e := b.current.Load()
-	if e == 0 { // a zero Budget's first request: init stores current last, and never 0
-		b.once.Do(func() { b.init(defaultBudget, now()) })
+	if e == 0 { // the Budget's first use: init stores current last, and never 0
+		b.ready(now())
 		e = b.current.Load()
 	}
 	if n := b.requests[e%budgetSlots].add(e); n%clockEvery == 0 {
@@ -295,7 +304,8 @@ func (b *Budget) refillLocked(now time.Time) {
 	}
 }
 
-// Available returns how many retries the budget would allow now.
+// Available returns how many retries the budget would allow now, by the
+// wall clock.
 func (b *Budget) Available() float64 { return b.available(time.Now()) }
 
 func (b *Budget) available(now time.Time) float64 {

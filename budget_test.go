@@ -5,6 +5,7 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -316,6 +317,7 @@ func TestNewBudgetRejectsBadValues(t *testing.T) {
 	}
 	b, err := NewBudget(BudgetConfig{Ratio: 0.1, MinPerSecond: 1, Window: time.Second})
 	require.NoError(t, err)
+	b.ready(time.Now()) // a Budget starts on its first use
 	assert.Equal(t, 0.1, b.ratio)
 	assert.Equal(t, 100*time.Millisecond, b.slot)
 }
@@ -353,8 +355,9 @@ func TestBudgetGauge(t *testing.T) {
 # TYPE retryhttp_budget_retries_available gauge
 retryhttp_budget_retries_available 10
 `), "retryhttp_budget_retries_available"))
-	New(nil, WithMetrics(m)) // its own default budget adds its floor
+	own := New(nil, WithMetrics(m)) // its own default budget adds its floor
 	assert.InDelta(t, 20.0, testutil.ToFloat64(gaugeOnly{m}), 0.01)
+	runtime.KeepAlive(own) // the gauge holds budgets weakly: a collected Transport drops out
 }
 
 // gaugeOnly collects just the budget gauge of m, for testutil.ToFloat64.
