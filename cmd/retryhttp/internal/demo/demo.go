@@ -146,7 +146,7 @@ func demo(ctx context.Context, c demoConfig, stdout io.Writer) error {
 
 	tr := retryhttp.New(nil, c.options(metrics)...)
 	defer tr.CloseIdleConnections()
-	run := &demoRun{c: c, con: &console{w: stdout, tty: isTerminal(stdout)}, reg: reg}
+	run := &demoRun{c: c, con: &console{w: stdout, tty: cli.IsTerminal(stdout)}, reg: reg}
 	run.gate.Lock() // the first phase opens it
 	run.start = time.Now()
 	done := run.startClients(ctx, &http.Client{Transport: tr}, target)
