@@ -206,8 +206,8 @@ func (c demoConfig) plan(u *upstream) []phase {
 		return []phase{{length: c.duration}}
 	}
 	steady, outage := u.handler(), c.faults.outage().handler()
-	budget := fmt.Sprintf("the retry budget (%.0f%% of the requests plus %d per second) limits the retries, which would otherwise make every request try all %d attempts",
-		100*retryhttp.DefaultBudgetRatio, retryhttp.DefaultBudgetMinPerSecond, c.policy.MaxAttempts)
+	budget := fmt.Sprintf("the retry budget (%.0f%% of the requests plus one every %v) limits the retries, which would otherwise make every request try all %d attempts",
+		100*retryhttp.DefaultBudgetRatio, time.Duration(float64(time.Second)/retryhttp.DefaultBudgetMinPerSecond), c.policy.MaxAttempts)
 	refill := "; the retry budget, spent in the outage, refills as new requests earn it"
 	switch {
 	case c.policy.MaxAttempts == 1:

@@ -18,37 +18,57 @@ import (
 	"github.com/retryhttp/retryhttp/internal/fleet"
 )
 
-// Run runs retryhttp storm.
-func Run(args []string, _ io.Reader, stdout, stderr io.Writer) int {
+// options are the flags of retryhttp storm beyond the Config's.
+type options struct {
+	trigger      string
+	policies     string
+	policy       cli.PolicyFlags
+	budgetRatio  float64
+	budgetMin    float64
+	budgetWindow time.Duration
+	noBudget     bool
+	json         bool
+	svg          string
+	silent       bool
+}
+
+// newFlags returns the command's flags, which set c and o.
+func newFlags(c *fleet.Config, stderr io.Writer) (*flag.FlagSet, *options) {
 	fs := cli.NewFlagSet("storm", "[flags]", stderr)
-	c := fleet.Config{}
+	o := &options{}
 	fs.IntVar(&c.Clients, "clients", 1000, "clients, each with a Transport of its own, sharing the load")
 	fs.Float64Var(&c.Capacity, "capacity", 1000, "requests per second the server serves, one at a time, first come first served")
 	fs.Float64Var(&c.Load, "load", 0.8, "the requests the clients start (Poisson arrivals), as a fraction of -capacity")
 	fs.DurationVar(&c.Duration, "duration", 120*time.Second, "simulated time")
 	fs.DurationVar(&c.OutageAt, "outage-at", 20*time.Second, "when the outage starts")
 	fs.DurationVar(&c.Outage, "outage", 5*time.Second, "how long the outage lasts")
-	trig := fs.String("trigger", "stall", "what the server does in the outage: stall (serves nothing; requests queue), 503 (answers 503 at once) or drop (resets connections)")
+	fs.StringVar(&o.trigger, "trigger", "stall", "what the server does in the outage: stall (serves nothing; requests queue), 503 (answers 503 at once) or drop (resets connections)")
 	fs.DurationVar(&c.AttemptTimeout, "attempt-timeout", time.Second, "the clients give up on an attempt after this (the server still does its work); 0: never")
 	fs.BoolVar(&c.Shed, "429", false, "the server answers 429 with Retry-After: 1 when more than a second of work is queued")
 	fs.Uint64Var(&c.Seed, "seed", 1, "random seed: the same seed gives the same results")
-	names := fs.String("policies", "", "comma-separated policies to compare (default: "+strings.Join(policyNames(), ", ")+", and flags when a policy flag is given)")
-	var pf cli.PolicyFlags
-	pf.Register(fs)
-	budgetRatio := fs.Float64("budget-ratio", retryhttp.DefaultBudgetRatio, "policy flags: retries each request earns")
-	budgetMin := fs.Float64("budget-min", retryhttp.DefaultBudgetMinPerSecond, "policy flags: the budget's floor of retries per second")
-	budgetWindow := fs.Duration("budget-window", retryhttp.DefaultBudgetWindow, "policy flags: how long a request's earnings last")
-	noBudget := fs.Bool("no-budget", false, "policy flags: no retry budget")
-	asJSON := fs.Bool("json", false, "print JSON instead of a table")
-	svg := fs.String("svg", "", "also write a chart of goodput and offered load over time to this SVG file")
-	silent := fs.Bool("s", false, "no progress line (there is none unless standard error is a terminal)")
+	fs.StringVar(&o.policies, "policies", "", "comma-separated policies to compare (default: "+strings.Join(policyNames(), ", ")+", and flags when a policy flag is given)")
+	o.policy.Register(fs)
+	fs.Float64Var(&o.budgetRatio, "budget-ratio", retryhttp.DefaultBudgetRatio, "policy flags: retries each request earns")
+	fs.Float64Var(&o.budgetMin, "budget-min", retryhttp.DefaultBudgetMinPerSecond, "policy flags: the budget's floor of retries per second")
+	fs.DurationVar(&o.budgetWindow, "budget-window", retryhttp.DefaultBudgetWindow, "policy flags: how long a request's earnings last")
+	fs.BoolVar(&o.noBudget, "no-budget", false, "policy flags: no retry budget")
+	fs.BoolVar(&o.json, "json", false, "print JSON instead of a table")
+	fs.StringVar(&o.svg, "svg", "", "also write a chart of goodput and offered load over time to this SVG file")
+	fs.BoolVar(&o.silent, "s", false, "no progress line (there is none unless standard error is a terminal)")
+	return fs, o
+}
+
+// Run runs retryhttp storm.
+func Run(args []string, _ io.Reader, stdout, stderr io.Writer) int {
+	var c fleet.Config
+	fs, o := newFlags(&c, stderr)
 	if code, done := cli.Parse(fs, args); done {
 		return code
 	}
 	if fs.NArg() != 0 {
 		return cli.UsageError(fs, "unexpected arguments: %v", fs.Args())
 	}
-	if err := check(&c, *trig); err != nil {
+	if err := check(&c, o.trigger); err != nil {
 		return cli.UsageError(fs, "%v", err)
 	}
 	flagged := false
@@ -60,23 +80,23 @@ func Run(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	})
 	all := slices.Clone(policies)
 	if flagged {
-		p, err := pf.Policy()
+		p, err := o.policy.Policy()
 		if err != nil {
 			return cli.UsageError(fs, "%v", err)
 		}
 		var budget *retryhttp.BudgetConfig
-		if !*noBudget {
-			budget = &retryhttp.BudgetConfig{Ratio: *budgetRatio, MinPerSecond: *budgetMin, Window: *budgetWindow}
-			if _, err := retryhttp.NewBudget(*budget); err != nil || *budgetRatio <= 0 || *budgetMin <= 0 || *budgetWindow <= 0 {
+		if !o.noBudget {
+			budget = &retryhttp.BudgetConfig{Ratio: o.budgetRatio, MinPerSecond: o.budgetMin, Window: o.budgetWindow}
+			if _, err := retryhttp.NewBudget(*budget); err != nil || o.budgetRatio <= 0 || o.budgetMin <= 0 || o.budgetWindow <= 0 {
 				return cli.UsageError(fs, "-budget-ratio, -budget-min and -budget-window must be positive")
 			}
 		}
 		all = append(all, flagsPolicy(p, budget))
 	}
 	chosen := all
-	if *names != "" {
+	if o.policies != "" {
 		chosen = nil
-		for _, n := range strings.Split(*names, ",") {
+		for _, n := range strings.Split(o.policies, ",") {
 			i := slices.IndexFunc(all, func(p fleet.Policy) bool { return p.Name == strings.TrimSpace(n) })
 			if i < 0 {
 				return cli.UsageError(fs, "-policies: unknown policy %q (want %s, or flags with a policy flag)", n, strings.Join(policyNames(), ", "))
@@ -86,20 +106,20 @@ func Run(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	}
 
 	out := fleet.NewRuns(&c, chosen)
-	if !*silent && cli.IsTerminal(stderr) {
+	if !o.silent && cli.IsTerminal(stderr) {
 		stop := showProgress(stderr, &c, out)
 		fleet.Simulate(&c, out)
 		stop()
 	} else {
 		fleet.Simulate(&c, out)
 	}
-	if *svg != "" {
-		if err := os.WriteFile(*svg, []byte(chart(&c, out)), 0o644); err != nil {
+	if o.svg != "" {
+		if err := os.WriteFile(o.svg, []byte(chart(&c, out)), 0o644); err != nil {
 			fmt.Fprintln(stderr, "retryhttp storm:", err)
 			return cli.ExitFailed
 		}
 	}
-	if *asJSON {
+	if o.json {
 		if err := writeJSON(stdout, &c, out); err != nil {
 			fmt.Fprintln(stderr, "retryhttp storm:", err)
 			return cli.ExitFailed
