@@ -16,9 +16,9 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// With little traffic in the outage the budget's floor (10 retries a
-// second) lets every retry through: it refuses none and the load is the
-// full 3×; the story once said it "held the load at 3.00×".
+// With little traffic in the outage the budget may refuse nothing (its
+// floor and what the requests earned cover every retry): the load is then
+// the full 3×; the story once said it "held the load at 3.00×".
 func TestDemoOutageStoryWhenTheBudgetRefusedNothing(t *testing.T) {
 	t.Parallel()
 	r := runCmd(t, "", "demo", "-duration", "5s", "-metrics-addr", "", "-clients", "1", "-pause", "0",
