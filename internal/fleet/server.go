@@ -122,7 +122,7 @@ var errReset error = &net.OpError{Op: "read", Net: "tcp", Err: os.NewSyscallErro
 // rather than with Policy.AttemptTimeout, whose timer runs in real time.
 type timedOut struct{}
 
-func (timedOut) Error() string   { return "storm: attempt timed out" }
+func (timedOut) Error() string   { return "fleet: attempt timed out" }
 func (timedOut) Timeout() bool   { return true }
 func (timedOut) Temporary() bool { return true }
 

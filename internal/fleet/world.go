@@ -20,7 +20,7 @@ import (
 // that stands for the network and the server), so each request the
 // clients make runs in a goroutine of its own, a proc; but only one
 // goroutine ever runs at a time, which makes a run deterministic. The
-// event loop (run) takes the earliest event from its queue, moves virtual
+// event loop (simulate) takes the earliest event from its queue, moves virtual
 // time to it, and hands control to the proc the event is for (or starts a
 // new request, for an arrival); the proc runs until it blocks again, in the
 // Transport's wait or in the simulated base, having queued the event that
@@ -28,19 +28,19 @@ import (
 // Every handover is a channel operation, so each one also orders the
 // memory both sides touch: the world needs no locks.
 type world struct {
-	cfg    *Config
-	epoch  time.Time     // virtual time zero, as the Transports' clock reads it
-	now    time.Duration // virtual time since epoch
-	events eventQueue
-	yield  chan struct{} // the running proc hands control back
-	run    *proc         // the proc that runs now, if any
-	idle   []*proc       // procs waiting for a request to make
-	procs  int           // procs started
-	done   bool          // the run is over: blocked procs are being ended
-	srv    server
-	stats  *Series
-	arrive *rand.Rand // the arrivals and the clients that make them
-	rate   float64    // arrivals per second, all clients together
+	cfg     *Config
+	epoch   time.Time     // virtual time zero, as the Transports' clock reads it
+	now     time.Duration // virtual time since epoch
+	events  eventQueue
+	yield   chan struct{} // the running proc hands control back
+	running *proc         // the proc that runs now, if any
+	idle    []*proc       // procs waiting for a request to make
+	procs   int           // procs started
+	done    bool          // the run is over: blocked procs are being ended
+	srv     server
+	stats   *Series
+	arrive  *rand.Rand // the arrivals and the clients that make them
+	rate    float64    // arrivals per second, all clients together
 
 	clients []*retryhttp.Transport
 	options func() []retryhttp.Option // the policy's, for a client's Transport
@@ -55,11 +55,7 @@ type world struct {
 type proc struct {
 	w      *world
 	wake   chan struct{}
-	client int
-	// What the simulated base answers when the proc wakes, set when it
-	// blocked there.
-	resp *http.Response
-	err  error
+	client int // whose request it makes
 }
 
 // event is a proc to wake at a time, or (p nil) the next arrival.
@@ -71,7 +67,7 @@ type event struct {
 
 // errEnded is what a wait or an attempt returns to a proc still blocked
 // when the run ends.
-var errEnded = errors.New("storm: the simulation ended")
+var errEnded = errors.New("fleet: the simulation ended")
 
 func newWorld(c *Config, pol Policy, stats *Series, progress *atomic.Int64) *world {
 	w := &world{
@@ -127,7 +123,7 @@ func (w *world) sleep(ctx context.Context, d time.Duration) error {
 // block queues an event for the running proc at time at, hands control
 // back to the loop, and returns when the event wakes the proc.
 func (w *world) block(at time.Duration) {
-	p := w.run
+	p := w.running
 	w.events.push(event{at: at, p: p})
 	w.yield <- struct{}{}
 	<-p.wake
@@ -200,10 +196,10 @@ func (w *world) start(i int) {
 
 // resume hands control to p until it blocks or ends its request.
 func (w *world) resume(p *proc) {
-	w.run = p
+	w.running = p
 	p.wake <- struct{}{}
 	<-w.yield
-	w.run = nil
+	w.running = nil
 }
 
 // loop makes the proc's requests, one each time it is woken to start one,
