@@ -10,10 +10,33 @@ import (
 )
 
 // Defaults of a [BudgetConfig]: retries may add 20% to the requests of the
-// last 10 s, plus 10 retries per second.
+// last 10 s, plus one retry every two minutes, of which a Budget holds two
+// (DefaultBudgetFloorHold).
+//
+// The floor is per Budget, so per Transport unless Transports share one, and
+// a fleet adds its floors up: N clients may retry N×MinPerSecond times a
+// second in an outage whatever their traffic, plus at once the retries each
+// one holds. The floor was 10 a second until retryhttp storm showed what
+// that does: 1,000 clients sending 800 requests a second in all (0.8 each,
+// to a server that serves 1,000) could retry 10,000 times a second, so after
+// a 5 s stall every request took its three attempts (3.15 attempts per
+// request), the server did nothing but work whose client had given up, and
+// it never recovered; without retries it recovers 16 s after the stall. The
+// Ratio bounds a fleet as it bounds one client (20% of its requests, however
+// they are spread); the floors do not. So the floor is now what one client
+// with little traffic needs, and no more: two retries held, for one request
+// to take the default Policy's three attempts after a quiet spell, refilled
+// at one every two minutes. The same fleet then recovers 60 s after the
+// stall (1,000 clients add 8 retries a second and 2,000 at once). Measured
+// with retryhttp storm (docs/command.md): floors of 1/20 a second or more
+// never recover there, and 10,000 clients, who send a request every 12.5 s
+// each, recover 112 s after the stall (65 s with one retry held, 16 s with
+// none). When many Transports of one process call one dependency, share one
+// Budget among them (WithBudget).
 const (
 	DefaultBudgetRatio        = 0.2
-	DefaultBudgetMinPerSecond = 10
+	DefaultBudgetMinPerSecond = 1.0 / 120
+	DefaultBudgetFloorHold    = DefaultMaxAttempts - 1
 	DefaultBudgetWindow       = 10 * time.Second
 )
 
@@ -27,7 +50,8 @@ type BudgetConfig struct {
 	// requests, so that a client with little traffic can still retry. It
 	// refills continuously and holds one second's worth, or one retry when
 	// that is less: any positive floor allows retries at its rate (0.5, one
-	// every 2 s). 0 means DefaultBudgetMinPerSecond.
+	// every 2 s). 0 means DefaultBudgetMinPerSecond, which holds
+	// DefaultBudgetFloorHold retries.
 	MinPerSecond float64
 	// Window is how long a request's earnings last. 0 means
 	// DefaultBudgetWindow.
@@ -45,10 +69,11 @@ const budgetSlots = 10
 // the failed response (or error) at once, with outcome "budget".
 //
 // With the defaults, when a dependency is down the traffic to it grows by at
-// most about 20% (plus 10 requests per second), instead of tripling with
-// three attempts per request. Hedges (see [Hedging]) are paid only from what
-// requests earned, never from the floor. When it recovers, nothing needs resetting:
-// earnings return with requests and the floor refills within a second.
+// most about 20% (plus the floor's two retries, and one every two minutes),
+// instead of tripling with three attempts per request: for one client and
+// for a fleet (see the constants). Hedges (see [Hedging]) are paid only from
+// what requests earned, never from the floor. When it recovers, nothing needs
+// resetting: earnings return with requests and the floor refills.
 //
 // Why this design: it is Finagle's and Linkerd's RetryBudget (a percentage
 // of the requests over a sliding window, plus a floor), the rule that bounds
@@ -70,7 +95,8 @@ const budgetSlots = 10
 // takes no lock (an atomic add in a time slot); spending, which happens
 // only on the retry path, takes a short one.
 type Budget struct {
-	once     sync.Once // lets the zero Budget start with the defaults
+	once     sync.Once    // starts the Budget on its first use, on the clock of the Transport that uses it
+	config   BudgetConfig // NewBudget's, with its defaults; zero in the zero Budget: the defaults
 	ratio    float64
 	floor    float64 // retries per second
 	slot     time.Duration
@@ -81,7 +107,7 @@ type Budget struct {
 	mu       sync.Mutex
 	retries  [budgetSlots]slotCount // spent from earnings, by slot
 	tokens   float64                // floor retries available
-	capacity float64                // most tokens held: max(1, floor)
+	capacity float64                // most tokens held: max(1, floor), or DefaultBudgetFloorHold
 	refilled time.Time              // when tokens was last refilled
 }
 
@@ -110,9 +136,10 @@ func NewBudget(c BudgetConfig) (*Budget, error) {
 	if c.Window == 0 {
 		c.Window = DefaultBudgetWindow
 	}
-	b := &Budget{}
-	b.once.Do(func() { b.init(c, time.Now()) })
-	return b, nil
+	// The Budget starts on its first use, with the time of the Transport
+	// that uses it (Available's, if that comes first): a Transport on
+	// another clock (a simulation's) counts from its own start.
+	return &Budget{config: c}, nil
 }
 
 // init sets b up for c, which has its defaults applied.
@@ -122,6 +149,9 @@ func (b *Budget) init(c BudgetConfig, now time.Time) {
 	b.slot = max(c.Window/budgetSlots, time.Millisecond)
 	b.start = now
 	b.capacity = max(1, c.MinPerSecond)
+	if c.MinPerSecond == DefaultBudgetMinPerSecond {
+		b.capacity = DefaultBudgetFloorHold
+	}
 	b.tokens = b.capacity // a new client may retry at once
 	b.refilled = now
 	b.current.Store(b.epoch(now))
@@ -129,9 +159,16 @@ func (b *Budget) init(c BudgetConfig, now time.Time) {
 
 var defaultBudget = BudgetConfig{Ratio: DefaultBudgetRatio, MinPerSecond: DefaultBudgetMinPerSecond, Window: DefaultBudgetWindow}
 
-// ready sets up a zero Budget with the defaults on first use.
+// ready sets b up on its first use: with NewBudget's config, or the
+// defaults for the zero Budget.
 func (b *Budget) ready(now time.Time) {
-	b.once.Do(func() { b.init(defaultBudget, now) })
+	b.once.Do(func() {
+		c := b.config
+		if c == (BudgetConfig{}) {
+			c = defaultBudget
+		}
+		b.init(c, now)
+	})
 }
 
 // slotCount is a count in one time slot: the slot's number in the high 32
@@ -199,8 +236,8 @@ const clockEvery = 16
 // floor covers anyway. spend reads the clock every time.
 func (b *Budget) earn(now func() time.Time) {
 	e := b.current.Load()
-	if e == 0 { // a zero Budget's first request: init stores current last, and never 0
-		b.once.Do(func() { b.init(defaultBudget, now()) })
+	if e == 0 { // the Budget's first use: init stores current last, and never 0
+		b.ready(now())
 		e = b.current.Load()
 	}
 	if n := b.requests[e%budgetSlots].add(e); n%clockEvery == 0 {
@@ -295,7 +332,8 @@ func (b *Budget) refillLocked(now time.Time) {
 	}
 }
 
-// Available returns how many retries the budget would allow now.
+// Available returns how many retries the budget would allow now, by the
+// wall clock.
 func (b *Budget) Available() float64 { return b.available(time.Now()) }
 
 func (b *Budget) available(now time.Time) float64 {

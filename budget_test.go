@@ -5,6 +5,7 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -158,10 +159,10 @@ func TestBudgetRefillsAfterAnOutage(t *testing.T) {
 	}
 	assert.Equal(t, int32(1), single())
 
-	// The outage ends. A second later the floor has refilled: a single
-	// failure is retried again.
+	// The outage ends. Two minutes later the floor has refilled one retry:
+	// a single failure is retried again.
 	down.Store(false)
-	clock.advance(time.Second)
+	clock.advance(2 * time.Minute)
 	failOnce := newUpstream(t, statuses(http.StatusServiceUnavailable, http.StatusOK))
 	resp, err := tr.RoundTrip(mustRequest(t, http.MethodGet, failOnce.URL, nil))
 	require.NoError(t, err)
@@ -169,9 +170,10 @@ func TestBudgetRefillsAfterAnOutage(t *testing.T) {
 	assert.Equal(t, http.StatusOK, resp.StatusCode)
 	assert.Equal(t, int32(2), failOnce.attempts.Load())
 
-	// After a whole window the outage's retries are forgotten too.
-	clock.advance(DefaultBudgetWindow)
-	assert.InDelta(t, DefaultBudgetMinPerSecond, tr.budget.available(clock.now()), 0.01)
+	// After a whole window the outage's retries are forgotten too, and
+	// four minutes on the floor holds its two retries again.
+	clock.advance(DefaultBudgetWindow + 4*time.Minute)
+	assert.InDelta(t, DefaultBudgetFloorHold, tr.budget.available(clock.now()), 0.01)
 }
 
 func TestSharedBudgetLimitsEveryTransport(t *testing.T) {
@@ -290,11 +292,11 @@ func TestRefundGivesBackWhatSpendTook(t *testing.T) {
 func TestZeroBudgetHasTheDefaults(t *testing.T) {
 	var b Budget
 	now := time.Now()
-	assert.Equal(t, float64(DefaultBudgetMinPerSecond), b.available(now))
+	assert.Equal(t, float64(DefaultBudgetFloorHold), b.available(now))
 	for range 100 {
 		b.earn(func() time.Time { return now })
 	}
-	assert.InDelta(t, DefaultBudgetMinPerSecond+DefaultBudgetRatio*100, b.available(now), 1e-9)
+	assert.InDelta(t, DefaultBudgetFloorHold+DefaultBudgetRatio*100, b.available(now), 1e-9)
 	assert.InDelta(t, b.available(now), b.Available(), 1)
 }
 
@@ -316,6 +318,7 @@ func TestNewBudgetRejectsBadValues(t *testing.T) {
 	}
 	b, err := NewBudget(BudgetConfig{Ratio: 0.1, MinPerSecond: 1, Window: time.Second})
 	require.NoError(t, err)
+	b.ready(time.Now()) // a Budget starts on its first use
 	assert.Equal(t, 0.1, b.ratio)
 	assert.Equal(t, 100*time.Millisecond, b.slot)
 }
@@ -351,10 +354,11 @@ func TestBudgetGauge(t *testing.T) {
 	require.NoError(t, testutil.GatherAndCompare(reg, strings.NewReader(`
 # HELP retryhttp_budget_retries_available Retries the retry budgets of the Transports using these metrics would allow now.
 # TYPE retryhttp_budget_retries_available gauge
-retryhttp_budget_retries_available 10
+retryhttp_budget_retries_available 2
 `), "retryhttp_budget_retries_available"))
-	New(nil, WithMetrics(m)) // its own default budget adds its floor
-	assert.InDelta(t, 20.0, testutil.ToFloat64(gaugeOnly{m}), 0.01)
+	own := New(nil, WithMetrics(m)) // its own default budget adds its floor
+	assert.InDelta(t, 4.0, testutil.ToFloat64(gaugeOnly{m}), 0.01)
+	runtime.KeepAlive(own) // the gauge holds budgets weakly: a collected Transport drops out
 }
 
 // gaugeOnly collects just the budget gauge of m, for testutil.ToFloat64.
@@ -393,7 +397,7 @@ func TestBudgetReadsTheClockEverySixteenRequests(t *testing.T) {
 		b.earn(clock)
 	}
 	assert.Equal(t, b.epoch(now), b.current.Load())
-	assert.InDelta(t, DefaultBudgetMinPerSecond+DefaultBudgetRatio*(32+16), b.available(now), 1e-9, "every request counted")
+	assert.InDelta(t, DefaultBudgetFloorHold+DefaultBudgetRatio*(32+16), b.available(now), 1e-9, "every request counted")
 }
 
 func TestSlotNeverGoesBackInTime(t *testing.T) {

@@ -12,7 +12,7 @@ import (
 
 func TestPerRequestPolicy(t *testing.T) {
 	up := newUpstream(t, statuses(503))
-	tr, _ := newTestTransport(t)
+	tr, _ := newTestTransport(t, WithBudget(nil)) // a quiet client's budget holds two retries
 
 	ctx := ContextWithPolicy(context.Background(), Policy{MaxAttempts: 5})
 	resp, err := tr.RoundTrip(mustRequest(t, http.MethodGet, up.URL, nil).WithContext(ctx))
@@ -42,7 +42,8 @@ func TestPerRequestPolicyInheritsTheTransports(t *testing.T) {
 		}
 		w.WriteHeader(http.StatusServiceUnavailable)
 	})
-	tr, clock := newTestTransport(t, WithPolicy(Policy{BaseDelay: time.Second, MaxDelay: time.Minute, Jitter: NoJitter, MaxRetryAfter: 5 * time.Second}))
+	tr, clock := newTestTransport(t, WithPolicy(Policy{BaseDelay: time.Second, MaxDelay: time.Minute, Jitter: NoJitter, MaxRetryAfter: 5 * time.Second}),
+		WithBudget(nil)) // a quiet client's budget holds two retries
 	ctx := ContextWithPolicy(context.Background(), Policy{MaxAttempts: 4})
 	resp, err := tr.RoundTrip(mustRequest(t, http.MethodGet, throttled.URL, nil).WithContext(ctx))
 	require.NoError(t, err)

@@ -50,9 +50,10 @@
 // counts the attempts and unwraps to the cause.
 //
 // Every Transport draws its retries from a retry Budget (on by default):
-// each request earns 0.2 retries for 10 seconds, with a floor of 10 retries
-// per second, so that during an outage retries add about 20% to the
-// traffic instead of multiplying it. WithBudget shares a Budget between
+// each request earns 0.2 retries for 10 seconds, with a floor of two
+// retries refilled at one every two minutes for clients with little
+// traffic, so that during an outage retries add about 20% to the traffic
+// instead of multiplying it, for one client and for a fleet of them. WithBudget shares a Budget between
 // Transports, or turns it off.
 //
 // The zero Transport is ready to use, like New(nil).

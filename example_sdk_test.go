@@ -242,11 +242,13 @@ func ExampleContextWithIdempotent() {
 
 // Retries belong at one layer. An SDK that retries on its own over a
 // retrying Transport multiplies the attempts: a persistent failure costs
-// 3 × 3 = 9 of them. Turn one layer off: here the SDK's.
+// 3 × 3 = 9 of them. Turn one layer off: here the SDK's. (The retry budget
+// is off here to show the product alone: with it, this client, whose few
+// requests earn no retries, would have the two its floor holds.)
 func Example_oneLayerOfRetries() {
 	srv, attempts := flaky(1000)
 	defer srv.Close()
-	client := &http.Client{Transport: retryhttp.New(nil, retryhttp.WithPolicy(retryhttp.Policy{BaseDelay: time.Millisecond}))}
+	client := &http.Client{Transport: retryhttp.New(nil, retryhttp.WithPolicy(retryhttp.Policy{BaseDelay: time.Millisecond}), retryhttp.WithBudget(nil))}
 
 	// sdkCall stands for an SDK operation with a retryer of its own, as the
 	// AWS SDK, Azure's azcore and gax-go have.

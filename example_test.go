@@ -54,7 +54,7 @@ func Example_givingUp() {
 	defer srv.Close()
 
 	client := &http.Client{Transport: retryhttp.New(nil, retryhttp.WithPolicy(retryhttp.Policy{
-		MaxAttempts: 4,
+		MaxAttempts: 3,
 		BaseDelay:   time.Millisecond,
 	}))}
 
@@ -66,7 +66,7 @@ func Example_givingUp() {
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
 	fmt.Printf("%s %q after %d attempts\n", resp.Status, body, attempts.Load())
-	// Output: 503 Service Unavailable "try again\n" after 4 attempts
+	// Output: 503 Service Unavailable "try again\n" after 3 attempts
 }
 
 // SDK authors wrap their own transport, and choose per call with the

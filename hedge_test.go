@@ -349,9 +349,9 @@ func TestHedgesSpendTheBudget(t *testing.T) {
 
 func TestHedgesArePaidOnlyFromWhatRequestsEarned(t *testing.T) {
 	// A client with little traffic: every request is slow enough to be
-	// hedged. The budget's floor (10 retries a second) pays for retries of
-	// failures, never for hedges: hedging adds at most Ratio (0.2) of the
-	// requests, not the floor's 10 a second on top.
+	// hedged. The budget's floor pays for retries of failures, never for
+	// hedges: hedging adds at most Ratio (0.2) of the requests, not the
+	// floor's retries on top.
 	base := roundTripFunc(func(r *http.Request) (*http.Response, error) {
 		if AttemptFromContext(r.Context()) == 1 {
 			// Slow: 20 times the hedging delay, or until a hedge wins. (A

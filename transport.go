@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-cleanhttp"
+	"github.com/retryhttp/retryhttp/internal/seam"
 )
 
 // Transport is an http.RoundTripper that sends each request through a base
@@ -65,6 +66,15 @@ type Transport struct {
 }
 
 var _ http.RoundTripper = (*Transport)(nil)
+
+// init lends the test seams to the command's simulation (retryhttp storm),
+// through a package only this module can import: see internal/seam.
+func init() {
+	seam.Set = func(rt http.RoundTripper, c seam.Clock) {
+		t := rt.(*Transport)
+		t.now, t.sleep, t.rand = c.Now, c.Sleep, c.Rand
+	}
+}
 
 // New returns a Transport that sends requests through base. A nil base means
 // a fresh cleanhttp.DefaultPooledTransport(): net/http's default settings

@@ -39,7 +39,7 @@ func TestRetriesStatusUntilSuccess(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			up := newUpstream(t, statuses(tt.codes...))
-			tr, clock := newTestTransport(t, WithPolicy(tt.policy))
+			tr, clock := newTestTransport(t, WithPolicy(tt.policy), WithBudget(nil)) // a quiet client's budget holds two retries
 			req, _ := http.NewRequest(http.MethodGet, up.URL, nil)
 
 			resp, err := do(t, tr, req)

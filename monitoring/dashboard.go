@@ -183,7 +183,7 @@ func Dashboard() (dashboard.Dashboard, error) {
 		WithRow(dashboard.NewRowBuilder("Retry budget")).
 		WithPanel(seriesPanel("Budget refusals", "Retries the retry budget refused per second: each ended its request with outcome budget. Sustained refusals mean a dependency has been failing for a while and retries are being held back.", "reqps",
 			query(rate("", "retryhttp_budget_refusals_total", ""), "refusals"))).
-		WithPanel(seriesPanel("Retries available", "Retries the budgets would allow right now: 20% of the last 10 s of requests plus a floor of 10 per second, less the retries spent.", "short",
+		WithPanel(seriesPanel("Retries available", "Retries the budgets would allow right now: 20% of the last 10 s of requests plus a floor of two (refilled one every two minutes), less the retries spent.", "short",
 			query("sum(retryhttp_budget_retries_available{"+sel+"})", "available"))).
 		WithRow(dashboard.NewRowBuilder("Hedging")).
 		WithPanel(seriesPanel("Hedges", "Hedges sent per second (extra copies of slow idempotent requests) and hedges whose answer won the race. Hedges are paid for from the retry budget; a high rate of wins means the first copies are often slow.", "reqps",

@@ -3,12 +3,13 @@
 //	retryhttp demo      a flaky upstream, concurrent clients, live metrics (the main job)
 //	retryhttp do        one HTTP request with retries, like curl; safe to run from cron
 //	retryhttp sim       the AWS "Exponential Backoff And Jitter" simulation, with this library's backoff
+//	retryhttp storm     a fleet of clients and one server through an outage: does each policy recover?
 //	retryhttp version   the version of the command and of Go
 //
 // Exit codes: 0 success; 2 usage error; 1 the command failed. retryhttp do
 // uses curl's numbers where curl has one (retryhttp do -h lists them).
 //
-// Each subcommand is a package of its own under internal/ (do, demo, sim),
+// Each subcommand is a package of its own under internal/ (do, demo, sim, storm),
 // with what they share in internal/cli; this file is only the command
 // table.
 package main
@@ -22,6 +23,7 @@ import (
 	"github.com/retryhttp/retryhttp/cmd/retryhttp/internal/demo"
 	docmd "github.com/retryhttp/retryhttp/cmd/retryhttp/internal/do"
 	"github.com/retryhttp/retryhttp/cmd/retryhttp/internal/sim"
+	"github.com/retryhttp/retryhttp/cmd/retryhttp/internal/storm"
 )
 
 // command is one subcommand.
@@ -35,6 +37,7 @@ var commands = []command{
 	{"demo", "run a flaky upstream and concurrent clients through a Transport, with live metrics", demo.Run},
 	{"do", "send one HTTP request with retries, like curl (cron-safe with -start-jitter)", docmd.Run},
 	{"sim", "simulate clients contending with each jitter mode, as in AWS's backoff study", sim.Run},
+	{"storm", "simulate a fleet of clients through a server's outage: which retry policies recover", storm.Run},
 	{"version", "print the version of the command", runVersion},
 }
 

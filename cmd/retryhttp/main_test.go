@@ -330,12 +330,20 @@ func TestSimTableAndChart(t *testing.T) {
 
 func TestCommittedChartIsCurrent(t *testing.T) {
 	t.Parallel()
-	svg := filepath.Join(t.TempDir(), "sim.svg")
-	r := runCmd(t, "", "sim", "-svg", svg)
+	assertChartIsCurrent(t, "sim")
+}
+
+// assertChartIsCurrent checks that docs/COMMAND.svg is what retryhttp
+// COMMAND -svg draws now, and returns it.
+func assertChartIsCurrent(t *testing.T, command string) string {
+	t.Helper()
+	svg := filepath.Join(t.TempDir(), command+".svg")
+	r := runCmd(t, "", command, "-svg", svg)
 	require.Equal(t, 0, r.code, r.stderr)
 	want, err := os.ReadFile(svg)
 	require.NoError(t, err)
-	got, err := os.ReadFile("../../docs/sim.svg")
+	got, err := os.ReadFile("../../docs/" + command + ".svg")
 	require.NoError(t, err)
-	assert.Equal(t, string(want), string(got), "regenerate with: go run ./cmd/retryhttp sim -svg docs/sim.svg")
+	assert.Equal(t, string(want), string(got), "regenerate with: go run ./cmd/retryhttp %s -svg docs/%s.svg", command, command)
+	return string(want)
 }

@@ -2,7 +2,9 @@ package cli
 
 import (
 	"context"
+	"io"
 	"net/url"
+	"os"
 	"runtime"
 	"runtime/debug"
 	"time"
@@ -58,4 +60,14 @@ func Version() string {
 func IsHTTPURL(s string) bool {
 	u, err := url.Parse(s)
 	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != ""
+}
+
+// IsTerminal reports whether w is a character device, such as a terminal.
+func IsTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	info, err := f.Stat()
+	return err == nil && info.Mode()&os.ModeCharDevice != 0
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/retryhttp/retryhttp"
+	"github.com/retryhttp/retryhttp/cmd/retryhttp/internal/cli"
 )
 
 // settle is how long the adaptive rate is given to find the upstream's
@@ -64,7 +65,7 @@ func adaptiveDemo(ctx context.Context, c demoConfig, stdout io.Writer) error {
 	defer up.Close()
 	fmt.Fprintf(stdout, "upstream: %s (%v)\n", up.URL, f)
 	fmt.Fprintln(stdout, c.offered(f))
-	con := &console{w: stdout, tty: isTerminal(stdout)}
+	con := &console{w: stdout, tty: cli.IsTerminal(stdout)}
 	runs := []struct{ name, about string }{
 		{"without the adaptive rate", "every client sends as soon as it may; a 429 is retried while the retry budget allows"},
 		{"with the adaptive rate", "the same clients through retryhttp.WithAdaptiveRate: asleep until the first bare 429, then every request waits for a token of the upstream's rate"},

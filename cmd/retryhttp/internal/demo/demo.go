@@ -179,7 +179,7 @@ func demo(ctx context.Context, c demoConfig, stdout io.Writer) error {
 
 	tr := retryhttp.New(nil, c.options(metrics)...)
 	defer tr.CloseIdleConnections()
-	run := &demoRun{c: c, con: &console{w: stdout, tty: isTerminal(stdout)}, reg: reg}
+	run := &demoRun{c: c, con: &console{w: stdout, tty: cli.IsTerminal(stdout)}, reg: reg}
 	run.gate.Lock() // the first phase opens it
 	run.start = time.Now()
 	done := run.startClients(ctx, &http.Client{Transport: tr}, target)
@@ -257,8 +257,8 @@ func (c demoConfig) plan(u *upstream) []phase {
 		return []phase{{length: c.duration}}
 	}
 	steady, outage := u.handler(), c.faults.outage().handler()
-	budget := fmt.Sprintf("the retry budget (%.0f%% of the requests plus %d per second) limits the retries, which would otherwise make every request try all %d attempts",
-		100*retryhttp.DefaultBudgetRatio, retryhttp.DefaultBudgetMinPerSecond, c.policy.MaxAttempts)
+	budget := fmt.Sprintf("the retry budget (%.0f%% of the requests plus one every %v) limits the retries, which would otherwise make every request try all %d attempts",
+		100*retryhttp.DefaultBudgetRatio, time.Duration(float64(time.Second)/retryhttp.DefaultBudgetMinPerSecond), c.policy.MaxAttempts)
 	refill := "; the retry budget, spent in the outage, refills as new requests earn it"
 	switch {
 	case c.policy.MaxAttempts == 1:

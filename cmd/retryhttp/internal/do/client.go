@@ -330,7 +330,12 @@ func (f *doFlags) client(story *transcript, stderr io.Writer) *http.Client {
 	}
 	policy, _ := f.policy.Policy() // checked
 	policy.AttemptTimeout = time.Duration(f.attemptTimeout)
-	opts := []retryhttp.Option{retryhttp.WithPolicy(policy), retryhttp.WithObserver(story.observe)}
+	// No retry budget: it bounds a process's stream of requests, and do
+	// sends one. Its floor (two retries held) would cut the six attempts
+	// of do's Policy short, and a hedge is paid only from what earlier
+	// requests earned, which one request never has. What keeps a fleet of
+	// cron jobs off a struggling server is -start-jitter and the backoff.
+	opts := []retryhttp.Option{retryhttp.WithPolicy(policy), retryhttp.WithObserver(story.observe), retryhttp.WithBudget(nil)}
 	if limit := time.Duration(f.retryMaxTime); limit > 0 {
 		// curl's --retry-max-time: once the limit has passed since the
 		// first attempt began, an attempt that ends is not retried.
@@ -347,12 +352,7 @@ func (f *doFlags) client(story *transcript, stderr io.Writer) *http.Client {
 		story.verbose = stderr
 	}
 	if f.hedge > 0 { // a single request has no latencies to adapt to: the delay is required
-		// A hedge is paid from what earlier requests earned, and one
-		// command sends one request: it never earns one. The retry budget
-		// exists for a process's stream of requests; for one request its
-		// floor (10 retries a second) never refuses the Policy's few
-		// attempts, so without it -hedge sends the copy it asks for.
-		opts = append(opts, retryhttp.WithBudget(nil), retryhttp.WithHedging(retryhttp.Hedging{Delay: f.hedge}))
+		opts = append(opts, retryhttp.WithHedging(retryhttp.Hedging{Delay: f.hedge}))
 	}
 	maxRedirects := f.maxRedirects
 	return &http.Client{

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"math"
 	"strings"
+
+	"github.com/retryhttp/retryhttp/cmd/retryhttp/internal/svg"
 )
 
 // chartColors are the series colors, one per jitter mode in simJitters order.
@@ -15,10 +17,8 @@ var chartColors = []string{"#d62728", "#1f77b4", "#2ca02c", "#9467bd"}
 func simChart(results []Result, c simConfig) string {
 	const w, h = 960, 420
 	var b strings.Builder
-	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" font-family="sans-serif" font-size="12">`+"\n", w, h, w, h)
-	fmt.Fprintf(&b, `<rect width="%d" height="%d" fill="white"/>`+"\n", w, h)
-	fmt.Fprintf(&b, `<text x="%d" y="22" font-size="15" text-anchor="middle">Backoff with and without jitter: %d runs per point, network delay %v ± %v, base %v, cap %v</text>`+"\n",
-		w/2, c.runs, c.delay, c.stddev, c.base, c.cap)
+	svg.Start(&b, w, h, fmt.Sprintf("Backoff with and without jitter: %d runs per point, network delay %v ± %v, base %v, cap %v",
+		c.runs, c.delay, c.stddev, c.base, c.cap))
 	plot(&b, results, c.clients, 60, 60, 400, 290, "total calls (writes sent)", false, func(r Result) float64 { return float64(r.Calls) })
 	plot(&b, results, c.clients, 540, 60, 400, 290, "completion time (ms, log scale)", true, func(r Result) float64 { return r.CompletionMS })
 	for i, j := range simJitters {
@@ -26,7 +26,7 @@ func simChart(results []Result, c simConfig) string {
 		fmt.Fprintf(&b, `<line x1="%d" y1="398" x2="%d" y2="398" stroke="%s" stroke-width="3"/>`, x, x+24, chartColors[i])
 		fmt.Fprintf(&b, `<text x="%d" y="402">%s jitter</text>`+"\n", x+30, j)
 	}
-	b.WriteString("</svg>\n")
+	svg.End(&b)
 	return b.String()
 }
 
@@ -60,7 +60,7 @@ func plot(b *strings.Builder, results []Result, clients []int, x0, y0, w, h int,
 			ticks = append(ticks, math.Pow(10, e))
 		}
 	} else {
-		maxY = niceCeil(maxY)
+		maxY = svg.NiceCeil(maxY)
 		py = func(v float64) float64 { return float64(y0+h) - v/maxY*float64(h) }
 		for i := 0; i <= 4; i++ {
 			ticks = append(ticks, maxY*float64(i)/4)
@@ -70,7 +70,7 @@ func plot(b *strings.Builder, results []Result, clients []int, x0, y0, w, h int,
 	fmt.Fprintf(b, `<text x="%d" y="%d" font-size="13" text-anchor="middle">%s</text>`+"\n", x0+w/2, y0-10, title)
 	for _, v := range ticks { // horizontal grid and y labels
 		fmt.Fprintf(b, `<line x1="%d" y1="%.1f" x2="%d" y2="%.1f" stroke="#ddd"/>`, x0, py(v), x0+w, py(v))
-		fmt.Fprintf(b, `<text x="%d" y="%.1f" text-anchor="end">%s</text>`+"\n", x0-6, py(v)+4, compact(v))
+		fmt.Fprintf(b, `<text x="%d" y="%.1f" text-anchor="end">%s</text>`+"\n", x0-6, py(v)+4, svg.Compact(v))
 	}
 	for _, n := range clients { // x labels
 		fmt.Fprintf(b, `<text x="%.1f" y="%d" text-anchor="middle">%d</text>`, px(float64(n)), y0+h+16, n)
@@ -86,25 +86,4 @@ func plot(b *strings.Builder, results []Result, clients []int, x0, y0, w, h int,
 		}
 		fmt.Fprintf(b, `<polyline fill="none" stroke="%s" stroke-width="2" points="%s"/>`+"\n", chartColors[i], strings.Join(pts, " "))
 	}
-}
-
-// niceCeil rounds v up to 1, 2 or 5 times a power of ten.
-func niceCeil(v float64) float64 {
-	if v <= 0 {
-		return 0
-	}
-	p := math.Pow(10, math.Floor(math.Log10(v)))
-	for _, m := range []float64{1, 2, 5, 10} {
-		if v <= m*p {
-			return m * p
-		}
-	}
-	return 10 * p
-}
-
-func compact(v float64) string {
-	if v >= 1000 {
-		return fmt.Sprintf("%gk", v/1000)
-	}
-	return fmt.Sprintf("%g", v)
 }
