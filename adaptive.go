@@ -3,6 +3,7 @@ package retryhttp
 import (
 	"math"
 	"strconv"
+	"sync/atomic"
 	"time"
 )
 
@@ -121,6 +122,7 @@ func (r AdaptiveRate) withDefaults() (cfg AdaptiveRate, field, reason string) {
 type adaptive struct {
 	cfg   AdaptiveRate
 	hosts hostMap[rateState]
+	swept atomic.Int64 // when forgotten hosts were last put to sleep, in Unix nanoseconds
 }
 
 // rateQuiet is how long an awake host must go without throttling before
@@ -128,14 +130,37 @@ type adaptive struct {
 const rateQuiet = 10 * time.Second
 
 // state returns the rate of the host k names, waking it when a throttle
-// from it is to be learned.
+// from it is to be learned. Asked for a host that sleeps, it puts to
+// sleep, once per rateQuiet, the hosts nothing was sent to for rateQuiet
+// (see sweep).
 func (r *adaptive) state(k hostKey, wake bool, now time.Time) *rateState {
 	if s := r.hosts.get(k); s != nil || !wake {
+		if s == nil {
+			r.sweep(now)
+		}
 		return s
 	}
 	return r.hosts.getOrAdd(k, maxHosts,
 		func() *rateState { return newRateState(k, now) },
 		func(m map[hostKey]*rateState) { evictRates(m, maxHosts/8) })
+}
+
+// sweep puts to sleep the hosts that have neither throttled nor answered
+// for rateQuiet, at most once per rateQuiet: a host the Transport stopped
+// sending to would otherwise stay awake, and every request to every host
+// would keep paying for the lookups of the awake.
+func (r *adaptive) sweep(now time.Time) {
+	last := r.swept.Load()
+	if now.UnixNano()-last < int64(rateQuiet) || !r.swept.CompareAndSwap(last, now.UnixNano()) {
+		return
+	}
+	if m := r.hosts.m.Load(); m != nil {
+		for _, s := range *m {
+			if s.forgotten(now) {
+				r.sleep(s)
+			}
+		}
+	}
 }
 
 // sleep forgets host s's rate: it may sleep.

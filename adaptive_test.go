@@ -7,8 +7,10 @@ import (
 	"math"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -227,7 +229,9 @@ func TestHostsArePacedApart(t *testing.T) {
 }
 
 // A throttle that says how long to wait (Retry-After, a spent quota) is
-// the host hold's to keep: it does not wake the adaptive rate.
+// the host hold's to keep: it does not wake the adaptive rate. One that
+// announces a quota with room left says nothing of how fast to go: it
+// does.
 func TestAThrottleThatSaysHowMuchLeavesTheRateAsleep(t *testing.T) {
 	tests := []struct {
 		name   string
@@ -239,7 +243,10 @@ func TestAThrottleThatSaysHowMuchLeavesTheRateAsleep(t *testing.T) {
 		{"503", 503, nil, true},
 		{"429 Retry-After", 429, http.Header{"Retry-After": {"1"}}, false},
 		{"503 Retry-After", 503, http.Header{"Retry-After": {"1"}}, false},
-		{"429 RateLimit", 429, http.Header{"Ratelimit": {`"default";r=0;t=1`}}, false},
+		{"429 RateLimit spent", 429, http.Header{"Ratelimit": {`"default";r=0;t=1`}}, false},
+		{"429 with a quota not spent", 429, http.Header{"X-Ratelimit-Remaining": {"5"}, "X-Ratelimit-Reset": {"30"}}, true},
+		{"429 OpenAI tokens left", 429, http.Header{"X-Ratelimit-Remaining-Requests": {"5"}, "X-Ratelimit-Reset-Requests": {"1s"}}, true},
+		{"429 x-amz-retry-after", 429, http.Header{"X-Amz-Retry-After": {"1500"}}, false},
 		{"429 malformed Retry-After", 429, http.Header{"Retry-After": {"soon"}}, true},
 		{"500", 500, nil, false},
 		{"403", 403, nil, false},
@@ -499,4 +506,154 @@ func TestAHedgeNeedsATokenAtOnce(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A MinRate so small that a wait has no end refuses the request rather
+// than overflowing into a wait of zero.
+func TestATinyMinRateRefusesRatherThanOverflows(t *testing.T) {
+	s := newRateState(hostKey{host: "api.example"}, time.Now())
+	cfg, _, _ := AdaptiveRate{MinRate: 1e-300}.withDefaults()
+	now := time.Now()
+	s.mu.Lock()
+	s.measured = 1e-300
+	s.cutLocked(&cfg, now)
+	s.mu.Unlock()
+	wait, _ := s.take(now)
+	assert.Equal(t, time.Duration(math.MaxInt64), wait)
+	wait, _ = s.take(now)
+	assert.Equal(t, time.Duration(math.MaxInt64), wait, "and the next too")
+
+	tr := New(nil, WithAdaptiveRate(AdaptiveRate{MinRate: 1e-300}))
+	c := call{ctx: context.Background(), p: &tr.policy}
+	stop, err := tr.decidePace(&c, mustRequest(t, http.MethodGet, "http://api.example/", nil), wait, now)
+	assert.Equal(t, stopPaced, stop)
+	assert.ErrorIs(t, err, ErrThrottled)
+}
+
+// awakeTransport returns a Transport on a fake clock whose rate for
+// http://api.example is cut to its floor, one token a second, with no
+// token in hand. Its waits are recorded and take no time: the clock moves
+// only when the test moves it, so no token comes back by itself.
+func awakeTransport(t *testing.T, base http.RoundTripper, opts ...Option) (*Transport, *fakeClock, *rateState) {
+	t.Helper()
+	tr := New(base, append([]Option{WithAdaptiveRate(AdaptiveRate{MinRate: 1})}, opts...)...)
+	clock := &fakeClock{t: time.Now()}
+	tr.now = clock.now
+	tr.sleep = func(ctx context.Context, d time.Duration) error {
+		clock.mu.Lock()
+		clock.waits = append(clock.waits, d)
+		clock.mu.Unlock()
+		return ctx.Err()
+	}
+	s := tr.rate.state(hostKey{scheme: "http", host: "api.example"}, true, clock.now())
+	s.mu.Lock()
+	s.measured = 1
+	s.cutLocked(&tr.rate.cfg, clock.now())
+	s.mu.Unlock()
+	return tr, clock, s
+}
+
+func (s *rateState) tokensNow() float64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.tokens
+}
+
+// A retry that a WithBeforeRetry function stops is not sent: it gives its
+// token back, as one its deadline refuses does.
+func TestARetryItsHookStopsGivesItsTokenBack(t *testing.T) {
+	base := roundTripFunc(func(req *http.Request) (*http.Response, error) {
+		return &http.Response{StatusCode: 500, Header: http.Header{}, Body: http.NoBody, Request: req}, nil
+	})
+	hookErr := errors.New("no credentials")
+	tr, _, s := awakeTransport(t, base, WithBudget(nil), WithBeforeRetry(func(*http.Request, Attempt) error { return hookErr }))
+	before := s.tokensNow()
+	_, err := tr.RoundTrip(mustRequest(t, http.MethodGet, "http://api.example/", nil))
+	require.ErrorIs(t, err, hookErr)
+	assert.Equal(t, before-1, s.tokensNow(), "the first attempt's token spent, the retry's given back")
+}
+
+// A retry that a WithBeforeRetry function moves to another host takes a
+// token of that host's rate, and gives back the one it took of the first.
+func TestARetryMovedToAnotherHostTakesThatHostsToken(t *testing.T) {
+	base := roundTripFunc(func(req *http.Request) (*http.Response, error) {
+		code := 503
+		if req.URL.Host == "api.example" { // the failover target
+			code = 200
+		}
+		return &http.Response{StatusCode: code, Header: http.Header{}, Body: http.NoBody, Request: req}, nil
+	})
+	tr, clock, s := awakeTransport(t, base, WithBudget(nil), WithBeforeRetry(func(next *http.Request, _ Attempt) error {
+		next.URL.Host, next.Host = "api.example", ""
+		return nil
+	}))
+	before := s.tokensNow()
+	resp, err := tr.RoundTrip(mustRequest(t, http.MethodGet, "http://primary.example/", nil))
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, 200, resp.StatusCode)
+	assert.Equal(t, before-1, s.tokensNow(), "the moved retry took a token of api.example's rate")
+	waits := clock.recorded()
+	require.Len(t, waits, 2, "the backoff, then the wait for api.example's token")
+	assert.Equal(t, time.Second, waits[1], "a token of a rate of one a second, none in hand")
+}
+
+// A host nothing is sent to any more goes back to sleep, and the other
+// hosts' requests stop paying for its lookups.
+func TestAForgottenHostSleeps(t *testing.T) {
+	var keys atomic.Int32
+	base := roundTripFunc(func(req *http.Request) (*http.Response, error) {
+		return &http.Response{StatusCode: 200, Header: http.Header{}, Body: http.NoBody, Request: req}, nil
+	})
+	tr, clock, _ := awakeTransport(t, base, WithHoldKey(func(*http.Request) string { keys.Add(1); return "" }))
+	clock.advance(rateQuiet)
+	for range 50 {
+		resp, err := tr.RoundTrip(mustRequest(t, http.MethodGet, "http://other.example/", nil))
+		require.NoError(t, err)
+		resp.Body.Close()
+	}
+	assert.Zero(t, tr.rate.hosts.n.Load(), "api.example sleeps")
+	assert.LessOrEqual(t, keys.Load(), int32(2), "the first request's lookup put it to sleep; none after")
+}
+
+// A panic of WithHoldKey's function after a bare 429 closes the response,
+// which nobody will read, before it goes on up.
+func TestAHoldKeyPanicAfterAThrottleClosesTheResponse(t *testing.T) {
+	body := &closeTracker{Reader: strings.NewReader("slow down")}
+	base := roundTripFunc(func(req *http.Request) (*http.Response, error) {
+		return &http.Response{StatusCode: 429, Header: http.Header{}, Body: body, Request: req}, nil
+	})
+	tr := New(base, WithAdaptiveRate(AdaptiveRate{}), WithHoldKey(func(*http.Request) string { panic("no key") }))
+	require.PanicsWithValue(t, "no key", func() {
+		_, _ = tr.RoundTrip(mustRequest(t, http.MethodGet, "http://api.example/", nil))
+	})
+	assert.Equal(t, int32(1), body.closes.Load())
+}
+
+// A long Interval still paces: a host that keeps throttling while its rate
+// is measured stays awake until it can be cut.
+func TestALongIntervalStillPaces(t *testing.T) {
+	tr, clock, base := adaptiveTransport(t, 20, WithAdaptiveRate(AdaptiveRate{Interval: 15 * time.Second}))
+	start := clock.now()
+	offer(t, tr, clock, 60, start.Add(60*time.Second))
+	throttled, goodput := base.share(start.Add(30*time.Second), start.Add(60*time.Second))
+	t.Logf("%.1f%% 429 after 30 s, goodput %.1f/s", 100*throttled, goodput)
+	assert.Less(t, throttled, 0.2)
+	assert.NotEmpty(t, clock.recorded(), "requests waited for the rate")
+}
+
+// An error a Classifier calls Throttled (a reset an API uses to shed
+// load, say) wakes the host's rate, as a bare 429 does.
+func TestAnErrorTheClassifierCallsThrottledWakesTheRate(t *testing.T) {
+	base := roundTripFunc(func(*http.Request) (*http.Response, error) { return nil, syscall.ECONNRESET })
+	tr := New(base, WithAdaptiveRate(AdaptiveRate{}), WithPolicy(Policy{MaxAttempts: 1}),
+		WithClassifier(func(_ *http.Request, _ *http.Response, err error) Decision {
+			if err != nil {
+				return Throttled
+			}
+			return UseDefault
+		}))
+	_, err := tr.RoundTrip(mustRequest(t, http.MethodGet, "http://api.example/", nil))
+	require.Error(t, err)
+	assert.Equal(t, int32(1), tr.rate.hosts.n.Load())
 }

@@ -110,6 +110,28 @@ func (t *Transport) roundTrip(req *http.Request, p *Policy) (*http.Response, err
 // attempt that is not sent gives its place among the host's requests in
 // flight back, and so does one whose hook panics.
 func (t *Transport) gate(c *call, a *attempt, prev *Attempt) (s stopReason, err error) {
+	if s, err = t.readmit(c, a); s != stopNone {
+		return s, err
+	}
+	if c.attempts > 0 && len(t.beforeRetry) != 0 {
+		ran := false
+		defer func() {
+			if !ran || s != stopNone {
+				a.release()
+				a.giveBackToken()
+			}
+		}()
+		s, err = t.runBeforeRetry(c, a, *prev)
+		ran = true
+	}
+	return s, err
+}
+
+// readmit admits attempt a to its host's hold (see admit), then has it
+// take a token of the host's adaptive rate (see pace), as far as either is
+// in use. It returns why the attempt is not sent instead, and then holds
+// neither a place at the host nor a token.
+func (t *Transport) readmit(c *call, a *attempt) (s stopReason, err error) {
 	if t.hosts.n.Load() != 0 {
 		if s, err = t.admit(c, a); s != stopNone {
 			return s, err
@@ -118,18 +140,7 @@ func (t *Transport) gate(c *call, a *attempt, prev *Attempt) (s stopReason, err 
 	if t.paced() {
 		if s, err = t.pace(c, a); s != stopNone {
 			a.release() // its place at a held host: it is not sent
-			return s, err
 		}
-	}
-	if c.attempts > 0 && len(t.beforeRetry) != 0 {
-		ran := false
-		defer func() {
-			if !ran || s != stopNone {
-				a.release()
-			}
-		}()
-		s, err = t.runBeforeRetry(c, a, *prev)
-		ran = true
 	}
 	return s, err
 }

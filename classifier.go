@@ -14,7 +14,7 @@ const (
 	DoNotRetry                 // return this response (or error) now
 	// Throttled retries this attempt's outcome as Retry does, and takes it
 	// for the host throttling: with WithAdaptiveRate, the host's rate is
-	// cut, as for a 429. For an API that throttles with a status of its
+	// cut, as for a bare 429 (a response or an error alike). For an API that throttles with a status of its
 	// own (a 400 ThrottlingException, say). Without WithAdaptiveRate, it
 	// is Retry.
 	Throttled

@@ -273,6 +273,9 @@ func (h *hedgeRound) sendCaught(a *attempt) (panicked any) {
 	defer func() {
 		if p := recover(); p != nil {
 			a.release()
+			if a.resp != nil { // the panic came after the answer (WithHoldKey's function)
+				a.resp.Body.Close()
+			}
 			a.resp, a.err, panicked = nil, errBasePanicked, p
 		}
 	}()

@@ -100,8 +100,9 @@ func (t *Transport) hostKey(req *http.Request) hostKey {
 // credential (or a digest of it) so that one key's 429 does not hold the
 // others.
 //
-// key is called only while some host has a hold or a quota, for each
-// request to be admitted and each response that announces limits; it must
+// key is called only while some host has a hold or a quota, or an awake
+// adaptive rate (see WithAdaptiveRate), for each request to be admitted and
+// each response that announces limits or throttles; it must
 // be quick and safe for concurrent use. The number of keys kept is bounded
 // like the number of hosts. Absent or nil: one hold per host.
 func WithHoldKey(key func(req *http.Request) string) Option {

@@ -55,7 +55,7 @@ func (t *Transport) runBeforeRetry(c *call, a *attempt, prev Attempt) (stopReaso
 				return stopHook, err
 			}
 		}
-		if next.URL == nil || t.hosts.n.Load() == 0 {
+		if next.URL == nil || (t.hosts.n.Load() == 0 && !t.paced()) {
 			return stopNone, nil
 		}
 		key := t.hostKey(next)
@@ -63,13 +63,15 @@ func (t *Transport) runBeforeRetry(c *call, a *attempt, prev Attempt) (stopReaso
 			return stopNone, nil
 		}
 		// Moved to another host, or another hold scope (a new credential
-		// under WithHoldKey): the retry goes to that one's hold. When it
-		// had to wait there, the functions run again, so that they stay
-		// the last thing before the send; up to 3 times, for functions
-		// that move the request on every run.
+		// under WithHoldKey): the retry goes to that one's hold and takes
+		// a token of that one's adaptive rate, giving back what it took
+		// of the first. When it had to wait there, the functions run
+		// again, so that they stay the last thing before the send; up to
+		// 3 times, for functions that move the request on every run.
 		a.release()
+		a.giveBackToken()
 		held := a.held
-		s, err := t.admit(c, a)
+		s, err := t.readmit(c, a)
 		if s != stopNone || a.held == held || pass == 3 {
 			return s, err
 		}

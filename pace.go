@@ -15,11 +15,11 @@ func (t *Transport) paced() bool { return t.rate != nil && t.rate.hosts.n.Load()
 // *ThrottledError), or the context ended during the wait; the token is
 // given back then.
 func (t *Transport) pace(c *call, a *attempt) (stopReason, error) {
-	s := t.rate.hosts.get(t.hostKey(a.out))
+	now := t.now()
+	s := t.rate.state(t.hostKey(a.out), false, now)
 	if s == nil {
 		return stopNone, nil
 	}
-	now := t.now()
 	wait, gen := s.take(now)
 	if wait > 0 {
 		if stop, err := t.decidePace(c, a.out, wait, now); stop != stopNone {
@@ -40,12 +40,13 @@ func (t *Transport) pace(c *call, a *attempt) (stopReason, error) {
 }
 
 // paceFrom has the adaptive rate of attempt a's host learn from a's
-// response, with d what the Classifier said of it (UseDefault without
-// one). A throttle wakes a sleeping host; a host that sleeps learns
-// nothing else, at the cost of one atomic load.
+// response (or its error, when the Classifier called it Throttled), with d
+// what the Classifier said of it (UseDefault without one). A throttle
+// wakes a sleeping host; a host that sleeps learns nothing else, at the
+// cost of one atomic load.
 func (t *Transport) paceFrom(a *attempt, d Decision) {
 	resp := a.resp
-	if resp == nil {
+	if resp == nil && d != Throttled {
 		return
 	}
 	kind := rateOK
@@ -57,13 +58,16 @@ func (t *Transport) paceFrom(a *attempt, d Decision) {
 		return
 	}
 	now := t.now()
-	if kind == rateThrottle && len(resp.Header) != 0 {
-		if sig := readSignals(resp.Header, true, now); sig.hasWait || sig.quota {
-			kind = rateNeutral // the server said how much: its hold keeps it
+	if kind == rateThrottle && resp != nil && len(resp.Header) != 0 {
+		// A throttle that says how long to wait (Retry-After, or a spent
+		// quota's reset) is its hold's to keep; one that announces a
+		// quota with room left says nothing of how fast to go.
+		if sig := readSignals(resp.Header, true, now); sig.hasWait {
+			kind = rateNeutral
 		}
 	}
 	if s == nil {
-		if s = t.rate.state(t.hostKey(a.out), kind == rateThrottle, now); s == nil {
+		if s = t.rate.state(t.keyAfter(a), kind == rateThrottle, now); s == nil {
 			return
 		}
 	}
@@ -79,9 +83,30 @@ func (r *adaptive) mayLearn(a *attempt) bool {
 	return a.rate != nil || (a.resp != nil && a.resp.StatusCode >= 400) || r.hosts.n.Load() != 0
 }
 
+// keyAfter returns the host key of attempt a, which has been answered: a
+// panic of WithHoldKey's function closes a's response first, which nobody
+// will read.
+func (t *Transport) keyAfter(a *attempt) hostKey {
+	if t.holdKey == nil {
+		return hostKeyOf(a.out.URL)
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			if a.resp != nil {
+				a.resp.Body.Close()
+			}
+			panic(p)
+		}
+	}()
+	return t.hostKey(a.out)
+}
+
 // throttles reports whether a response is a host throttling by its status:
 // 429, 503, or a 403 that is a rate limit (see throttled).
 func throttles(resp *http.Response) bool {
+	if resp == nil {
+		return false
+	}
 	code := resp.StatusCode
 	return code == http.StatusTooManyRequests || code == http.StatusServiceUnavailable || throttled(resp)
 }

@@ -41,10 +41,15 @@ type rateState struct {
 	// climb back to it (k), and when the last cut (or the waking) was.
 	wmax, k float64
 	cutAt   time.Time
+
+	// When the host last throttled (a throttle that did not cut
+	// included), and when it last answered: a host may sleep only once
+	// both are rateQuiet old or the throttles are.
+	throttledAt, heardAt time.Time
 }
 
 func newRateState(k hostKey, now time.Time) *rateState {
-	return &rateState{key: k, gen: 1, bucket: now, cutAt: now}
+	return &rateState{key: k, gen: 1, bucket: now, cutAt: now, throttledAt: now, heardAt: now}
 }
 
 // cutSpacing is the least time between two cuts of a host's rate. Rate
@@ -76,7 +81,11 @@ func (s *rateState) take(now time.Time) (time.Duration, uint32) {
 	if s.tokens >= 0 {
 		return 0, s.gen
 	}
-	return time.Duration(math.Ceil(-s.tokens / s.fill * float64(time.Second))), s.gen
+	w := math.Ceil(-s.tokens / s.fill * float64(time.Second))
+	if w >= math.MaxInt64 { // a MinRate so small that the wait has no end
+		return math.MaxInt64, s.gen
+	}
+	return time.Duration(w), s.gen
 }
 
 // tryTake takes a token when one is there now, for a hedge: ok is false
@@ -114,10 +123,15 @@ func (s *rateState) refillLocked(now time.Time) {
 // answered learns from a response of the host to a request sent in gen
 // (0: before the host woke), and reports whether the host may sleep now:
 // it has not throttled for rateQuiet, and its rate no longer holds
-// anything back (it is twice what the host answers at, or more).
+// anything back (it is twice what the host answers at, or more), or it
+// was never cut.
 func (s *rateState) answered(cfg *AdaptiveRate, kind rateKind, gen uint32, now time.Time) (sleep bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.heardAt = now
+	if kind == rateThrottle {
+		s.throttledAt = now
+	}
 	s.measureLocked(cfg, now)
 	if s.fill == 0 {
 		s.heard++
@@ -133,13 +147,22 @@ func (s *rateState) answered(cfg *AdaptiveRate, kind rateKind, gen uint32, now t
 			s.cutLocked(cfg, now)
 		}
 		return false
-	case s.fill == 0: // measuring, and no throttle since waking
-		return now.Sub(s.cutAt) >= rateQuiet
+	case s.fill == 0: // measuring, not cut yet
+		return now.Sub(s.throttledAt) >= rateQuiet
 	}
 	t := now.Sub(s.cutAt).Seconds() - s.k
 	curve := cfg.Scale*t*t*t + s.wmax
 	s.setRateLocked(cfg, min(curve, 2*s.measured), now)
-	return curve >= 2*s.measured && now.Sub(s.cutAt) >= rateQuiet
+	return curve >= 2*s.measured && now.Sub(s.throttledAt) >= rateQuiet
+}
+
+// forgotten reports whether the host has neither throttled nor answered
+// for rateQuiet: nothing is sent to it any more, and its rate may sleep
+// without a response to say so.
+func (s *rateState) forgotten(now time.Time) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return now.Sub(s.heardAt) >= rateQuiet && now.Sub(s.throttledAt) >= rateQuiet
 }
 
 // cutLocked cuts the rate to Beta of what the host was sent at: the rate
@@ -203,7 +226,7 @@ func evictRates(m map[hostKey]*rateState, n int) {
 	all := make([]candidate, 0, len(m))
 	for key, s := range m {
 		s.mu.Lock()
-		all = append(all, candidate{key, s.cutAt})
+		all = append(all, candidate{key, s.throttledAt})
 		s.mu.Unlock()
 	}
 	slices.SortFunc(all, func(a, b candidate) int { return a.at.Compare(b.at) })
