@@ -18,6 +18,9 @@ var policies = []fleet.Policy{
 		return []retryhttp.Option{retryhttp.WithPolicy(retryhttp.Policy{MaxAttempts: 3, Jitter: retryhttp.NoJitter}), retryhttp.WithBudget(nil)}
 	}},
 	{Name: "default", About: "retryhttp's defaults", Options: func() []retryhttp.Option { return nil }},
+	{Name: "adaptive", About: "retryhttp's defaults and the adaptive rate", Options: func() []retryhttp.Option {
+		return []retryhttp.Option{retryhttp.WithAdaptiveRate(retryhttp.AdaptiveRate{})}
+	}},
 }
 
 // flagsPolicy is the policy the flags describe; budget nil: no budget.

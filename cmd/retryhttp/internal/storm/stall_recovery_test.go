@@ -75,3 +75,25 @@ func TestDefaultsRecoverFromAStall(t *testing.T) {
 	assert.GreaterOrEqual(t, def.GoodputLast10s, 0.9*def.GoodputBefore, "goodput is back by the end")
 	assert.Less(t, def.PeakAmplification, 2.0, "the budget holds the retries well below naive's")
 }
+
+// A stall answers nothing: timeouts are not throttles, so the adaptive
+// rate sleeps through it and its run is the defaults'. An outage of 503s
+// wakes it: the fleet recovers as soon as the server does.
+func TestTheAdaptiveRateInAStallAndInAnOutageOf503s(t *testing.T) {
+	stall := defaultRun()
+	def, adaptive := stall["default"], stall["adaptive"]
+	adaptive.Policy, adaptive.About = def.Policy, def.About
+	assert.Equal(t, def, adaptive, "the same run as the defaults'")
+
+	c := defaults()
+	fs, o := newFlags(&c, io.Discard)
+	require.NoError(t, fs.Parse([]string{"-trigger", "503", "-policies", "default,adaptive"}))
+	require.NoError(t, check(&c, o.trigger))
+	runs := fleet.NewRuns(&c, []fleet.Policy{policies[2], policies[3]})
+	fleet.Simulate(&c, runs)
+	for _, r := range runs {
+		require.NotNil(t, r.Result.RecoveredAfterS, r.Policy.Name)
+		assert.LessOrEqual(t, *r.Result.RecoveredAfterS, 5.0, r.Policy.Name)
+	}
+	assert.Equal(t, "adaptive", runs[1].Policy.Name)
+}
