@@ -26,12 +26,13 @@ import (
 // they are spread); the floors do not. So the floor is now what one client
 // with little traffic needs, and no more: two retries held, for one request
 // to take the default Policy's three attempts after a quiet spell, refilled
-// at one every two minutes. The same fleet then recovers 60 s after the
-// stall (1,000 clients add 8 retries a second and 2,000 at once). Measured
+// at one every two minutes. The same fleet then recovers 76 s after the
+// stall (1,000 clients add 8 retries a second and 2,000 at once, besides
+// the Ratio's 20%). Measured
 // with retryhttp storm (docs/command.md): floors of 1/20 a second or more
 // never recover there, and 10,000 clients, who send a request every 12.5 s
-// each, recover 112 s after the stall (65 s with one retry held, 16 s with
-// none). When many Transports of one process call one dependency, share one
+// each, recover 114 s after the stall (more than 65 s with one retry held,
+// 16 s with none). When many Transports of one process call one dependency, share one
 // Budget among them (WithBudget).
 const (
 	DefaultBudgetRatio        = 0.2
@@ -50,8 +51,10 @@ type BudgetConfig struct {
 	// requests, so that a client with little traffic can still retry. It
 	// refills continuously and holds one second's worth, or one retry when
 	// that is less: any positive floor allows retries at its rate (0.5, one
-	// every 2 s). 0 means DefaultBudgetMinPerSecond, which holds
-	// DefaultBudgetFloorHold retries.
+	// every 2 s). 0 means DefaultBudgetMinPerSecond, which alone holds
+	// DefaultBudgetFloorHold retries (two), so that a quiet client's request
+	// may take the default Policy's three attempts: a floor set above it but
+	// below one a second holds one.
 	MinPerSecond float64
 	// Window is how long a request's earnings last. 0 means
 	// DefaultBudgetWindow.
@@ -195,6 +198,16 @@ func (s *slotCount) add(epoch uint32) uint32 {
 	}
 }
 
+// count returns the slot's count if it holds the period numbered epoch, or
+// 0.
+func (s *slotCount) count(epoch uint32) uint32 {
+	v := s.v.Load()
+	if uint32(v>>32) != epoch {
+		return 0
+	}
+	return uint32(v)
+}
+
 // sub takes one from the slot if it still counts the period numbered
 // epoch and holds more than zero.
 func (s *slotCount) sub(epoch uint32) {
@@ -228,17 +241,24 @@ func (b *Budget) epoch(now time.Time) uint32 {
 const clockEvery = 16
 
 // earn records a request. Reading the clock costs as much as the rest of a
-// request's bookkeeping, so earn reads it only every clockEvery requests in
-// a slot and otherwise counts in the slot it saw last. A stale slot number
-// can only make a request count in an older slot, so earlier out of the
-// window: the budget errs toward fewer retries, never more, and only for a
-// client with less than clockEvery requests a slot, whose retries the
-// floor covers anyway. spend reads the clock every time.
+// request's bookkeeping, so a busy client reads it only every clockEvery
+// requests in a slot and otherwise counts in the slot it saw last; a slot
+// that has counted fewer than clockEvery requests reads it first, so that a
+// client with little traffic (one request a second, say) counts each
+// request in the slot it falls in, not in one that may have left the
+// window long ago (its earnings are all it has: the floor is one retry
+// every two minutes). A stale slot number can only make a request count in
+// an older slot, so earlier out of the window: the budget errs toward fewer
+// retries, never more. spend reads the clock every time.
 func (b *Budget) earn(now func() time.Time) {
 	e := b.current.Load()
 	if e == 0 { // the Budget's first use: init stores current last, and never 0
 		b.ready(now())
 		e = b.current.Load()
+	}
+	if b.requests[e%budgetSlots].count(e) < clockEvery {
+		e = b.epoch(now())
+		b.observe(e)
 	}
 	if n := b.requests[e%budgetSlots].add(e); n%clockEvery == 0 {
 		b.observe(b.epoch(now()))

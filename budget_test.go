@@ -371,7 +371,7 @@ func (g gaugeOnly) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-func TestBudgetReadsTheClockEverySixteenRequests(t *testing.T) {
+func TestBudgetReadsTheClockUntilASlotIsBusy(t *testing.T) {
 	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	now := start
 	reads := 0
@@ -379,25 +379,35 @@ func TestBudgetReadsTheClockEverySixteenRequests(t *testing.T) {
 	b := &Budget{}
 	b.earn(clock) // the first use reads the clock to start; count 1
 	reads = 0
-	for range 14 {
-		b.earn(clock) // counts 2 to 15
+	for range 15 {
+		b.earn(clock) // counts 2 to 16: a quiet slot reads the clock first
 	}
-	assert.Zero(t, reads)
-	b.earn(clock) // count 16
-	assert.Equal(t, 1, reads)
+	assert.Equal(t, 16, reads, "one read for each of a slot's first 16 requests, one more at the 16th")
 	for range 16 {
-		b.earn(clock) // counts 17 to 32
+		b.earn(clock) // counts 17 to 32: a busy slot, one read at the 32nd
 	}
-	assert.Equal(t, 2, reads)
+	assert.Equal(t, 17, reads)
 
-	// Time moves 3 s on; the next 16 requests count in the slot seen last,
-	// then the clock is read and counting moves to the new slot.
+	// Time moves 3 s on; a busy client's next 16 requests count in the
+	// slot seen last, then the clock is read and counting moves to the new
+	// slot.
 	now = start.Add(3 * time.Second)
 	for range 16 {
 		b.earn(clock)
 	}
+	assert.Equal(t, 18, reads)
 	assert.Equal(t, b.epoch(now), b.current.Load())
 	assert.InDelta(t, DefaultBudgetFloorHold+DefaultBudgetRatio*(32+16), b.available(now), 1e-9, "every request counted")
+
+	// A quiet client's every request counts in its own second: 12 s of one
+	// request a second leave the last 10 in the window.
+	q := &Budget{}
+	for i := range 12 {
+		at := start.Add(time.Duration(i) * time.Second)
+		q.earn(func() time.Time { return at })
+		assert.Equal(t, q.epoch(at), q.current.Load(), "request %d counts in its own slot", i)
+	}
+	assert.InDelta(t, DefaultBudgetFloorHold+DefaultBudgetRatio*10, q.available(start.Add(11*time.Second)), 1e-2)
 }
 
 func TestSlotNeverGoesBackInTime(t *testing.T) {

@@ -25,40 +25,15 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-var (
-	buildOnce sync.Once
-	buildDir  string
-	rhPath    string
-	buildErr  error
-)
-
-// TestMain removes the command that rh built, if it did.
+// TestMain removes the command the tests built.
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if buildDir != "" {
-		os.RemoveAll(buildDir)
-	}
+	proctest.RemoveBuilt()
 	os.Exit(code)
 }
 
-// rh returns the path of the retryhttp command, built once for the tests
-// that run it.
-func rh(t *testing.T) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		buildDir, buildErr = os.MkdirTemp("", "retryhttp-do")
-		if buildErr != nil {
-			return
-		}
-		rhPath = filepath.Join(buildDir, "retryhttp")
-		out, err := exec.Command("go", "build", "-o", rhPath, "github.com/retryhttp/retryhttp/cmd/retryhttp").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("%v: %s", err, out)
-		}
-	})
-	require.NoError(t, buildErr)
-	return rhPath
-}
+// rh returns the path of the retryhttp command, built once.
+func rh(t *testing.T) string { return proctest.Retryhttp(t) }
 
 type proc struct {
 	cmd            *exec.Cmd

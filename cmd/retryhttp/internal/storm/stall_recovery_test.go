@@ -71,9 +71,9 @@ func TestNoRetriesRecoverFromAStall(t *testing.T) {
 func TestDefaultsRecoverFromAStall(t *testing.T) {
 	def := defaultRun()["default"]
 	require.NotNil(t, def.RecoveredAfterS, "the defaults recover within the run")
-	assert.Less(t, *def.RecoveredAfterS, 75.0)
+	assert.Less(t, *def.RecoveredAfterS, 90.0)
 	assert.GreaterOrEqual(t, def.GoodputLast10s, 0.9*def.GoodputBefore, "goodput is back by the end")
-	assert.Less(t, def.PeakAmplification, 2.0, "the budget holds the retries well below naive's")
+	assert.Less(t, def.PeakAmplification, 2.5, "the budget holds the retries well below naive's")
 }
 
 // A stall answers nothing: timeouts are not throttles, so the adaptive

@@ -81,6 +81,12 @@ func Run(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	all := slices.Clone(policies)
 	if flagged {
 		p, err := o.policy.Policy()
+		if err == nil {
+			err = checkPolicy(p)
+		}
+		if err == nil {
+			err = checkInFlight(&c, p.MaxAttempts)
+		}
 		if err != nil {
 			return cli.UsageError(fs, "%v", err)
 		}
@@ -101,10 +107,18 @@ func Run(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 			if i < 0 {
 				return cli.UsageError(fs, "-policies: unknown policy %q (want %s, or flags with a policy flag)", n, strings.Join(policyNames(), ", "))
 			}
+			if slices.ContainsFunc(chosen, func(p fleet.Policy) bool { return p.Name == all[i].Name }) {
+				return cli.UsageError(fs, "-policies: %s is named twice", all[i].Name)
+			}
 			chosen = append(chosen, all[i])
 		}
 	}
 
+	if o.svg != "" { // before the run, not after it: a bad path loses no results
+		if err := os.WriteFile(o.svg, nil, 0o644); err != nil {
+			return cli.UsageError(fs, "-svg: %v", err)
+		}
+	}
 	out := fleet.NewRuns(&c, chosen)
 	if !o.silent && cli.IsTerminal(stderr) {
 		stop := showProgress(stderr, &c, out)
@@ -156,10 +170,63 @@ func check(c *fleet.Config, trig string) error {
 		return fmt.Errorf("-duration: %v is not from 1s to 24h", c.Duration)
 	case c.OutageAt < time.Second:
 		return fmt.Errorf("-outage-at: %v leaves less than a second before the outage to measure", c.OutageAt)
-	case c.Outage < 0 || c.OutageAt+c.Outage >= c.Duration:
-		return fmt.Errorf("-outage: the outage does not end before -duration %v", c.Duration)
+	case c.OutageAt >= c.Duration:
+		return fmt.Errorf("-outage-at: %v is not before -duration %v", c.OutageAt, c.Duration)
+	case c.Outage < 0:
+		return fmt.Errorf("-outage: %v is negative", c.Outage)
 	case c.AttemptTimeout < 0:
 		return fmt.Errorf("-attempt-timeout: %v is negative", c.AttemptTimeout)
+	case c.AttemptTimeout == 0 && c.Load >= 1:
+		return fmt.Errorf("-attempt-timeout 0 (never) with -load %v: the server's queue would grow without end; give attempts a timeout, or a load below 1", c.Load)
+	}
+	if n := c.Offered() * c.Duration.Seconds(); n > maxRequests {
+		return fmt.Errorf("-capacity × -load × -duration: %.0f requests per policy, above %d (about a minute of simulation); make the run smaller", n, maxRequests)
+	}
+	if err := checkInFlight(c, 3); err != nil { // naive's attempts; the flags' policy is checked with its own
+		return err
+	}
+	// Recovery is goodput back for fleet.RecoveredFor, measured over a
+	// window that holds enough requests to tell (fleet.Window): a run must
+	// leave that much after the outage, or "never" would mean "not measured".
+	after := c.Duration - c.OutageAt - c.Outage
+	if need := fleet.RecoveredFor + fleet.Window(c.Offered()) + 100*time.Millisecond; after < need {
+		return fmt.Errorf("-duration: %v leaves %v after the outage, and telling whether goodput recovered takes %v at %.0f requests per second; make -duration at least %v",
+			c.Duration, after, need.Round(100*time.Millisecond), c.Offered(), (c.OutageAt + c.Outage + need).Round(time.Second))
+	}
+	return nil
+}
+
+// maxRequests bounds the requests a run may start, per policy: about a
+// minute of simulation on two cores. maxInFlight bounds the requests a run
+// may hold at once (each is a goroutine while it lasts): about 2 GB.
+const (
+	maxRequests = 2_000_000
+	maxInFlight = 200_000
+)
+
+// checkInFlight refuses a run whose outage could leave more than
+// maxInFlight requests under way at once: every request started during
+// the outage and while its attempts time out, attempts of them each.
+func checkInFlight(c *fleet.Config, attempts int) error {
+	lasts := c.Duration
+	if c.AttemptTimeout > 0 {
+		lasts = min(lasts, c.Outage+time.Duration(attempts)*c.AttemptTimeout)
+	}
+	if n := c.Offered() * lasts.Seconds(); n > maxInFlight {
+		return fmt.Errorf("-capacity × -load × (-outage + attempts × -attempt-timeout): up to %.0f requests under way at once, above %d; make the run smaller", n, maxInFlight)
+	}
+	return nil
+}
+
+// checkPolicy checks the policy of the flags: a wait below a millisecond
+// between attempts, or very many attempts, would have the simulation spend
+// its time on retries that take no simulated time.
+func checkPolicy(p retryhttp.Policy) error {
+	switch {
+	case p.MaxAttempts > 100:
+		return fmt.Errorf("-attempts: %d is above 100", p.MaxAttempts)
+	case p.MaxAttempts > 1 && p.BaseDelay < time.Millisecond:
+		return fmt.Errorf("-base-delay: %v is below 1ms", p.BaseDelay)
 	}
 	return nil
 }
