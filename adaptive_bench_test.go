@@ -11,64 +11,17 @@ import (
 	"time"
 )
 
-// capacityServer is a loopback server of fixed capacity: it serves
-// capacity requests in each second and answers a bare 429 (no Retry-After,
-// no quota fields) to every request beyond. It logs when each arrived and
-// how it was answered.
+// capacityServer is a capacityLimit on the wall clock, on loopback.
 type capacityServer struct {
 	*httptest.Server
-	mu       sync.Mutex
-	capacity int
-	window   time.Time
-	served   int
-	log      []served
+	capacityLimit
 }
 
 func newCapacityServer(tb testing.TB, capacity int) *capacityServer {
-	s := &capacityServer{capacity: capacity}
-	s.Server = httptest.NewServer(http.HandlerFunc(s.serve))
+	s := &capacityServer{capacityLimit: capacityLimit{now: time.Now, capacity: capacity}}
+	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(s.answer()) }))
 	tb.Cleanup(s.Close)
 	return s
-}
-
-func (s *capacityServer) serve(w http.ResponseWriter, _ *http.Request) {
-	s.mu.Lock()
-	now := time.Now()
-	if win := now.Truncate(time.Second); win != s.window {
-		s.window, s.served = win, 0
-	}
-	code := http.StatusOK
-	if s.served >= s.capacity {
-		code = http.StatusTooManyRequests
-	} else {
-		s.served++
-	}
-	s.log = append(s.log, served{now, code})
-	s.mu.Unlock()
-	w.WriteHeader(code)
-}
-
-func (s *capacityServer) setCapacity(n int) {
-	s.mu.Lock()
-	s.capacity = n
-	s.mu.Unlock()
-}
-
-// between returns the share of the arrivals in [from, to) answered 429,
-// and the 200s per second.
-func (s *capacityServer) between(from, to time.Time) (throttled, goodput float64) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	n, bad := 0, 0
-	for _, r := range s.log {
-		if !r.at.Before(from) && r.at.Before(to) {
-			n++
-			if r.code == http.StatusTooManyRequests {
-				bad++
-			}
-		}
-	}
-	return float64(bad) / float64(max(n, 1)), float64(n-bad) / to.Sub(from).Seconds()
 }
 
 // offerLoad has 32 goroutines send GETs through tr to url until ctx ends,
@@ -128,7 +81,7 @@ func BenchmarkAdaptiveRate(b *testing.B) {
 				start := time.Now()
 				refused = offerLoad(ctx, tr, s.URL, 3*capacity)
 				cancel()
-				throttled, goodput = s.between(start.Add(2*time.Second), start.Add(10*time.Second))
+				throttled, goodput = s.share(start.Add(2*time.Second), start.Add(10*time.Second))
 				tr.CloseIdleConnections()
 			}
 			b.ReportMetric(100*throttled, "%429-after-2s")
@@ -150,12 +103,12 @@ func BenchmarkAdaptiveRate(b *testing.B) {
 			cancel()
 			for sec := 0; sec < 15; sec++ {
 				from := doubled.Add(time.Duration(sec) * time.Second)
-				if _, g := s.between(from, from.Add(time.Second)); g >= 0.85*2*capacity {
+				if _, g := s.share(from, from.Add(time.Second)); g >= 0.85*2*capacity {
 					recovered = float64(sec + 1)
 					break
 				}
 			}
-			throttled, _ = s.between(doubled.Add(2*time.Second), doubled.Add(15*time.Second))
+			throttled, _ = s.share(doubled.Add(2*time.Second), doubled.Add(15*time.Second))
 			tr.CloseIdleConnections()
 		}
 		b.ReportMetric(recovered, "s-to-85%-of-doubled")

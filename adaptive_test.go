@@ -18,11 +18,13 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// capacityBase answers a bare 429 to every request beyond capacity in each
-// second of the fake clock, and 200 to the rest.
-type capacityBase struct {
+// capacityLimit is a server of fixed capacity: it serves capacity
+// requests in each second of its clock and answers a bare 429 (no
+// Retry-After, no quota fields) to every request beyond; it logs when each
+// came and how it was answered.
+type capacityLimit struct {
 	mu       sync.Mutex
-	clock    *fakeClock
+	now      func() time.Time
 	capacity int
 	window   time.Time
 	served   int
@@ -34,41 +36,59 @@ type served struct {
 	code int
 }
 
-func (b *capacityBase) RoundTrip(req *http.Request) (*http.Response, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	now := b.clock.now()
-	if w := now.Truncate(time.Second); w != b.window {
-		b.window, b.served = w, 0
+// answer answers one request, now.
+func (l *capacityLimit) answer() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := l.now()
+	if w := now.Truncate(time.Second); w != l.window {
+		l.window, l.served = w, 0
 	}
 	code := http.StatusOK
-	if b.served >= b.capacity {
+	if l.served >= l.capacity {
 		code = http.StatusTooManyRequests
 	} else {
-		b.served++
+		l.served++
 	}
-	b.log = append(b.log, served{now, code})
-	return &http.Response{StatusCode: code, Header: http.Header{}, Body: http.NoBody, Request: req}, nil
+	l.log = append(l.log, served{now, code})
+	return code
+}
+
+func (l *capacityLimit) setCapacity(n int) {
+	l.mu.Lock()
+	l.capacity = n
+	l.mu.Unlock()
+}
+
+// answered returns how many requests it has answered.
+func (l *capacityLimit) answered() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.log)
 }
 
 // share returns, over [from, to), the share of requests answered 429 and
 // the 200s per second.
-func (b *capacityBase) share(from, to time.Time) (throttled, goodput float64) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	n, bad, ok := 0, 0, 0
-	for _, s := range b.log {
-		if s.at.Before(from) || !s.at.Before(to) {
-			continue
-		}
-		n++
-		if s.code == http.StatusTooManyRequests {
-			bad++
-		} else {
-			ok++
+func (l *capacityLimit) share(from, to time.Time) (throttled, goodput float64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n, bad := 0, 0
+	for _, r := range l.log {
+		if !r.at.Before(from) && r.at.Before(to) {
+			n++
+			if r.code == http.StatusTooManyRequests {
+				bad++
+			}
 		}
 	}
-	return float64(bad) / float64(max(n, 1)), float64(ok) / to.Sub(from).Seconds()
+	return float64(bad) / float64(max(n, 1)), float64(n-bad) / to.Sub(from).Seconds()
+}
+
+// capacityBase is a capacityLimit on the fake clock, in memory.
+type capacityBase struct{ capacityLimit }
+
+func (b *capacityBase) RoundTrip(req *http.Request) (*http.Response, error) {
+	return &http.Response{StatusCode: b.answer(), Header: http.Header{}, Body: http.NoBody, Request: req}, nil
 }
 
 // offer sends requests through tr, without retries, from one goroutine:
@@ -107,7 +127,7 @@ func offer(t *testing.T, tr *Transport, clock *fakeClock, rate float64, end time
 // second it starts).
 func adaptiveTransport(t *testing.T, capacity int, opts ...Option) (*Transport, *fakeClock, *capacityBase) {
 	clock := &fakeClock{t: time.Now().Truncate(time.Second)}
-	base := &capacityBase{clock: clock, capacity: capacity}
+	base := &capacityBase{capacityLimit{now: clock.now, capacity: capacity}}
 	tr := New(base, opts...)
 	tr.now, tr.sleep = clock.now, clock.sleep
 	return tr, clock, base
@@ -155,9 +175,7 @@ func TestAdaptiveRateGrowsWhenTheCapacityDoubles(t *testing.T) {
 	tr, clock, base := adaptiveTransport(t, 100, WithAdaptiveRate(AdaptiveRate{}))
 	start := clock.now()
 	offer(t, tr, clock, 300, start.Add(20*time.Second))
-	base.mu.Lock()
-	base.capacity = 200
-	base.mu.Unlock()
+	base.setCapacity(200)
 	offer(t, tr, clock, 300, start.Add(40*time.Second))
 	recovered := -1
 	for s := 20; s < 40; s++ {
@@ -188,9 +206,7 @@ func TestAHostsRateSleepsUntilItThrottlesAndAfter(t *testing.T) {
 	assert.Equal(t, int32(1), tr.rate.hosts.n.Load(), "a throttle wakes the host's rate")
 	assert.NotEmpty(t, clock.recorded(), "requests waited for the rate")
 
-	base.mu.Lock()
-	base.capacity = 1000
-	base.mu.Unlock()
+	base.setCapacity(1000)
 	offer(t, tr, clock, 300, start.Add(25*time.Second))
 	assert.Equal(t, int32(1), tr.rate.hosts.n.Load(), "awake until rateQuiet has passed without a throttle")
 	offer(t, tr, clock, 300, start.Add(60*time.Second))
@@ -203,7 +219,7 @@ func TestAHostsRateSleepsUntilItThrottlesAndAfter(t *testing.T) {
 // Throttling is per host: one host's 429s slow nobody else.
 func TestHostsArePacedApart(t *testing.T) {
 	clock := &fakeClock{t: time.Now()}
-	slow := &capacityBase{clock: clock, capacity: 10}
+	slow := &capacityBase{capacityLimit{now: clock.now, capacity: 10}}
 	var other atomic.Int32
 	base := roundTripFunc(func(req *http.Request) (*http.Response, error) {
 		if req.URL.Host == "api.example" { // offer's host
@@ -316,9 +332,7 @@ func TestARequestTheRateWouldDelayTooLongIsNotSent(t *testing.T) {
 		assert.LessOrEqual(t, w, 100*time.Millisecond, "no wait above MaxRetryAfter")
 	}
 
-	base.mu.Lock()
-	before := len(base.log)
-	base.mu.Unlock()
+	before := base.answered()
 	var tokens []float64
 	state := func() float64 {
 		s := tr.rate.hosts.get(hostKey{scheme: "http", host: "api.example"})
@@ -344,9 +358,7 @@ func TestARequestTheRateWouldDelayTooLongIsNotSent(t *testing.T) {
 	assert.Zero(t, re.Attempts)
 	tokens = append(tokens, state())
 	assert.Equal(t, tokens[0], tokens[1], "the token was given back")
-	base.mu.Lock()
-	assert.Len(t, base.log, before, "not sent")
-	base.mu.Unlock()
+	assert.Equal(t, before, base.answered(), "not sent")
 }
 
 // An attempt that waits for its host's rate is an EventPaced, with its
@@ -656,4 +668,20 @@ func TestAnErrorTheClassifierCallsThrottledWakesTheRate(t *testing.T) {
 	_, err := tr.RoundTrip(mustRequest(t, http.MethodGet, "http://api.example/", nil))
 	require.Error(t, err)
 	assert.Equal(t, int32(1), tr.rate.hosts.n.Load())
+}
+
+// At most maxHosts hosts are awake at once: waking more puts those
+// throttled least recently to sleep.
+func TestAwakeHostsAreBounded(t *testing.T) {
+	tr := New(nil, WithAdaptiveRate(AdaptiveRate{}))
+	now := time.Now()
+	for i := range maxHosts + 100 {
+		s := tr.rate.state(hostKey{scheme: "http", host: "h" + strconv.Itoa(i)}, true, now.Add(time.Duration(i)*time.Millisecond))
+		s.mu.Lock()
+		s.throttledAt = now.Add(time.Duration(i) * time.Millisecond)
+		s.mu.Unlock()
+	}
+	assert.LessOrEqual(t, int(tr.rate.hosts.n.Load()), maxHosts)
+	assert.NotNil(t, tr.rate.hosts.get(hostKey{scheme: "http", host: "h" + strconv.Itoa(maxHosts+99)}), "the latest stays awake")
+	assert.Nil(t, tr.rate.hosts.get(hostKey{scheme: "http", host: "h0"}), "the one throttled least recently sleeps")
 }

@@ -198,16 +198,6 @@ func (s *slotCount) add(epoch uint32) uint32 {
 	}
 }
 
-// count returns the slot's count if it holds the period numbered epoch, or
-// 0.
-func (s *slotCount) count(epoch uint32) uint32 {
-	v := s.v.Load()
-	if uint32(v>>32) != epoch {
-		return 0
-	}
-	return uint32(v)
-}
-
 // sub takes one from the slot if it still counts the period numbered
 // epoch and holds more than zero.
 func (s *slotCount) sub(epoch uint32) {
@@ -242,26 +232,27 @@ const clockEvery = 16
 
 // earn records a request. Reading the clock costs as much as the rest of a
 // request's bookkeeping, so a busy client reads it only every clockEvery
-// requests in a slot and otherwise counts in the slot it saw last; a slot
-// that has counted fewer than clockEvery requests reads it first, so that a
-// client with little traffic (one request a second, say) counts each
-// request in the slot it falls in, not in one that may have left the
-// window long ago (its earnings are all it has: the floor is one retry
-// every two minutes). A stale slot number can only make a request count in
-// an older slot, so earlier out of the window: the budget errs toward fewer
-// retries, never more. spend reads the clock every time.
+// requests in a slot and otherwise counts in the slot it saw last. A slot
+// that has counted no more than clockEvery requests reads it each time, and
+// a request that falls in a later slot moves there, so that a client with
+// little traffic (one request a second, say) earns in the second each
+// request falls in, not in one that may have left the window long ago (its
+// earnings are all it has: the floor is one retry every two minutes). A
+// stale slot number can only make a request count in an older slot, so
+// earlier out of the window: the budget errs toward fewer retries, never
+// more. spend reads the clock every time.
 func (b *Budget) earn(now func() time.Time) {
 	e := b.current.Load()
 	if e == 0 { // the Budget's first use: init stores current last, and never 0
 		b.ready(now())
 		e = b.current.Load()
 	}
-	if b.requests[e%budgetSlots].count(e) < clockEvery {
-		e = b.epoch(now())
-		b.observe(e)
-	}
-	if n := b.requests[e%budgetSlots].add(e); n%clockEvery == 0 {
-		b.observe(b.epoch(now()))
+	if n := b.requests[e%budgetSlots].add(e); n <= clockEvery || n%clockEvery == 0 {
+		if at := b.epoch(now()); int32(at-e) > 0 {
+			b.requests[e%budgetSlots].sub(e)
+			b.requests[at%budgetSlots].add(at)
+			b.observe(at)
+		}
 	}
 }
 

@@ -43,8 +43,9 @@ type rateState struct {
 	cutAt   time.Time
 
 	// When the host last throttled (a throttle that did not cut
-	// included), and when it last answered: a host may sleep only once
-	// both are rateQuiet old or the throttles are.
+	// included), and when it last answered, throttle or not (so never
+	// before throttledAt): a host sleeps once its last throttle is
+	// rateQuiet old (see answered), or its last answer is (see forgotten).
 	throttledAt, heardAt time.Time
 }
 
@@ -156,13 +157,13 @@ func (s *rateState) answered(cfg *AdaptiveRate, kind rateKind, gen uint32, now t
 	return curve >= 2*s.measured && now.Sub(s.throttledAt) >= rateQuiet
 }
 
-// forgotten reports whether the host has neither throttled nor answered
-// for rateQuiet: nothing is sent to it any more, and its rate may sleep
-// without a response to say so.
+// forgotten reports whether the host has not answered for rateQuiet:
+// nothing is sent to it any more, and its rate may sleep without a
+// response to say so.
 func (s *rateState) forgotten(now time.Time) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return now.Sub(s.heardAt) >= rateQuiet && now.Sub(s.throttledAt) >= rateQuiet
+	return now.Sub(s.heardAt) >= rateQuiet
 }
 
 // cutLocked cuts the rate to Beta of what the host was sent at: the rate

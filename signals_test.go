@@ -1,6 +1,7 @@
 package retryhttp
 
 import (
+	"math"
 	"net/http"
 	"strconv"
 	"testing"
@@ -197,13 +198,13 @@ func FuzzReadSignals(f *testing.F) {
 		}
 		if retryAfter == "" && s.hasWait && isDigits(ms) && ms != "" && len(ms) < 15 {
 			n, _ := strconv.ParseInt(ms, 10, 64)
-			if s.wait != time.Duration(n)*time.Millisecond {
+			if s.wait != millis(n) {
 				t.Fatalf("retry-after-ms %q read as %v", ms, s.wait)
 			}
 		}
 		if retryAfter == "" && ms == "" && isDigits(amz) && amz != "" && len(amz) < 15 {
 			n, _ := strconv.ParseInt(amz, 10, 64)
-			if !s.hasWait || s.wait != time.Duration(n)*time.Millisecond {
+			if !s.hasWait || s.wait != millis(n) {
 				t.Fatalf("x-amz-retry-after %q read as %v", amz, s.wait)
 			}
 		}
@@ -302,4 +303,12 @@ func BenchmarkReadSignalsOnA200(b *testing.B) {
 			b.Fatal("a quota or a wait in a 200 without any")
 		}
 	}
+}
+
+// millis is n milliseconds, saturated at the longest Duration.
+func millis(n int64) time.Duration {
+	if n > math.MaxInt64/int64(time.Millisecond) {
+		return math.MaxInt64
+	}
+	return time.Duration(n) * time.Millisecond
 }

@@ -88,7 +88,8 @@ func TestAHoldKeyPanicAfterTheResponseClosesIt(t *testing.T) {
 // at most 1,024 rates are kept. 6,000 keys stay within a few MB and take
 // well under a minute.
 func TestManyAwakeKeysStayBounded(t *testing.T) {
-	t.Parallel()
+	// Not parallel: the heap is the process's, and the package's parallel
+	// tests would grow it too.
 	srv := newServer(t, bare429)
 	var i atomic.Int64
 	tr := retryhttp.New(newBase(t), retryhttp.WithBudget(nil),
